@@ -1,0 +1,396 @@
+//! [`SessionConfig`]: the session policies, validated once.
+//!
+//! Build one in code with [`SessionConfig::builder`], or deserialise it from any serde format
+//! (TOML, YAML, JSON) with durations written for humans (`"30m"`, `"8h"`, `"7days"`). Either
+//! way the combination is checked before a config exists: an idle timeout longer than its
+//! absolute timeout, a zero duration or a touch interval that is not shorter than the idle
+//! timeout are refused with a [`ConfigError`] naming the option.
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let config: sessionkit::SessionConfig = serde_json::from_str(
+//!     r#"{ "idle_timeout": "15m", "absolute_timeout": "4h", "max_sessions_per_user": 3,
+//!          "on_limit": "evict-lru" }"#,
+//! )?;
+//! assert_eq!(config.idle_timeout().as_secs(), 15 * 60);
+//!
+//! let invalid = sessionkit::SessionConfig::builder()
+//!     .idle_timeout(std::time::Duration::from_secs(3600))
+//!     .absolute_timeout(std::time::Duration::from_secs(60))
+//!     .build();
+//! assert!(invalid.is_err());
+//! # Ok(()) }
+//! ```
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::policy::LimitPolicy;
+
+const MINUTE: u64 = 60;
+const HOUR: u64 = 60 * MINUTE;
+const DAY: u64 = 24 * HOUR;
+
+/// Validated session policies. Cheap to clone.
+///
+/// Every option documents its default; the defaults follow the OWASP Session Management Cheat
+/// Sheet for an ordinary web application (<https://cheatsheetseries.owasp.org/cheatsheets/Session_Management_Cheat_Sheet.html>).
+/// High-value applications should shorten them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ConfigValues", into = "ConfigValues")]
+pub struct SessionConfig {
+    values: ConfigValues,
+}
+
+/// The raw, unvalidated option values: what serde reads and the builder fills in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ConfigValues {
+    #[serde(with = "humantime_serde")]
+    idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    absolute_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    remember_me_idle_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    remember_me_absolute_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    touch_interval: Duration,
+    max_sessions_per_user: Option<u32>,
+    on_limit: LimitPolicy,
+    max_user_agent_len: usize,
+    max_data_bytes: usize,
+}
+
+impl Default for ConfigValues {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30 * MINUTE),
+            absolute_timeout: Duration::from_secs(8 * HOUR),
+            remember_me_idle_timeout: Duration::from_secs(7 * DAY),
+            remember_me_absolute_timeout: Duration::from_secs(30 * DAY),
+            touch_interval: Duration::from_secs(MINUTE),
+            max_sessions_per_user: Some(16),
+            on_limit: LimitPolicy::EvictOldest,
+            max_user_agent_len: 256,
+            max_data_bytes: 4096,
+        }
+    }
+}
+
+/// Durations beyond this many nanoseconds do not fit the stores' `i64` timestamps.
+const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
+
+impl TryFrom<ConfigValues> for SessionConfig {
+    type Error = ConfigError;
+
+    fn try_from(v: ConfigValues) -> Result<Self, ConfigError> {
+        for (field, d) in [
+            ("idle_timeout", v.idle_timeout),
+            ("absolute_timeout", v.absolute_timeout),
+            ("remember_me_idle_timeout", v.remember_me_idle_timeout),
+            ("remember_me_absolute_timeout", v.remember_me_absolute_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(ConfigError::Zero { field });
+            }
+            if d > MAX_DURATION {
+                return Err(ConfigError::TooLong { field });
+            }
+        }
+        if v.touch_interval > MAX_DURATION {
+            return Err(ConfigError::TooLong { field: "touch_interval" });
+        }
+        for (idle, absolute, idle_d, absolute_d) in [
+            ("idle_timeout", "absolute_timeout", v.idle_timeout, v.absolute_timeout),
+            (
+                "remember_me_idle_timeout",
+                "remember_me_absolute_timeout",
+                v.remember_me_idle_timeout,
+                v.remember_me_absolute_timeout,
+            ),
+        ] {
+            if idle_d > absolute_d {
+                return Err(ConfigError::IdleExceedsAbsolute { idle, absolute });
+            }
+            if v.touch_interval >= idle_d {
+                return Err(ConfigError::TouchIntervalTooLong { idle });
+            }
+        }
+        if let Some(max) = v.max_sessions_per_user {
+            range_check("max_sessions_per_user", u64::from(max), 1, 10_000)?;
+        }
+        range_check("max_user_agent_len", v.max_user_agent_len as u64, 0, 64 * 1024)?;
+        range_check("max_data_bytes", v.max_data_bytes as u64, 0, 1024 * 1024)?;
+        Ok(Self { values: v })
+    }
+}
+
+fn range_check(field: &'static str, value: u64, min: u64, max: u64) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) { Ok(()) } else { Err(ConfigError::OutOfRange { field, min, max }) }
+}
+
+impl From<SessionConfig> for ConfigValues {
+    fn from(c: SessionConfig) -> Self {
+        c.values
+    }
+}
+
+impl Default for SessionConfig {
+    /// The documented defaults (which are valid by construction).
+    fn default() -> Self {
+        Self { values: ConfigValues::default() }
+    }
+}
+
+impl SessionConfig {
+    /// A builder starting from the defaults.
+    #[must_use]
+    pub fn builder() -> SessionConfigBuilder {
+        SessionConfigBuilder { values: ConfigValues::default() }
+    }
+
+    /// A builder starting from this configuration, to derive a variant of it.
+    #[must_use]
+    pub fn to_builder(&self) -> SessionConfigBuilder {
+        SessionConfigBuilder { values: self.values.clone() }
+    }
+
+    /// How long a session may go unused before it expires. Default 30 minutes.
+    #[must_use]
+    pub fn idle_timeout(&self) -> Duration {
+        self.values.idle_timeout
+    }
+
+    /// How long a session may live at most, however active. Default 8 hours.
+    #[must_use]
+    pub fn absolute_timeout(&self) -> Duration {
+        self.values.absolute_timeout
+    }
+
+    /// Idle timeout of remember-me sessions. Default 7 days.
+    #[must_use]
+    pub fn remember_me_idle_timeout(&self) -> Duration {
+        self.values.remember_me_idle_timeout
+    }
+
+    /// Absolute lifetime of remember-me sessions. Default 30 days.
+    #[must_use]
+    pub fn remember_me_absolute_timeout(&self) -> Duration {
+        self.values.remember_me_absolute_timeout
+    }
+
+    /// Minimum time between two writes of a session's activity. Default 60 seconds.
+    #[must_use]
+    pub fn touch_interval(&self) -> Duration {
+        self.values.touch_interval
+    }
+
+    /// Maximum live sessions per user, or `None` for no limit. Default 16.
+    #[must_use]
+    pub fn max_sessions_per_user(&self) -> Option<u32> {
+        self.values.max_sessions_per_user
+    }
+
+    /// What a login does when the user is at the limit. Default [`LimitPolicy::EvictOldest`].
+    #[must_use]
+    pub fn on_limit(&self) -> LimitPolicy {
+        self.values.on_limit
+    }
+
+    /// User-agent strings are truncated to this many bytes. Default 256.
+    #[must_use]
+    pub fn max_user_agent_len(&self) -> usize {
+        self.values.max_user_agent_len
+    }
+
+    /// Largest JSON-encoded size of a session's data bag, in bytes. Default 4096.
+    #[must_use]
+    pub fn max_data_bytes(&self) -> usize {
+        self.values.max_data_bytes
+    }
+
+    /// The `(idle, absolute)` lifetimes of a session, by its remember-me flag.
+    #[must_use]
+    pub fn lifetimes(&self, remember_me: bool) -> (Duration, Duration) {
+        if remember_me {
+            (self.values.remember_me_idle_timeout, self.values.remember_me_absolute_timeout)
+        } else {
+            (self.values.idle_timeout, self.values.absolute_timeout)
+        }
+    }
+}
+
+/// Builds a [`SessionConfig`]; every setter documents its default. Nothing is checked until
+/// [`build`](Self::build), which checks everything at once.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SessionConfigBuilder {
+    values: ConfigValues,
+}
+
+impl SessionConfigBuilder {
+    /// How long a session may go unused before it expires. Default 30 minutes (OWASP: 15–30
+    /// minutes for low-risk applications, 2–5 for high-value ones).
+    pub fn idle_timeout(mut self, d: Duration) -> Self {
+        self.values.idle_timeout = d;
+        self
+    }
+
+    /// How long a session may live at most, whatever its activity. Default 8 hours (OWASP: 4–8
+    /// hours, one working day). Must not be shorter than the idle timeout.
+    pub fn absolute_timeout(mut self, d: Duration) -> Self {
+        self.values.absolute_timeout = d;
+        self
+    }
+
+    /// Idle timeout of sessions created with remember-me. Default 7 days.
+    pub fn remember_me_idle_timeout(mut self, d: Duration) -> Self {
+        self.values.remember_me_idle_timeout = d;
+        self
+    }
+
+    /// Absolute lifetime of sessions created with remember-me. Default 30 days.
+    pub fn remember_me_absolute_timeout(mut self, d: Duration) -> Self {
+        self.values.remember_me_absolute_timeout = d;
+        self
+    }
+
+    /// Minimum time between two writes of a session's activity (sliding renewal). Default 60
+    /// seconds; must be shorter than both idle timeouts.
+    ///
+    /// Validation renews the idle deadline only when the last renewal is at least this old, so a
+    /// remote store is written at most once per interval per session however busy the session
+    /// is. The price: idle expiry, and `last_seen_at`, are exact only to within this interval.
+    /// Zero renews on every validation.
+    pub fn touch_interval(mut self, d: Duration) -> Self {
+        self.values.touch_interval = d;
+        self
+    }
+
+    /// Maximum number of live sessions per user; `None` for no limit. Default 16, which stops a
+    /// script that logs in in a loop from filling memory while leaving room for every device.
+    pub fn max_sessions_per_user(mut self, max: Option<u32>) -> Self {
+        self.values.max_sessions_per_user = max;
+        self
+    }
+
+    /// What a login does when the user already has the maximum number of sessions. Default
+    /// [`LimitPolicy::EvictOldest`].
+    pub fn on_limit(mut self, policy: LimitPolicy) -> Self {
+        self.values.on_limit = policy;
+        self
+    }
+
+    /// User-agent strings recorded with a session are truncated to this many bytes (at a
+    /// character boundary). Default 256, enough for every real browser's.
+    pub fn max_user_agent_len(mut self, len: usize) -> Self {
+        self.values.max_user_agent_len = len;
+        self
+    }
+
+    /// Largest size of a session's application data bag, measured as compact JSON. Default
+    /// 4096 bytes. Data is for small facts (a role, a CSRF seed, a locale), not for caching.
+    pub fn max_data_bytes(mut self, bytes: usize) -> Self {
+        self.values.max_data_bytes = bytes;
+        self
+    }
+
+    /// Checks the combination and returns the configuration.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the first offending option: a zero or overlong duration, an idle
+    /// timeout longer than its absolute timeout, a touch interval not shorter than an idle
+    /// timeout, or a size outside its range.
+    pub fn build(self) -> Result<SessionConfig, ConfigError> {
+        SessionConfig::try_from(self.values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let c = SessionConfig::builder().build();
+        assert_eq!(c.as_ref(), Ok(&SessionConfig::default()));
+        let c = SessionConfig::default();
+        assert_eq!(c.idle_timeout(), Duration::from_secs(1800));
+        assert_eq!(c.absolute_timeout(), Duration::from_secs(8 * 3600));
+        assert_eq!(c.lifetimes(true), (Duration::from_secs(7 * 86400), Duration::from_secs(30 * 86400)));
+        assert_eq!(c.max_sessions_per_user(), Some(16));
+    }
+
+    #[test]
+    fn idle_longer_than_absolute_is_refused() {
+        let err = SessionConfig::builder()
+            .idle_timeout(Duration::from_secs(7200))
+            .absolute_timeout(Duration::from_secs(3600))
+            .build();
+        assert_eq!(
+            err,
+            Err(ConfigError::IdleExceedsAbsolute { idle: "idle_timeout", absolute: "absolute_timeout" })
+        );
+        let err = SessionConfig::builder().remember_me_idle_timeout(Duration::from_secs(400 * 86400)).build();
+        assert!(matches!(err, Err(ConfigError::IdleExceedsAbsolute { idle: "remember_me_idle_timeout", .. })));
+    }
+
+    #[test]
+    fn zero_and_overlong_durations_are_refused() {
+        assert_eq!(
+            SessionConfig::builder().idle_timeout(Duration::ZERO).build(),
+            Err(ConfigError::Zero { field: "idle_timeout" })
+        );
+        assert_eq!(
+            SessionConfig::builder().absolute_timeout(Duration::MAX).build(),
+            Err(ConfigError::TooLong { field: "absolute_timeout" })
+        );
+    }
+
+    #[test]
+    fn touch_interval_must_be_shorter_than_idle() {
+        let err = SessionConfig::builder()
+            .idle_timeout(Duration::from_secs(60))
+            .touch_interval(Duration::from_secs(60))
+            .build();
+        assert_eq!(err, Err(ConfigError::TouchIntervalTooLong { idle: "idle_timeout" }));
+        assert!(SessionConfig::builder().touch_interval(Duration::ZERO).build().is_ok());
+    }
+
+    #[test]
+    fn limits_are_range_checked() {
+        assert!(matches!(
+            SessionConfig::builder().max_sessions_per_user(Some(0)).build(),
+            Err(ConfigError::OutOfRange { field: "max_sessions_per_user", .. })
+        ));
+        assert!(SessionConfig::builder().max_sessions_per_user(None).build().is_ok());
+    }
+
+    #[test]
+    fn deserialises_human_durations_and_validates() {
+        let c: SessionConfig = serde_json::from_str(
+            r#"{"idle_timeout":"10m","absolute_timeout":"2h 30m","on_limit":"reject","max_sessions_per_user":null}"#,
+        )
+        .unwrap();
+        assert_eq!(c.idle_timeout(), Duration::from_secs(600));
+        assert_eq!(c.absolute_timeout(), Duration::from_secs(9000));
+        assert_eq!(c.on_limit(), LimitPolicy::Reject);
+        assert_eq!(c.max_sessions_per_user(), None);
+
+        let bad = serde_json::from_str::<SessionConfig>(r#"{"idle_timeout":"9h"}"#).unwrap_err();
+        assert!(bad.to_string().contains("idle_timeout"), "{bad}");
+        let unknown = serde_json::from_str::<SessionConfig>(r#"{"idle_timout":"9h"}"#).unwrap_err();
+        assert!(unknown.to_string().contains("unknown field"), "{unknown}");
+    }
+
+    #[test]
+    fn serialises_back_to_what_it_reads() {
+        let c = SessionConfig::builder().idle_timeout(Duration::from_secs(900)).build().unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert!(json.contains(r#""idle_timeout":"15m""#), "{json}");
+        assert_eq!(serde_json::from_str::<SessionConfig>(&json).unwrap(), c);
+    }
+}

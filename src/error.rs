@@ -1,0 +1,225 @@
+//! Errors returned by the manager, the stores and the configuration.
+//!
+//! Three kinds of failure are kept apart, because an application reacts to each differently:
+//!
+//! * **rejections of untrusted input** — a malformed, unknown, expired or revoked token, a login
+//!   refused by the per-user limit, an oversized data bag. These are the client's problem: answer
+//!   with 401/403/409 and move on.
+//! * **store failures** ([`StoreError`]) — the backend could not answer. These are the server's
+//!   problem: answer 503 and alert. A store failure is never reported as a valid session.
+//! * **misuse** — an invalid [`SessionConfig`](crate::SessionConfig) ([`ConfigError`]) or user id.
+
+use std::error::Error as StdError;
+use std::fmt;
+
+/// Why a session stopped being valid through the passage of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpiryReason {
+    /// No activity for longer than the idle timeout.
+    Idle,
+    /// The session reached its absolute lifetime, whatever its activity.
+    Absolute,
+}
+
+impl ExpiryReason {
+    /// The reason as a short lowercase word (`"idle"`, `"absolute"`), as used in JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Absolute => "absolute",
+        }
+    }
+}
+
+impl fmt::Display for ExpiryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a session was ended before it expired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RevocationReason {
+    /// The user logged out of this session.
+    Logout,
+    /// The user (or the application on the user's behalf) ended all of the user's sessions.
+    LogoutAll,
+    /// An administrator ended the session.
+    Admin,
+    /// A newer login of the same user pushed it out under the per-user session limit.
+    Evicted,
+}
+
+impl RevocationReason {
+    /// The reason as a short lowercase word (`"logout"`, `"evicted"`, …), as used in JSON.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::LogoutAll => "logout_all",
+            Self::Admin => "admin",
+            Self::Evicted => "evicted",
+        }
+    }
+}
+
+impl fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error type of [`SessionManager`](crate::SessionManager) operations.
+///
+/// Match on it to choose a response; the variants are stable in meaning, and new ones may be
+/// added (the enum is `#[non_exhaustive]`). None of them ever contains a token.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The presented token is not a well-formed session token (wrong length, wrong alphabet,
+    /// empty or oversized). Nothing was looked up.
+    #[error("malformed session token")]
+    MalformedToken,
+    /// The token is well formed but names no session: it was never issued, was rotated away,
+    /// or its session was swept after it expired.
+    #[error("unknown session")]
+    UnknownSession,
+    /// The session has expired.
+    #[error("session expired ({reason} timeout)")]
+    Expired {
+        /// Which deadline passed.
+        reason: ExpiryReason,
+    },
+    /// The session was ended explicitly (logout, eviction, administrator).
+    #[error("session revoked ({reason})")]
+    Revoked {
+        /// Why it was ended.
+        reason: RevocationReason,
+    },
+    /// The user already has the maximum number of sessions and the policy is
+    /// [`LimitPolicy::Reject`](crate::LimitPolicy::Reject).
+    #[error("session limit of {limit} per user reached")]
+    LimitReached {
+        /// The configured maximum.
+        limit: u32,
+    },
+    /// A session data update would make the session's data bag larger than allowed.
+    #[error("session data of {size} bytes exceeds the limit of {limit} bytes")]
+    DataTooLarge {
+        /// Encoded size the update would have produced.
+        size: usize,
+        /// The configured maximum
+        /// ([`SessionConfig::max_data_bytes`](crate::SessionConfig::max_data_bytes)).
+        limit: usize,
+    },
+    /// A user id was empty or longer than [`UserId::MAX_LEN`](crate::UserId::MAX_LEN).
+    #[error(transparent)]
+    InvalidUserId(#[from] InvalidUserId),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The operating system's random number generator failed; no token was issued.
+    #[error("the system random number generator failed")]
+    Random(#[source] RandomError),
+    /// The store could not complete the operation. The session state is unknown: fail closed.
+    #[error("session store failure")]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    /// `true` for rejections of what a client presented (malformed, unknown, expired or revoked
+    /// token; login refused by the limit; oversized data): the client's fault, not the server's.
+    #[must_use]
+    pub const fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            Self::MalformedToken
+                | Self::UnknownSession
+                | Self::Expired { .. }
+                | Self::Revoked { .. }
+                | Self::LimitReached { .. }
+                | Self::DataTooLarge { .. }
+        )
+    }
+}
+
+/// A user id was rejected: empty, or longer than [`UserId::MAX_LEN`](crate::UserId::MAX_LEN) bytes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("user id must be 1 to {max} bytes long, got {len}", max = crate::UserId::MAX_LEN)]
+pub struct InvalidUserId {
+    pub(crate) len: usize,
+}
+
+/// The operating system's random number generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RandomError(pub(crate) rand::rngs::SysError);
+
+/// An invalid [`SessionConfig`](crate::SessionConfig), refused when it is built or deserialised.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A duration that must be positive is zero.
+    #[error("`{field}` must be greater than zero")]
+    Zero {
+        /// The option's name.
+        field: &'static str,
+    },
+    /// A duration is too long to be represented (over about 292 years).
+    #[error("`{field}` is too long")]
+    TooLong {
+        /// The option's name.
+        field: &'static str,
+    },
+    /// An idle timeout is longer than the absolute timeout it belongs to, so it could never apply.
+    #[error("`{idle}` must not be longer than `{absolute}`")]
+    IdleExceedsAbsolute {
+        /// The idle option's name.
+        idle: &'static str,
+        /// The absolute option's name.
+        absolute: &'static str,
+    },
+    /// The touch interval is not shorter than the idle timeout, so sessions would expire between
+    /// two writes of their activity.
+    #[error("`touch_interval` must be shorter than `{idle}`")]
+    TouchIntervalTooLong {
+        /// The idle option it conflicts with.
+        idle: &'static str,
+    },
+    /// A size option is outside its allowed range.
+    #[error("`{field}` must be between {min} and {max}")]
+    OutOfRange {
+        /// The option's name.
+        field: &'static str,
+        /// Smallest allowed value.
+        min: u64,
+        /// Largest allowed value.
+        max: u64,
+    },
+}
+
+/// A failure of the session store itself, as opposed to a rejection of what a client sent.
+///
+/// Stores report "not found" as a normal outcome, never as an error; a `StoreError` means the
+/// store could not answer, and callers must fail closed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key of a new session, or the new key of a rotation, is already taken. With 256-bit
+    /// random tokens this does not happen by chance; the manager retries with a fresh token.
+    #[error("a session with this token digest or id already exists")]
+    Conflict,
+    /// The backend is unreachable or timed out.
+    #[error("session store unavailable")]
+    Unavailable(#[source] Box<dyn StdError + Send + Sync>),
+    /// The backend answered with data this version cannot read.
+    #[error("session store returned corrupt data: {0}")]
+    Corrupt(String),
+    /// Any other backend failure.
+    #[error("session store failure")]
+    Backend(#[source] Box<dyn StdError + Send + Sync>),
+}

@@ -1,0 +1,399 @@
+//! [`SessionManager`]: the operations an application calls. Orchestration only: deadlines come
+//! from [`crate::expiry`], eviction choices from [`crate::policy`], atomicity from the store.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::SessionConfig;
+use crate::error::{Error, RevocationReason, StoreError};
+use crate::expiry;
+use crate::policy::Limit;
+use crate::session::{
+    DataPatch, Metadata, Session, SessionData, SessionId, SessionRecord, UserId, truncate_to_boundary,
+};
+use crate::store::{DataOutcome, InsertOutcome, Lookup, SessionStore, TouchPolicy};
+use crate::token::{SessionToken, TokenDigest};
+
+/// How many times a new token is drawn when the store reports a collision. A collision of
+/// 256-bit random tokens does not happen by chance; a store that keeps answering `Conflict` is
+/// broken, and its error is returned.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Creates, validates, renews and revokes sessions in a [`SessionStore`].
+///
+/// Cheap to clone (one reference count) and `Send + Sync`: build it once at startup and hand
+/// clones to every request handler. Do not wrap it in `Arc<Mutex<_>>`.
+///
+/// `C` is the [`Clock`]; tests inject a [`MockClock`](crate::clock::MockClock) (feature
+/// `test-util`) through [`with_clock`](Self::with_clock) to move time without sleeping.
+pub struct SessionManager<S, C = SystemClock> {
+    inner: Arc<Inner<S, C>>,
+}
+
+struct Inner<S, C> {
+    store: S,
+    clock: C,
+    config: SessionConfig,
+    touch: TouchPolicy,
+    limit: Option<Limit>,
+}
+
+impl<S, C> Clone for SessionManager<S, C> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner) }
+    }
+}
+
+impl<S, C> std::fmt::Debug for SessionManager<S, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager").field("config", &self.inner.config).finish_non_exhaustive()
+    }
+}
+
+/// What [`SessionManager::create`] needs to know about a login.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NewSession {
+    user: UserId,
+    remember_me: bool,
+    ip: Option<IpAddr>,
+    user_agent: Option<String>,
+    data: Map<String, Value>,
+}
+
+impl NewSession {
+    /// A login of `user`, without remember-me or metadata.
+    pub fn new(user: UserId) -> Self {
+        Self { user, remember_me: false, ip: None, user_agent: None, data: Map::new() }
+    }
+
+    /// Whether the session gets the remember-me lifetimes. Default `false`.
+    pub fn remember_me(mut self, remember_me: bool) -> Self {
+        self.remember_me = remember_me;
+        self
+    }
+
+    /// The client's IP address, for session lists and audit.
+    pub fn ip(mut self, ip: IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// The client's `User-Agent`; truncated to
+    /// [`SessionConfig::max_user_agent_len`] bytes.
+    pub fn user_agent(mut self, user_agent: impl Into<String>) -> Self {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// Initial application data.
+    pub fn data(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.data.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A session just created: the token to hand to the client, and the session.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Created {
+    /// The secret to send to the client (cookie or response body). Shown only this once.
+    pub token: SessionToken,
+    /// The new session.
+    pub session: Session,
+    /// Sessions of the same user ended to make room under the per-user limit.
+    pub evicted: Vec<SessionId>,
+}
+
+/// A session whose token was just replaced.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Rotated {
+    /// The new secret; the old one no longer works.
+    pub token: SessionToken,
+    /// The session, unchanged but for its token.
+    pub session: Session,
+}
+
+impl<S: SessionStore> SessionManager<S, SystemClock> {
+    /// A manager over `store`, with the system clock.
+    pub fn new(store: S, config: SessionConfig) -> Self {
+        Self::with_clock(store, config, SystemClock)
+    }
+}
+
+impl<S: SessionStore, C: Clock> SessionManager<S, C> {
+    /// A manager with an explicit clock.
+    pub fn with_clock(store: S, config: SessionConfig, clock: C) -> Self {
+        let touch = TouchPolicy {
+            idle_timeout: config.idle_timeout(),
+            remember_me_idle_timeout: config.remember_me_idle_timeout(),
+            interval: config.touch_interval(),
+            count_request: true,
+        };
+        let limit = config.max_sessions_per_user().map(|max| Limit { max, policy: config.on_limit() });
+        Self { inner: Arc::new(Inner { store, clock, config, touch, limit }) }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &SessionConfig {
+        &self.inner.config
+    }
+
+    /// The store.
+    #[must_use]
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The clock.
+    #[must_use]
+    pub fn clock(&self) -> &C {
+        &self.inner.clock
+    }
+
+    /// Logs a user in: creates a session with a fresh token, enforcing the per-user limit.
+    ///
+    /// Under [`LimitPolicy::EvictOldest`](crate::LimitPolicy::EvictOldest) or
+    /// [`EvictLeastRecentlyUsed`](crate::LimitPolicy::EvictLeastRecentlyUsed) the sessions it
+    /// pushes out are listed in [`Created::evicted`]; their tokens answer
+    /// [`Error::Revoked`] from then on.
+    ///
+    /// # Errors
+    /// [`Error::LimitReached`] under [`LimitPolicy::Reject`](crate::LimitPolicy::Reject) at the
+    /// limit; [`Error::DataTooLarge`] if the initial data exceeds
+    /// [`SessionConfig::max_data_bytes`]; [`Error::Random`] if the OS RNG fails;
+    /// [`Error::Store`] if the store fails.
+    pub async fn create(&self, new: NewSession) -> Result<Created, Error> {
+        let config = &self.inner.config;
+        let data = SessionData::from_map(new.data);
+        let size = data.encoded_len();
+        if size > config.max_data_bytes() {
+            return Err(Error::DataTooLarge { size, limit: config.max_data_bytes() });
+        }
+        let metadata = Metadata {
+            ip: new.ip,
+            user_agent: new
+                .user_agent
+                .as_deref()
+                .map(|ua| Arc::from(truncate_to_boundary(ua, config.max_user_agent_len()))),
+        };
+        let now = self.inner.clock.now();
+        let (idle, absolute) = config.lifetimes(new.remember_me);
+        let (idle_deadline, absolute_deadline) = expiry::initial_deadlines(now, idle, absolute);
+        let mut last_error = StoreError::Conflict;
+        for _ in 0..CONFLICT_RETRIES {
+            let (token, digest) = SessionToken::generate().map_err(Error::Random)?;
+            let record = SessionRecord {
+                id: SessionId::generate().map_err(Error::Random)?,
+                digest,
+                user: new.user.clone(),
+                created_at: now,
+                last_seen_at: now,
+                idle_deadline,
+                absolute_deadline,
+                remember_me: new.remember_me,
+                request_count: 0,
+                metadata: metadata.clone(),
+                data: data.clone(),
+            };
+            match self.inner.store.insert(record.clone(), self.inner.limit, now).await {
+                Ok(InsertOutcome::Inserted { evicted }) => {
+                    return Ok(Created {
+                        token,
+                        session: Session::from(record),
+                        evicted: evicted.into_iter().map(|r| r.id).collect(),
+                    });
+                }
+                Ok(InsertOutcome::LimitReached) => {
+                    let limit = self.inner.limit.map_or(0, |l| l.max);
+                    return Err(Error::LimitReached { limit });
+                }
+                Err(StoreError::Conflict) => last_error = StoreError::Conflict,
+                Err(e) => return Err(Error::Store(e)),
+            }
+        }
+        Err(Error::Store(last_error))
+    }
+
+    /// Validates a token presented by a client: the per-request hot path.
+    ///
+    /// Parses the token (length first, then alphabet), digests it, looks the digest up, checks
+    /// the absolute and then the idle deadline, counts the request and, if the last renewal is
+    /// older than [`SessionConfig::touch_interval`], slides the idle deadline forward (never
+    /// past the absolute deadline).
+    ///
+    /// # Errors
+    /// [`Error::MalformedToken`], [`Error::UnknownSession`], [`Error::Expired`] (with
+    /// [`ExpiryReason`](crate::ExpiryReason)), [`Error::Revoked`] (with
+    /// [`RevocationReason`]), or [`Error::Store`].
+    #[inline]
+    pub async fn validate(&self, token: &str) -> Result<Session, Error> {
+        let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        let now = self.inner.clock.now();
+        lookup_result(self.inner.store.touch(&digest, now, self.inner.touch).await?)
+    }
+
+    /// Extends a session: pushes its idle deadline to now plus the idle timeout, whatever the
+    /// touch interval, never past the absolute deadline. Does not count as a request.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate).
+    pub async fn extend(&self, token: &str) -> Result<Session, Error> {
+        let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        let now = self.inner.clock.now();
+        let policy = TouchPolicy { interval: std::time::Duration::ZERO, count_request: false, ..self.inner.touch };
+        lookup_result(self.inner.store.touch(&digest, now, policy).await?)
+    }
+
+    /// Replaces a session's token, keeping the session: call it whenever the session's
+    /// privilege changes (login step-up, role change) so that a token planted before the change
+    /// is useless after it — the defence against session fixation
+    /// (<https://owasp.org/www-community/attacks/Session_fixation>). The old token stops working
+    /// at once; send the new one to the client.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate); also [`Error::Random`].
+    pub async fn rotate(&self, token: &str) -> Result<Rotated, Error> {
+        let old = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        for _ in 0..CONFLICT_RETRIES {
+            let (token, new) = SessionToken::generate().map_err(Error::Random)?;
+            let now = self.inner.clock.now();
+            match self.inner.store.rotate(&old, new, now).await {
+                Ok(lookup) => return lookup_result(lookup).map(|session| Rotated { token, session }),
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(Error::Store(e)),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// Applies `patch` to the data of the session behind `token`, atomically, and returns the
+    /// data now stored. Does not count as a request.
+    ///
+    /// # Errors
+    /// As [`validate`](Self::validate); [`Error::DataTooLarge`] if the result would exceed
+    /// [`SessionConfig::max_data_bytes`] (nothing changes then).
+    pub async fn update_data(&self, token: &str, patch: DataPatch) -> Result<SessionData, Error> {
+        let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        let now = self.inner.clock.now();
+        let record = self.live_record(&digest, now).await?;
+        let limit = self.inner.config.max_data_bytes();
+        match self.inner.store.update_data(&record.id, &patch, limit, now).await? {
+            DataOutcome::Updated(data) => Ok(data),
+            DataOutcome::TooLarge { size } => Err(Error::DataTooLarge { size, limit }),
+            // Removed or expired between the two calls.
+            DataOutcome::NotFound => Err(Error::UnknownSession),
+        }
+    }
+
+    /// Logs out: ends the session behind `token`. Answers whether a session was ended; an
+    /// unknown, expired or already revoked token is not an error (logging out twice is fine).
+    ///
+    /// # Errors
+    /// [`Error::MalformedToken`], [`Error::Store`].
+    pub async fn revoke(&self, token: &str) -> Result<bool, Error> {
+        let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        let Some(record) = self.inner.store.get(&digest).await? else {
+            return Ok(false);
+        };
+        let now = self.inner.clock.now();
+        Ok(self.inner.store.remove(&record.id, RevocationReason::Logout, now).await?.is_some())
+    }
+
+    /// Ends the session `id`, whoever owns it: for administrators. Answers whether a session
+    /// was ended. Check the caller's authority before calling.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn revoke_by_id(&self, id: &SessionId) -> Result<bool, Error> {
+        let now = self.inner.clock.now();
+        Ok(self.inner.store.remove(id, RevocationReason::Admin, now).await?.is_some())
+    }
+
+    /// Ends the session `id` if it belongs to `user`: self-service revocation from a session
+    /// list. Answers `false` (and changes nothing) for another user's or an unknown id, so the
+    /// caller cannot probe which ids exist.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn revoke_own(&self, user: &UserId, id: &SessionId) -> Result<bool, Error> {
+        match self.inner.store.get_by_id(id).await? {
+            Some(record) if record.user == *user => {
+                let now = self.inner.clock.now();
+                Ok(self.inner.store.remove(id, RevocationReason::Logout, now).await?.is_some())
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Ends every session of `user`, except `keep` if given ("log out my other devices").
+    /// Answers how many were ended.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn revoke_all(&self, user: &UserId, keep: Option<&SessionId>) -> Result<usize, Error> {
+        self.revoke_user_sessions(user, keep, RevocationReason::LogoutAll).await
+    }
+
+    /// Ends every session of `user` for an administrator (reason
+    /// [`RevocationReason::Admin`]). Answers how many were ended.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn revoke_user_by_admin(&self, user: &UserId) -> Result<usize, Error> {
+        self.revoke_user_sessions(user, None, RevocationReason::Admin).await
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+        reason: RevocationReason,
+    ) -> Result<usize, Error> {
+        let now = self.inner.clock.now();
+        Ok(self.inner.store.remove_user(user, keep, reason, now).await?.len())
+    }
+
+    /// The live sessions of `user`, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn list(&self, user: &UserId) -> Result<Vec<Session>, Error> {
+        let now = self.inner.clock.now();
+        Ok(self.inner.store.list_user(user, now).await?.into_iter().map(Session::from).collect())
+    }
+
+    /// The live session `id`, if any, without counting or renewing it.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn get(&self, id: &SessionId) -> Result<Option<Session>, Error> {
+        let now = self.inner.clock.now();
+        Ok(self
+            .inner
+            .store
+            .get_by_id(id)
+            .await?
+            .filter(|r| expiry::check(now, r.idle_deadline, r.absolute_deadline).is_ok())
+            .map(Session::from))
+    }
+
+    async fn live_record(&self, digest: &TokenDigest, now: crate::clock::Timestamp) -> Result<SessionRecord, Error> {
+        let policy = TouchPolicy { interval: std::time::Duration::MAX, count_request: false, ..self.inner.touch };
+        lookup_result(self.inner.store.touch(digest, now, policy).await?).map(Session::into_record)
+    }
+}
+
+fn lookup_result(lookup: Lookup) -> Result<Session, Error> {
+    match lookup {
+        Lookup::Live(record) => Ok(Session::from(record)),
+        Lookup::Expired(reason) => Err(Error::Expired { reason }),
+        Lookup::Revoked(reason) => Err(Error::Revoked { reason }),
+        Lookup::NotFound => Err(Error::UnknownSession),
+    }
+}

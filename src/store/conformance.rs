@@ -1,0 +1,551 @@
+//! The conformance suite every [`SessionStore`] must pass (feature `test-util`).
+//!
+//! Run it from a store's tests with a factory that returns a fresh, empty store each time, on a
+//! multi-threaded tokio runtime (the concurrency checks spawn tasks):
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+//! # async fn main() {
+//! sessionkit::store::conformance::run_all(|| async { sessionkit::MemoryStore::new() }).await;
+//! # }
+//! ```
+//!
+//! Each check is also a public function, so a store's test file can name them one by one. The
+//! checks panic on the first violation, naming the contract clause that failed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::error::{ExpiryReason, RevocationReason, StoreError};
+use crate::expiry;
+use crate::policy::{Limit, LimitPolicy};
+use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
+use crate::store::{DataOutcome, InsertOutcome, Lookup, SessionStore, TouchPolicy};
+use crate::token::{SessionToken, TokenDigest};
+
+const IDLE: Duration = Duration::from_secs(30 * 60);
+const ABSOLUTE: Duration = Duration::from_secs(8 * 3600);
+const REMEMBER_IDLE: Duration = Duration::from_secs(7 * 86400);
+const SECOND: Duration = Duration::from_secs(1);
+
+/// 2024-01-01T00:00:00Z: the suite's epoch. Stores must not read a clock of their own.
+pub const T0: Timestamp = Timestamp::from_unix_nanos(1_704_067_200 * 1_000_000_000);
+
+/// The renewal policy the checks use: 60-second touch interval, counting requests.
+pub const POLICY: TouchPolicy = TouchPolicy {
+    idle_timeout: IDLE,
+    remember_me_idle_timeout: REMEMBER_IDLE,
+    interval: Duration::from_secs(60),
+    count_request: true,
+};
+
+fn at(d: Duration) -> Timestamp {
+    T0.saturating_add(d)
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+/// A fresh record for `user` created at `now` with the suite's lifetimes.
+pub fn record(user: &UserId, now: Timestamp) -> SessionRecord {
+    let (_, digest) = SessionToken::generate().unwrap();
+    let (idle_deadline, absolute_deadline) = expiry::initial_deadlines(now, IDLE, ABSOLUTE);
+    SessionRecord {
+        id: SessionId::generate().unwrap(),
+        digest,
+        user: user.clone(),
+        created_at: now,
+        last_seen_at: now,
+        idle_deadline,
+        absolute_deadline,
+        remember_me: false,
+        request_count: 0,
+        metadata: Metadata::default(),
+        data: SessionData::default(),
+    }
+}
+
+async fn insert_ok<S: SessionStore>(store: &S, r: &SessionRecord, limit: Option<Limit>, now: Timestamp) -> Vec<SessionRecord> {
+    match store.insert(r.clone(), limit, now).await.expect("insert failed") {
+        InsertOutcome::Inserted { evicted } => evicted,
+        InsertOutcome::LimitReached => panic!("insert: unexpected LimitReached"),
+    }
+}
+
+async fn live<S: SessionStore>(store: &S, d: &TokenDigest, now: Timestamp) -> SessionRecord {
+    match store.touch(d, now, POLICY).await.unwrap() {
+        Lookup::Live(r) => r,
+        other => panic!("touch: expected Live, got {other:?}"),
+    }
+}
+
+/// Runs every check, each on a store from `make`.
+pub async fn run_all<S, F, Fut>(make: F)
+where
+    S: SessionStore + Clone,
+    F: Fn() -> Fut,
+    Fut: Future<Output = S>,
+{
+    insert_then_lookup(make().await).await;
+    insert_never_overwrites(make().await).await;
+    unknown_is_not_found(make().await).await;
+    touch_counts_and_renews_when_due(make().await).await;
+    deadlines_are_exact(make().await).await;
+    renewal_never_passes_absolute(make().await).await;
+    backwards_clock_moves_nothing_back(make().await).await;
+    remove_is_idempotent_and_remembered(make().await).await;
+    remove_user_keeps_the_chosen_session(make().await).await;
+    list_user_is_live_and_ordered(make().await).await;
+    limit_evict_oldest(make().await).await;
+    limit_evict_lru(make().await).await;
+    limit_reject(make().await).await;
+    expired_sessions_do_not_count_against_the_limit(make().await).await;
+    rotate_rekeys_the_session(make().await).await;
+    rotate_refuses_dead_and_taken(make().await).await;
+    update_data_is_capped(make().await).await;
+    remove_expired_cleans_every_index(make().await).await;
+    concurrent_logins_never_exceed_the_limit(make().await).await;
+    concurrent_rotations_have_one_winner(make().await).await;
+    concurrent_revoke_all_and_logins(make().await).await;
+}
+
+pub async fn insert_then_lookup<S: SessionStore>(store: S) {
+    let alice = user("alice");
+    let mut r = record(&alice, T0);
+    r.remember_me = true;
+    r.metadata = Metadata { ip: Some([192, 0, 2, 7].into()), user_agent: Some(Arc::from("agent/1.0")) };
+    r.data = SessionData::from_map(serde_json::json!({"role": "admin"}).as_object().unwrap().clone());
+    assert!(insert_ok(&store, &r, None, T0).await.is_empty());
+    assert_eq!(store.get(&r.digest).await.unwrap().as_ref(), Some(&r), "get returns what was inserted");
+    assert_eq!(store.get_by_id(&r.id).await.unwrap().as_ref(), Some(&r), "get_by_id returns what was inserted");
+    assert_eq!(store.count().await.unwrap(), 1);
+    let seen = live(&store, &r.digest, at(SECOND)).await;
+    assert_eq!(seen.id, r.id);
+    assert_eq!(seen.metadata, r.metadata);
+    assert_eq!(seen.data, r.data);
+    assert_eq!(seen.request_count, 1, "touch counts the request");
+}
+
+pub async fn insert_never_overwrites<S: SessionStore>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let r = record(&alice, T0);
+    insert_ok(&store, &r, None, T0).await;
+    let mut same_digest = record(&bob, T0);
+    same_digest.digest = r.digest;
+    assert!(matches!(store.insert(same_digest, None, T0).await, Err(StoreError::Conflict)), "digest taken");
+    let mut same_id = record(&bob, T0);
+    same_id.id = r.id;
+    let same_id_digest = same_id.digest;
+    assert!(matches!(store.insert(same_id, None, T0).await, Err(StoreError::Conflict)), "id taken");
+    assert_eq!(store.get(&r.digest).await.unwrap().map(|x| x.user), Some(alice), "the first session is intact");
+    assert_eq!(store.get(&same_id_digest).await.unwrap(), None, "nothing stored on conflict");
+    assert_eq!(store.count().await.unwrap(), 1);
+    assert!(store.list_user(&bob, T0).await.unwrap().is_empty());
+}
+
+pub async fn unknown_is_not_found<S: SessionStore>(store: S) {
+    let (_, d) = SessionToken::generate().unwrap();
+    assert_eq!(store.touch(&d, T0, POLICY).await.unwrap(), Lookup::NotFound);
+    assert_eq!(store.get(&d).await.unwrap(), None);
+    let id = SessionId::generate().unwrap();
+    assert_eq!(store.get_by_id(&id).await.unwrap(), None);
+    assert_eq!(store.remove(&id, RevocationReason::Admin, T0).await.unwrap(), None, "removing nothing is fine");
+    assert!(store.remove_user(&user("nobody"), None, RevocationReason::LogoutAll, T0).await.unwrap().is_empty());
+    assert!(store.list_user(&user("nobody"), T0).await.unwrap().is_empty());
+    assert_eq!(store.update_data(&id, &DataPatch::new().set("a", 1), 100, T0).await.unwrap(), DataOutcome::NotFound);
+}
+
+pub async fn touch_counts_and_renews_when_due<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let a = live(&store, &r.digest, at(30 * SECOND)).await;
+    assert_eq!(a.idle_deadline, r.idle_deadline, "within the touch interval: no renewal");
+    assert_eq!(a.last_seen_at, T0);
+    assert_eq!(a.request_count, 1);
+    let b = live(&store, &r.digest, at(60 * SECOND)).await;
+    assert_eq!(b.last_seen_at, at(60 * SECOND), "renewed once the interval has passed");
+    assert_eq!(b.idle_deadline, at(60 * SECOND + IDLE));
+    assert_eq!(b.request_count, 2);
+    let quiet = TouchPolicy { count_request: false, ..POLICY };
+    let Lookup::Live(c) = store.touch(&r.digest, at(61 * SECOND), quiet).await.unwrap() else { panic!() };
+    assert_eq!(c.request_count, 2, "count_request: false does not count");
+    let forced = TouchPolicy { interval: Duration::ZERO, count_request: false, ..POLICY };
+    let Lookup::Live(d) = store.touch(&r.digest, at(62 * SECOND), forced).await.unwrap() else { panic!() };
+    assert_eq!(d.idle_deadline, at(62 * SECOND + IDLE), "interval zero always renews");
+    assert_eq!(store.get(&r.digest).await.unwrap().unwrap().idle_deadline, d.idle_deadline, "renewal is stored");
+}
+
+pub async fn deadlines_are_exact<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let one_ns = Duration::from_nanos(1);
+    let quiet = TouchPolicy { interval: Duration::MAX, ..POLICY };
+    assert!(matches!(store.touch(&r.digest, at(IDLE - one_ns), quiet).await.unwrap(), Lookup::Live(_)));
+    assert_eq!(store.touch(&r.digest, at(IDLE), quiet).await.unwrap(), Lookup::Expired(ExpiryReason::Idle));
+    assert_eq!(store.touch(&r.digest, at(IDLE + one_ns), quiet).await.unwrap(), Lookup::Expired(ExpiryReason::Idle));
+    assert_eq!(store.get(&r.digest).await.unwrap().unwrap().request_count, 1, "an expired lookup changes nothing");
+
+    let mut busy = record(&user("bob"), T0);
+    busy.idle_deadline = busy.absolute_deadline;
+    insert_ok(&store, &busy, None, T0).await;
+    assert!(matches!(store.touch(&busy.digest, at(ABSOLUTE - one_ns), quiet).await.unwrap(), Lookup::Live(_)));
+    assert_eq!(
+        store.touch(&busy.digest, at(ABSOLUTE), quiet).await.unwrap(),
+        Lookup::Expired(ExpiryReason::Absolute)
+    );
+    assert_eq!(
+        store.touch(&r.digest, at(ABSOLUTE), quiet).await.unwrap(),
+        Lookup::Expired(ExpiryReason::Absolute),
+        "absolute is reported before idle"
+    );
+}
+
+pub async fn renewal_never_passes_absolute<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    // Keep the session busy every 20 minutes up to 10 minutes before its absolute deadline.
+    let mut t = Duration::ZERO;
+    while t + Duration::from_secs(1200) < ABSOLUTE - Duration::from_secs(600) {
+        t += Duration::from_secs(1200);
+        live(&store, &r.digest, at(t)).await;
+    }
+    let last = live(&store, &r.digest, at(ABSOLUTE - Duration::from_secs(600))).await;
+    assert_eq!(last.idle_deadline, r.absolute_deadline, "idle deadline capped by the absolute one");
+    assert_eq!(store.touch(&r.digest, at(ABSOLUTE), POLICY).await.unwrap(), Lookup::Expired(ExpiryReason::Absolute));
+}
+
+pub async fn backwards_clock_moves_nothing_back<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let ahead = live(&store, &r.digest, at(Duration::from_secs(600))).await;
+    let back = live(&store, &r.digest, at(Duration::from_secs(300))).await;
+    assert_eq!(back.last_seen_at, ahead.last_seen_at, "last_seen_at never moves back");
+    assert_eq!(back.idle_deadline, ahead.idle_deadline, "idle deadline never moves back");
+    let before_creation = live(&store, &r.digest, T0.saturating_sub(Duration::from_secs(3600))).await;
+    assert_eq!(before_creation.idle_deadline, ahead.idle_deadline);
+}
+
+pub async fn remove_is_idempotent_and_remembered<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let removed = store.remove(&r.id, RevocationReason::Logout, at(SECOND)).await.unwrap();
+    assert_eq!(removed.map(|x| x.id), Some(r.id));
+    assert_eq!(store.remove(&r.id, RevocationReason::Logout, at(SECOND)).await.unwrap(), None, "idempotent");
+    assert_eq!(
+        store.touch(&r.digest, at(2 * SECOND), POLICY).await.unwrap(),
+        Lookup::Revoked(RevocationReason::Logout)
+    );
+    assert_eq!(store.get(&r.digest).await.unwrap(), None);
+    assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
+    assert_eq!(store.count().await.unwrap(), 0);
+    assert!(store.list_user(&r.user, at(SECOND)).await.unwrap().is_empty());
+    // After the absolute deadline the revocation may be forgotten, never reported as live.
+    assert!(!matches!(store.touch(&r.digest, at(ABSOLUTE), POLICY).await.unwrap(), Lookup::Live(_)));
+    store.remove_expired(at(ABSOLUTE + SECOND), usize::MAX).await.unwrap();
+    assert_eq!(store.touch(&r.digest, at(ABSOLUTE + SECOND), POLICY).await.unwrap(), Lookup::NotFound);
+}
+
+pub async fn remove_user_keeps_the_chosen_session<S: SessionStore>(store: S) {
+    let (alice, bob) = (user("alice"), user("bob"));
+    let mine: Vec<_> = (0..4).map(|i| record(&alice, at(i * SECOND))).collect();
+    for r in &mine {
+        insert_ok(&store, r, None, r.created_at).await;
+    }
+    let other = record(&bob, T0);
+    insert_ok(&store, &other, None, T0).await;
+    let now = at(10 * SECOND);
+    let removed = store.remove_user(&alice, Some(&mine[2].id), RevocationReason::LogoutAll, now).await.unwrap();
+    let mut removed_ids: Vec<_> = removed.iter().map(|r| r.id).collect();
+    removed_ids.sort();
+    let mut expected: Vec<_> = [0, 1, 3].iter().map(|&i| mine[i].id).collect();
+    expected.sort();
+    assert_eq!(removed_ids, expected);
+    for i in [0, 1, 3] {
+        assert_eq!(store.touch(&mine[i].digest, now, POLICY).await.unwrap(), Lookup::Revoked(RevocationReason::LogoutAll));
+    }
+    live(&store, &mine[2].digest, now).await;
+    live(&store, &other.digest, now).await;
+    assert_eq!(store.list_user(&alice, now).await.unwrap().len(), 1);
+    let all = store.remove_user(&alice, None, RevocationReason::Admin, now).await.unwrap();
+    assert_eq!(all.len(), 1);
+    assert!(store.list_user(&alice, now).await.unwrap().is_empty());
+    assert_eq!(store.count().await.unwrap(), 1, "other users' sessions are untouched");
+}
+
+pub async fn list_user_is_live_and_ordered<S: SessionStore>(store: S) {
+    let alice = user("alice");
+    let old = record(&alice, T0);
+    let newer = record(&alice, at(100 * SECOND));
+    insert_ok(&store, &newer, None, newer.created_at).await;
+    insert_ok(&store, &old, None, newer.created_at).await;
+    let list = store.list_user(&alice, at(200 * SECOND)).await.unwrap();
+    assert_eq!(list.iter().map(|r| r.id).collect::<Vec<_>>(), vec![old.id, newer.id], "oldest first");
+    let list = store.list_user(&alice, at(IDLE + 50 * SECOND)).await.unwrap();
+    assert_eq!(list.iter().map(|r| r.id).collect::<Vec<_>>(), vec![newer.id], "expired sessions are not listed");
+}
+
+async fn limit_check<S: SessionStore>(store: S, policy: LimitPolicy) {
+    let alice = user("alice");
+    let limit = Some(Limit { max: 3, policy });
+    let rs: Vec<_> = (0..3).map(|i| record(&alice, at(i * SECOND))).collect();
+    for r in &rs {
+        insert_ok(&store, r, limit, r.created_at).await;
+    }
+    // Use the oldest session so that it is the most recently used one.
+    live(&store, &rs[0].digest, at(Duration::from_secs(120))).await;
+    let newest = record(&alice, at(Duration::from_secs(180)));
+    let now = newest.created_at;
+    let outcome = store.insert(newest.clone(), limit, now).await.unwrap();
+    let expected_victim = match policy {
+        LimitPolicy::EvictOldest => Some(&rs[0]),
+        LimitPolicy::EvictLeastRecentlyUsed => Some(&rs[1]),
+        LimitPolicy::Reject => None,
+    };
+    match (outcome, expected_victim) {
+        (InsertOutcome::Inserted { evicted }, Some(victim)) => {
+            assert_eq!(evicted.iter().map(|r| r.id).collect::<Vec<_>>(), vec![victim.id], "{policy}: wrong victim");
+            assert_eq!(
+                store.touch(&victim.digest, now, POLICY).await.unwrap(),
+                Lookup::Revoked(RevocationReason::Evicted)
+            );
+            live(&store, &newest.digest, now).await;
+        }
+        (InsertOutcome::LimitReached, None) => {
+            assert_eq!(store.get(&newest.digest).await.unwrap(), None, "refused login stores nothing");
+            for r in &rs {
+                live(&store, &r.digest, now).await;
+            }
+        }
+        (outcome, _) => panic!("{policy}: unexpected {outcome:?}"),
+    }
+    assert_eq!(store.list_user(&alice, now).await.unwrap().len(), 3);
+}
+
+pub async fn limit_evict_oldest<S: SessionStore>(store: S) {
+    limit_check(store, LimitPolicy::EvictOldest).await;
+}
+
+pub async fn limit_evict_lru<S: SessionStore>(store: S) {
+    limit_check(store, LimitPolicy::EvictLeastRecentlyUsed).await;
+}
+
+pub async fn limit_reject<S: SessionStore>(store: S) {
+    limit_check(store, LimitPolicy::Reject).await;
+}
+
+pub async fn expired_sessions_do_not_count_against_the_limit<S: SessionStore>(store: S) {
+    let alice = user("alice");
+    let limit = Some(Limit { max: 2, policy: LimitPolicy::Reject });
+    for i in 0..2 {
+        insert_ok(&store, &record(&alice, at(i * SECOND)), limit, at(i * SECOND)).await;
+    }
+    let later = at(IDLE + 10 * SECOND);
+    let evicted = insert_ok(&store, &record(&alice, later), limit, later).await;
+    assert!(evicted.is_empty(), "expired sessions are not evicted, they are gone");
+    assert_eq!(store.list_user(&alice, later).await.unwrap().len(), 1);
+}
+
+pub async fn rotate_rekeys_the_session<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    live(&store, &r.digest, at(SECOND)).await;
+    let (_, new) = SessionToken::generate().unwrap();
+    let Lookup::Live(rotated) = store.rotate(&r.digest, new, at(2 * SECOND)).await.unwrap() else {
+        panic!("rotate of a live session must succeed")
+    };
+    assert_eq!(rotated.id, r.id, "same session");
+    assert_eq!(rotated.digest, new);
+    assert_eq!(rotated.created_at, r.created_at);
+    assert_eq!(rotated.absolute_deadline, r.absolute_deadline);
+    assert_eq!(store.touch(&r.digest, at(3 * SECOND), POLICY).await.unwrap(), Lookup::NotFound, "old token dead");
+    let now_live = live(&store, &new, at(3 * SECOND)).await;
+    assert_eq!(now_live.request_count, 2, "activity carried over");
+    assert_eq!(store.get_by_id(&r.id).await.unwrap().map(|x| x.digest), Some(new), "id index follows");
+    assert_eq!(store.list_user(&r.user, at(3 * SECOND)).await.unwrap()[0].digest, new, "user index follows");
+    assert_eq!(store.count().await.unwrap(), 1);
+    // Removal after rotation finds the session under its new digest.
+    store.remove(&r.id, RevocationReason::Logout, at(4 * SECOND)).await.unwrap();
+    assert_eq!(store.touch(&new, at(5 * SECOND), POLICY).await.unwrap(), Lookup::Revoked(RevocationReason::Logout));
+}
+
+pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
+    let (a, b) = (record(&user("alice"), T0), record(&user("alice"), T0));
+    insert_ok(&store, &a, None, T0).await;
+    insert_ok(&store, &b, None, T0).await;
+    assert!(matches!(store.rotate(&a.digest, b.digest, at(SECOND)).await, Err(StoreError::Conflict)));
+    live(&store, &a.digest, at(SECOND)).await;
+    live(&store, &b.digest, at(SECOND)).await;
+    let (_, fresh) = SessionToken::generate().unwrap();
+    assert_eq!(
+        store.rotate(&a.digest, fresh, at(IDLE + 2 * SECOND)).await.unwrap(),
+        Lookup::Expired(ExpiryReason::Idle)
+    );
+    let (_, unknown) = SessionToken::generate().unwrap();
+    assert_eq!(store.rotate(&unknown, fresh, T0).await.unwrap(), Lookup::NotFound);
+    store.remove(&b.id, RevocationReason::Admin, at(SECOND)).await.unwrap();
+    assert_eq!(
+        store.rotate(&b.digest, fresh, at(2 * SECOND)).await.unwrap(),
+        Lookup::Revoked(RevocationReason::Admin)
+    );
+    assert_eq!(store.get(&fresh).await.unwrap(), None);
+}
+
+pub async fn update_data_is_capped<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let outcome = store.update_data(&r.id, &DataPatch::new().set("role", "admin"), 64, T0).await.unwrap();
+    let DataOutcome::Updated(data) = outcome else { panic!("update failed: {outcome:?}") };
+    assert_eq!(data.get("role").and_then(|v| v.as_str()), Some("admin"));
+    let big = DataPatch::new().set("blob", "x".repeat(100));
+    assert!(matches!(store.update_data(&r.id, &big, 64, T0).await.unwrap(), DataOutcome::TooLarge { size } if size > 100));
+    let stored = live(&store, &r.digest, T0).await;
+    assert_eq!(stored.data, data, "an oversized patch changes nothing");
+    let removed = store.update_data(&r.id, &DataPatch::new().remove("role"), 64, T0).await.unwrap();
+    assert_eq!(removed, DataOutcome::Updated(SessionData::default()));
+    assert_eq!(
+        store.update_data(&r.id, &DataPatch::new().set("a", 1), 64, at(IDLE)).await.unwrap(),
+        DataOutcome::NotFound,
+        "expired sessions take no data"
+    );
+}
+
+pub async fn remove_expired_cleans_every_index<S: SessionStore>(store: S) {
+    let users: Vec<_> = (0..5).map(|i| user(&format!("user{i}"))).collect();
+    let mut keep = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        for _ in 0..3 {
+            insert_ok(&store, &record(u, T0), None, T0).await;
+        }
+        if i % 2 == 0 {
+            let r = record(u, at(IDLE - SECOND));
+            insert_ok(&store, &r, None, at(IDLE - SECOND)).await;
+            keep.push(r);
+        }
+    }
+    let now = at(IDLE + SECOND);
+    let first = store.remove_expired(now, 4).await.unwrap();
+    assert_eq!(first, 4, "a batch stops at max");
+    let rest = store.remove_expired(now, usize::MAX).await.unwrap();
+    assert_eq!(first + rest, 15);
+    assert_eq!(store.remove_expired(now, usize::MAX).await.unwrap(), 0, "nothing left to sweep");
+    assert_eq!(store.count().await.unwrap(), keep.len());
+    for r in &keep {
+        live(&store, &r.digest, now).await;
+    }
+    for (i, u) in users.iter().enumerate() {
+        assert_eq!(store.list_user(u, now).await.unwrap().len(), usize::from(i % 2 == 0));
+        assert!(store.remove_user(u, None, RevocationReason::Admin, now).await.unwrap().len() <= 1);
+    }
+    // Users whose sessions were all swept can log in again under a limit of one.
+    let limit = Some(Limit { max: 1, policy: LimitPolicy::Reject });
+    insert_ok(&store, &record(&users[1], now), limit, now).await;
+}
+
+/// 64 concurrent logins of one user at limit 3: never more than 3 live, and every evicted
+/// token fails.
+pub async fn concurrent_logins_never_exceed_the_limit<S: SessionStore + Clone>(store: S) {
+    let alice = user("alice");
+    let limit = Some(Limit { max: 3, policy: LimitPolicy::EvictOldest });
+    let mut tasks = Vec::new();
+    for i in 0..64u64 {
+        let (store, alice) = (store.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move {
+            let now = at(Duration::from_millis(i));
+            let r = record(&alice, now);
+            let outcome = store.insert(r.clone(), limit, now).await.unwrap();
+            let listed = store.list_user(&alice, now).await.unwrap().len();
+            assert!(listed <= 3, "a user never has more than 3 live sessions (saw {listed})");
+            (r, outcome)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut evicted_total = 0;
+    for t in tasks {
+        let (r, outcome) = t.await.unwrap();
+        let InsertOutcome::Inserted { evicted } = outcome else { panic!("evicting policy never refuses") };
+        evicted_total += evicted.len();
+        all.push(r);
+    }
+    let now = at(SECOND);
+    let mut live_count = 0;
+    for r in &all {
+        match store.touch(&r.digest, now, POLICY).await.unwrap() {
+            Lookup::Live(_) => live_count += 1,
+            Lookup::Revoked(RevocationReason::Evicted) => {}
+            other => panic!("an evicted session must answer Revoked(Evicted), got {other:?}"),
+        }
+    }
+    assert_eq!(live_count, 3);
+    assert_eq!(evicted_total, 61, "every eviction is reported exactly once");
+    assert_eq!(store.list_user(&alice, now).await.unwrap().len(), 3);
+    assert_eq!(store.count().await.unwrap(), 3);
+}
+
+/// 16 concurrent rotations of one digest: exactly one wins.
+pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let store = store.clone();
+        let old = r.digest;
+        tasks.push(tokio::spawn(async move {
+            let (_, new) = SessionToken::generate().unwrap();
+            (new, store.rotate(&old, new, at(SECOND)).await.unwrap())
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        let (new, outcome) = t.await.unwrap();
+        match outcome {
+            Lookup::Live(_) => winners.push(new),
+            Lookup::NotFound => {}
+            other => panic!("a losing rotation answers NotFound, got {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one rotation wins");
+    live(&store, &winners[0], at(2 * SECOND)).await;
+    assert_eq!(store.count().await.unwrap(), 1);
+}
+
+/// Logins racing a revoke-all: afterwards every session is either revoked or was created after
+/// the revoke-all and is listed; none is lost from the user index.
+pub async fn concurrent_revoke_all_and_logins<S: SessionStore + Clone>(store: S) {
+    let alice = user("alice");
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let (store, alice) = (store.clone(), alice.clone());
+        tasks.push(tokio::spawn(async move {
+            let now = at(Duration::from_millis(i));
+            if i % 8 == 7 {
+                store.remove_user(&alice, None, RevocationReason::LogoutAll, now).await.unwrap();
+                None
+            } else {
+                let r = record(&alice, now);
+                store.insert(r.clone(), None, now).await.unwrap();
+                Some(r)
+            }
+        }));
+    }
+    let mut created = Vec::new();
+    for t in tasks {
+        if let Some(r) = t.await.unwrap() {
+            created.push(r);
+        }
+    }
+    let now = at(SECOND);
+    let listed: Vec<SessionId> = store.list_user(&alice, now).await.unwrap().iter().map(|r| r.id).collect();
+    for r in &created {
+        match store.touch(&r.digest, now, POLICY).await.unwrap() {
+            Lookup::Live(_) => assert!(listed.contains(&r.id), "a live session is in the user index"),
+            Lookup::Revoked(RevocationReason::LogoutAll) => assert!(!listed.contains(&r.id)),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(store.count().await.unwrap(), listed.len());
+}

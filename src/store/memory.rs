@@ -1,0 +1,697 @@
+//! [`MemoryStore`]: the embedded, in-process store (feature `memory`, on by default).
+//!
+//! # Layout
+//!
+//! Each session is one reference-counted allocation (`Entry`) holding its fixed facts and, as
+//! atomics, its activity (`last_seen_at`, idle deadline, request count). Three indexes point at
+//! it, each a table of 64 lock-sharded hash tables whose slots are single pointers:
+//!
+//! * by token digest — the validation hot path. The digest is uniformly random, so its own bits
+//!   serve as the hash; nothing is hashed twice.
+//! * by session id — for revocation and administration.
+//! * by user — one slot per user with a mutex around the user's session list. Every operation
+//!   that must be atomic for a user (insert with the limit, rotation, removal, revoke-all) holds
+//!   that mutex, so concurrent logins of one user serialise while other users proceed.
+//!
+//! Validation takes one shard's read lock and touches the session's atomics: no allocation, no
+//! write lock, no user lock. Lock order is always user mutex, then shard locks; a session's data
+//! mutex is never held while a shard lock is taken.
+//!
+//! Revoked sessions are remembered (digest → reason) until their absolute deadline, up to
+//! [`MemoryStoreBuilder::max_tracked_revocations`]; [`SessionStore::remove_expired`] forgets
+//! the passed ones.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use hashbrown::HashTable;
+use parking_lot::{Mutex, RwLock};
+
+use crate::clock::Timestamp;
+use crate::error::{RevocationReason, StoreError};
+use crate::expiry;
+use crate::policy::{Candidate, Limit, select_evictions};
+use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
+use crate::store::{DataOutcome, InsertOutcome, Lookup, SessionStore, TouchPolicy};
+use crate::token::TokenDigest;
+
+const SHARDS: usize = 64;
+
+/// The in-process session store. Cheap to clone: clones share the same sessions.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), sessionkit::Error> {
+/// use sessionkit::{MemoryStore, SessionConfig, SessionManager, NewSession, UserId};
+///
+/// let manager = SessionManager::new(MemoryStore::new(), SessionConfig::default());
+/// let login = manager.create(NewSession::new(UserId::new("alice")?)).await?;
+/// let session = manager.validate(login.token.expose_secret()).await?;
+/// assert_eq!(session.user().as_str(), "alice");
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("sessions", &self.inner.sessions.len())
+            .field("users", &self.inner.users.len())
+            .field("tracked_revocations", &self.inner.revoked.len())
+            .finish()
+    }
+}
+
+/// Options of a [`MemoryStore`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct MemoryStoreBuilder {
+    max_tracked_revocations: usize,
+}
+
+impl Default for MemoryStoreBuilder {
+    fn default() -> Self {
+        Self { max_tracked_revocations: 100_000 }
+    }
+}
+
+impl MemoryStoreBuilder {
+    /// How many revoked sessions the store remembers, each until its absolute deadline, so that
+    /// a revoked token is answered "revoked" rather than "unknown". Default 100,000 (about 6 MB).
+    /// When full, revocations whose deadline passed are forgotten first; if none has, a new
+    /// revocation is not remembered and its token reads as unknown. Either way it is rejected.
+    pub fn max_tracked_revocations(mut self, n: usize) -> Self {
+        self.max_tracked_revocations = n;
+        self
+    }
+
+    /// Builds the store.
+    #[must_use]
+    pub fn build(self) -> MemoryStore {
+        MemoryStore { inner: Arc::new(Inner::new(self.max_tracked_revocations)) }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store with the default options.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder for a store with other options.
+    pub fn builder() -> MemoryStoreBuilder {
+        MemoryStoreBuilder::default()
+    }
+
+    /// Number of sessions stored, live or expired but not yet swept.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inner.sessions.len()
+    }
+
+    /// `true` when no session is stored.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of users with at least one stored session (the size of the per-user index).
+    #[must_use]
+    pub fn user_count(&self) -> usize {
+        self.inner.users.len()
+    }
+
+    /// Number of revocations currently remembered.
+    #[must_use]
+    pub fn tracked_revocations(&self) -> usize {
+        self.inner.revoked.len()
+    }
+}
+
+struct Inner {
+    sessions: Table<Arc<Entry>>,
+    by_id: Table<Arc<Entry>>,
+    users: Table<Arc<UserSlot>>,
+    user_hasher: std::collections::hash_map::RandomState,
+    revoked: DashMap<TokenDigest, Tombstone>,
+    max_tracked_revocations: usize,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self::new(MemoryStoreBuilder::default().max_tracked_revocations)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Tombstone {
+    reason: RevocationReason,
+    until: Timestamp,
+}
+
+/// One stored session. Fixed facts are plain fields; activity is atomic so that validation
+/// needs no lock; metadata and data sit behind a mutex, boxed so that sessions without them
+/// pay one pointer.
+struct Entry {
+    digest: TokenDigest,
+    id: SessionId,
+    user: UserId,
+    created_at: Timestamp,
+    absolute_deadline: Timestamp,
+    idle_deadline: AtomicI64,
+    last_seen_at: AtomicI64,
+    request_count: AtomicU64,
+    remember_me: bool,
+    extra: Mutex<Option<Box<Extra>>>,
+}
+
+struct Extra {
+    metadata: Metadata,
+    data: SessionData,
+}
+
+impl Entry {
+    fn from_record(r: SessionRecord) -> Self {
+        let extra = if r.metadata.is_empty() && r.data.is_empty() {
+            None
+        } else {
+            Some(Box::new(Extra { metadata: r.metadata, data: r.data }))
+        };
+        Self {
+            digest: r.digest,
+            id: r.id,
+            user: r.user,
+            created_at: r.created_at,
+            absolute_deadline: r.absolute_deadline,
+            idle_deadline: AtomicI64::new(r.idle_deadline.unix_nanos()),
+            last_seen_at: AtomicI64::new(r.last_seen_at.unix_nanos()),
+            request_count: AtomicU64::new(r.request_count),
+            remember_me: r.remember_me,
+            extra: Mutex::new(extra),
+        }
+    }
+
+    fn idle_deadline(&self) -> Timestamp {
+        Timestamp::from_unix_nanos(self.idle_deadline.load(Ordering::Acquire))
+    }
+
+    fn last_seen_at(&self) -> Timestamp {
+        Timestamp::from_unix_nanos(self.last_seen_at.load(Ordering::Acquire))
+    }
+
+    fn check(&self, now: Timestamp) -> Result<(), crate::error::ExpiryReason> {
+        expiry::check(now, self.idle_deadline(), self.absolute_deadline)
+    }
+
+    fn is_live(&self, now: Timestamp) -> bool {
+        self.check(now).is_ok()
+    }
+
+    fn candidate(&self) -> Candidate {
+        Candidate { created_at: self.created_at, last_seen_at: self.last_seen_at() }
+    }
+
+    fn record(&self) -> SessionRecord {
+        let (metadata, data) = match self.extra.lock().as_deref() {
+            Some(x) => (x.metadata.clone(), x.data.clone()),
+            None => (Metadata::default(), SessionData::default()),
+        };
+        SessionRecord {
+            id: self.id,
+            digest: self.digest,
+            user: self.user.clone(),
+            created_at: self.created_at,
+            last_seen_at: self.last_seen_at(),
+            idle_deadline: self.idle_deadline(),
+            absolute_deadline: self.absolute_deadline,
+            remember_me: self.remember_me,
+            request_count: self.request_count.load(Ordering::Relaxed),
+            metadata,
+            data,
+        }
+    }
+
+    /// A copy of this entry under another digest, for rotation.
+    fn rekeyed(&self, digest: TokenDigest) -> Self {
+        let mut r = self.record();
+        r.digest = digest;
+        Self::from_record(r)
+    }
+}
+
+/// The per-user index entry. `dead` is set, under the mutex, when the slot is unlinked from the
+/// user table; whoever finds a dead slot looks the user up again.
+struct UserSlot {
+    user: UserId,
+    state: Mutex<UserState>,
+}
+
+struct UserState {
+    sessions: Vec<Arc<Entry>>,
+    dead: bool,
+}
+
+impl Inner {
+    fn new(max_tracked_revocations: usize) -> Self {
+        Self {
+            sessions: Table::new(),
+            by_id: Table::new(),
+            users: Table::new(),
+            user_hasher: std::collections::hash_map::RandomState::new(),
+            revoked: DashMap::new(),
+            max_tracked_revocations,
+        }
+    }
+
+    fn find(&self, digest: &TokenDigest) -> Option<Arc<Entry>> {
+        self.sessions.find(digest.shard_bits(), digest.hash_bits(), |e| e.digest == *digest)
+    }
+
+    fn find_id(&self, id: &SessionId) -> Option<Arc<Entry>> {
+        self.by_id.find(id.shard_bits(), id.hash_bits(), |e| e.id == *id)
+    }
+
+    fn revocation(&self, digest: &TokenDigest, now: Timestamp) -> Lookup {
+        match self.revoked.get(digest) {
+            Some(t) if t.until > now => Lookup::Revoked(t.reason),
+            _ => Lookup::NotFound,
+        }
+    }
+
+    fn remember_revocation(&self, entry: &Entry, reason: RevocationReason, now: Timestamp) {
+        if entry.absolute_deadline <= now || self.max_tracked_revocations == 0 {
+            return;
+        }
+        if self.revoked.len() >= self.max_tracked_revocations {
+            self.revoked.retain(|_, t| t.until > now);
+            if self.revoked.len() >= self.max_tracked_revocations {
+                return;
+            }
+        }
+        self.revoked.insert(entry.digest, Tombstone { reason, until: entry.absolute_deadline });
+    }
+
+    /// Unlinks `entry` from the digest and id indexes. The caller holds the user's mutex and
+    /// removes it from the user's list.
+    fn unlink(&self, entry: &Arc<Entry>) {
+        self.sessions.remove(entry.digest.shard_bits(), entry.digest.hash_bits(), |e| Arc::ptr_eq(e, entry));
+        self.by_id.remove(entry.id.shard_bits(), entry.id.hash_bits(), |e| Arc::ptr_eq(e, entry));
+    }
+
+    fn user_hash(&self, user: &UserId) -> u64 {
+        self.user_hasher.hash_one(user.as_str())
+    }
+
+    /// Runs `f` with the user's session list locked. With `create`, a missing slot is created;
+    /// without, a missing user answers `None`. A list left empty unlinks the slot.
+    fn with_user<R>(&self, user: &UserId, create: bool, f: impl FnOnce(&mut UserState) -> R) -> Option<R> {
+        let hash = self.user_hash(user);
+        let shard_bits = hash.rotate_left(32);
+        loop {
+            let slot = match self.users.find(shard_bits, hash, |s| s.user == *user) {
+                Some(slot) => slot,
+                None if create => {
+                    let fresh = Arc::new(UserSlot {
+                        user: user.clone(),
+                        state: Mutex::new(UserState { sessions: Vec::with_capacity(1), dead: false }),
+                    });
+                    self.users.insert_if_absent(
+                        shard_bits,
+                        hash,
+                        fresh,
+                        |s| s.user == *user,
+                        |s| self.user_hash(&s.user),
+                    )
+                }
+                None => return None,
+            };
+            let mut state = slot.state.lock();
+            if state.dead {
+                continue;
+            }
+            let result = f(&mut state);
+            if state.sessions.is_empty() {
+                state.dead = true;
+                self.users.remove(shard_bits, hash, |s| Arc::ptr_eq(s, &slot));
+            }
+            return Some(result);
+        }
+    }
+
+    /// Whether `entry` is still the stored session under its digest.
+    fn is_current(&self, entry: &Arc<Entry>) -> bool {
+        self.find(&entry.digest).is_some_and(|e| Arc::ptr_eq(&e, entry))
+    }
+}
+
+impl SessionStore for MemoryStore {
+    async fn insert(
+        &self,
+        record: SessionRecord,
+        limit: Option<Limit>,
+        now: Timestamp,
+    ) -> Result<InsertOutcome, StoreError> {
+        let inner = &*self.inner;
+        let user = record.user.clone();
+        let entry = Arc::new(Entry::from_record(record));
+        let outcome = inner.with_user(&user, true, |state| {
+            // Expired sessions of this user go now: they no longer count, and this keeps a
+            // user's list bounded even without a sweeper.
+            state.sessions.retain(|e| {
+                let live = e.is_live(now);
+                if !live {
+                    inner.unlink(e);
+                }
+                live
+            });
+            let evict = match limit {
+                Some(limit) => {
+                    let candidates: Vec<Candidate> = state.sessions.iter().map(|e| e.candidate()).collect();
+                    match select_evictions(limit, &candidates) {
+                        Ok(evict) => evict,
+                        Err(_) => return Ok(InsertOutcome::LimitReached),
+                    }
+                }
+                None => Vec::new(),
+            };
+            if inner.find(&entry.digest).is_some() || inner.find_id(&entry.id).is_some() {
+                return Err(StoreError::Conflict);
+            }
+            let mut evicted = Vec::with_capacity(evict.len());
+            for &i in &evict {
+                let victim = &state.sessions[i];
+                inner.remember_revocation(victim, RevocationReason::Evicted, now);
+                inner.unlink(victim);
+                evicted.push(victim.record());
+            }
+            let mut i = 0;
+            state.sessions.retain(|_| {
+                i += 1;
+                !evict.contains(&(i - 1))
+            });
+            // The pre-check above makes these inserts succeed unless a concurrent insert for
+            // another user drew the same random digest or id in between.
+            if !inner.sessions.insert_unique(
+                entry.digest.shard_bits(),
+                entry.digest.hash_bits(),
+                &entry,
+                |e| e.digest == entry.digest,
+                by_digest,
+            ) {
+                return Err(StoreError::Conflict);
+            }
+            if !inner.by_id.insert_unique(entry.id.shard_bits(), entry.id.hash_bits(), &entry, |e| e.id == entry.id, by_id)
+            {
+                inner.sessions.remove(entry.digest.shard_bits(), entry.digest.hash_bits(), |e| Arc::ptr_eq(e, &entry));
+                return Err(StoreError::Conflict);
+            }
+            state.sessions.push(Arc::clone(&entry));
+            Ok(InsertOutcome::Inserted { evicted })
+        });
+        outcome.unwrap_or(Err(StoreError::Conflict))
+    }
+
+    async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
+        let inner = &*self.inner;
+        let found = inner.sessions.with(digest.shard_bits(), digest.hash_bits(), |e| e.digest == *digest, |e| {
+            if let Err(reason) = e.check(now) {
+                return Lookup::Expired(reason);
+            }
+            if policy.count_request {
+                e.request_count.fetch_add(1, Ordering::Relaxed);
+            }
+            if expiry::touch_due(now, e.last_seen_at(), policy.interval) {
+                let idle = expiry::renewed_idle_deadline(
+                    now,
+                    policy.idle_timeout_for(e.remember_me),
+                    e.idle_deadline(),
+                    e.absolute_deadline,
+                );
+                e.idle_deadline.fetch_max(idle.unix_nanos(), Ordering::AcqRel);
+                e.last_seen_at.fetch_max(now.unix_nanos(), Ordering::AcqRel);
+            }
+            Lookup::Live(e.record())
+        });
+        Ok(found.unwrap_or_else(|| inner.revocation(digest, now)))
+    }
+
+    async fn get(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.inner.find(digest).map(|e| e.record()))
+    }
+
+    async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        Ok(self.inner.find_id(id).map(|e| e.record()))
+    }
+
+    async fn rotate(&self, old: &TokenDigest, new: TokenDigest, now: Timestamp) -> Result<Lookup, StoreError> {
+        let inner = &*self.inner;
+        let Some(entry) = inner.find(old) else {
+            return Ok(inner.revocation(old, now));
+        };
+        let outcome = inner.with_user(&entry.user, false, |state| {
+            // Re-check under the user's mutex: a concurrent rotation or removal may have won.
+            if !inner.is_current(&entry) {
+                return Ok(inner.revocation(old, now));
+            }
+            if let Err(reason) = entry.check(now) {
+                return Ok(Lookup::Expired(reason));
+            }
+            let fresh = Arc::new(entry.rekeyed(new));
+            if !inner.sessions.insert_unique(new.shard_bits(), new.hash_bits(), &fresh, |e| e.digest == new, by_digest) {
+                return Err(StoreError::Conflict);
+            }
+            inner.sessions.remove(old.shard_bits(), old.hash_bits(), |e| Arc::ptr_eq(e, &entry));
+            inner.by_id.replace(entry.id.shard_bits(), entry.id.hash_bits(), |e| Arc::ptr_eq(e, &entry), &fresh);
+            for slot in &mut state.sessions {
+                if Arc::ptr_eq(slot, &entry) {
+                    *slot = Arc::clone(&fresh);
+                }
+            }
+            Ok(Lookup::Live(fresh.record()))
+        });
+        outcome.unwrap_or_else(|| Ok(inner.revocation(old, now)))
+    }
+
+    async fn update_data(
+        &self,
+        id: &SessionId,
+        patch: &DataPatch,
+        max_bytes: usize,
+        now: Timestamp,
+    ) -> Result<DataOutcome, StoreError> {
+        let Some(entry) = self.inner.find_id(id) else {
+            return Ok(DataOutcome::NotFound);
+        };
+        if !entry.is_live(now) {
+            return Ok(DataOutcome::NotFound);
+        }
+        let mut extra = entry.extra.lock();
+        let current = extra.as_ref().map(|x| x.data.clone()).unwrap_or_default();
+        let (next, size) = current.patched(patch);
+        if size > max_bytes {
+            return Ok(DataOutcome::TooLarge { size });
+        }
+        match extra.as_mut() {
+            Some(x) => x.data = next.clone(),
+            None => *extra = Some(Box::new(Extra { metadata: Metadata::default(), data: next.clone() })),
+        }
+        Ok(DataOutcome::Updated(next))
+    }
+
+    async fn remove(
+        &self,
+        id: &SessionId,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let inner = &*self.inner;
+        let Some(entry) = inner.find_id(id) else {
+            return Ok(None);
+        };
+        let removed = inner.with_user(&entry.user, false, |state| {
+            let pos = state.sessions.iter().position(|e| e.id == *id)?;
+            let victim = state.sessions.swap_remove(pos);
+            inner.remember_revocation(&victim, reason, now);
+            inner.unlink(&victim);
+            Some(victim.record())
+        });
+        Ok(removed.flatten())
+    }
+
+    async fn remove_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let inner = &*self.inner;
+        let removed = inner.with_user(user, false, |state| {
+            let mut removed = Vec::new();
+            state.sessions.retain(|e| {
+                if Some(&e.id) == keep {
+                    return true;
+                }
+                inner.remember_revocation(e, reason, now);
+                inner.unlink(e);
+                removed.push(e.record());
+                false
+            });
+            removed
+        });
+        Ok(removed.unwrap_or_default())
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
+        let list = self.inner.with_user(user, false, |state| {
+            let mut live: Vec<SessionRecord> =
+                state.sessions.iter().filter(|e| e.is_live(now)).map(|e| e.record()).collect();
+            live.sort_by_key(|r| (r.created_at, r.id));
+            live
+        });
+        Ok(list.unwrap_or_default())
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        Ok(self.inner.sessions.len())
+    }
+
+    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+        let inner = &*self.inner;
+        let mut removed = 0;
+        for shard in 0..SHARDS {
+            if removed >= max {
+                break;
+            }
+            let batch = inner.sessions.collect_in_shard(shard, max - removed, |e| !e.is_live(now));
+            for entry in batch {
+                let done = inner.with_user(&entry.user, false, |state| {
+                    let pos = state.sessions.iter().position(|e| Arc::ptr_eq(e, &entry))?;
+                    if entry.is_live(now) {
+                        return None;
+                    }
+                    state.sessions.swap_remove(pos);
+                    inner.unlink(&entry);
+                    Some(())
+                });
+                if done.flatten().is_some() {
+                    removed += 1;
+                }
+            }
+            inner.sessions.shrink_shard_if_sparse(shard, by_digest);
+            inner.by_id.shrink_shard_if_sparse(shard, by_id);
+        }
+        inner.revoked.retain(|_, t| t.until > now);
+        Ok(removed)
+    }
+}
+
+/// The hash of an entry in the digest index.
+fn by_digest(e: &Arc<Entry>) -> u64 {
+    e.digest.hash_bits()
+}
+
+/// The hash of an entry in the id index.
+fn by_id(e: &Arc<Entry>) -> u64 {
+    e.id.hash_bits()
+}
+
+/// 64 hash tables, each behind its own read-write lock, padded to separate cache lines.
+struct Table<T> {
+    shards: Box<[Shard<T>]>,
+}
+
+#[repr(align(128))]
+struct Shard<T> {
+    map: RwLock<HashTable<T>>,
+}
+
+impl<T: Clone> Table<T> {
+    fn new() -> Self {
+        Self { shards: (0..SHARDS).map(|_| Shard { map: RwLock::new(HashTable::new()) }).collect() }
+    }
+
+    fn shard(&self, shard_bits: u64) -> &RwLock<HashTable<T>> {
+        // Truncation intended: the low bits choose the shard.
+        &self.shards[(shard_bits as usize) % SHARDS].map
+    }
+
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.map.read().len()).sum()
+    }
+
+    fn find(&self, shard_bits: u64, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T> {
+        self.shard(shard_bits).read().find(hash, eq).cloned()
+    }
+
+    /// Runs `f` on the matching value under the shard's read lock, without cloning it.
+    #[inline]
+    fn with<R>(&self, shard_bits: u64, hash: u64, eq: impl FnMut(&T) -> bool, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.shard(shard_bits).read().find(hash, eq).map(f)
+    }
+
+    /// Inserts `value` unless `eq` matches a stored value; answers whether it inserted.
+    fn insert_unique(
+        &self,
+        shard_bits: u64,
+        hash: u64,
+        value: &T,
+        mut eq: impl FnMut(&T) -> bool,
+        rehash: impl Fn(&T) -> u64,
+    ) -> bool {
+        let mut map = self.shard(shard_bits).write();
+        if map.find(hash, &mut eq).is_some() {
+            return false;
+        }
+        map.insert_unique(hash, value.clone(), rehash);
+        true
+    }
+
+    /// Returns the stored value matching `eq`, inserting `value` first if there is none.
+    fn insert_if_absent(
+        &self,
+        shard_bits: u64,
+        hash: u64,
+        value: T,
+        mut eq: impl FnMut(&T) -> bool,
+        rehash: impl Fn(&T) -> u64,
+    ) -> T {
+        let mut map = self.shard(shard_bits).write();
+        if let Some(existing) = map.find(hash, &mut eq) {
+            return existing.clone();
+        }
+        map.insert_unique(hash, value, rehash).get().clone()
+    }
+
+    fn remove(&self, shard_bits: u64, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T> {
+        let mut map = self.shard(shard_bits).write();
+        map.find_entry(hash, eq).ok().map(|e| e.remove().0)
+    }
+
+    fn replace(&self, shard_bits: u64, hash: u64, eq: impl FnMut(&T) -> bool, value: &T) {
+        let mut map = self.shard(shard_bits).write();
+        if let Some(slot) = map.find_mut(hash, eq) {
+            *slot = value.clone();
+        }
+    }
+
+    /// Up to `max` values of one shard matching `pred`, collected under a short read lock.
+    fn collect_in_shard(&self, shard: usize, max: usize, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
+        let map = self.shards[shard].map.read();
+        map.iter().filter(|v| pred(v)).take(max).cloned().collect()
+    }
+
+    /// Gives memory back when a shard has shrunk to under a quarter of its capacity.
+    fn shrink_shard_if_sparse(&self, shard: usize, rehash: impl Fn(&T) -> u64) {
+        let mut map = self.shards[shard].map.write();
+        if map.len() * 4 < map.capacity() {
+            let target = map.len() * 2;
+            map.shrink_to(target, rehash);
+        }
+    }
+}

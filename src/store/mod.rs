@@ -1,0 +1,238 @@
+//! The [`SessionStore`] trait: the seam between the manager and where sessions live.
+//!
+//! The manager decides *what* should happen (deadlines, which session to evict, when to renew);
+//! a store makes each step happen *atomically*, in memory or in a remote engine. Every method
+//! below documents its contract, and the conformance suite (`store::conformance`, feature
+//! `test-util`) checks it, so a store that passes can be swapped for another.
+//!
+//! # The contract, in general
+//!
+//! * **Keys are digests.** Sessions are found by [`TokenDigest`] (the hot path) or by
+//!   [`SessionId`]. A store never sees a token.
+//! * **"Not found" is an outcome, not an error.** An unknown digest or id answers
+//!   [`Lookup::NotFound`] / `None` / `false`. [`StoreError`] means the store could not answer,
+//!   and the manager then fails closed.
+//! * **Never overwrite.** [`insert`](SessionStore::insert) and [`rotate`](SessionStore::rotate)
+//!   answer [`StoreError::Conflict`] if the new digest or id is taken (a lesson of other
+//!   libraries, where an id collision let one session take over another).
+//! * **Removal is idempotent.** Removing what is not there does nothing and succeeds.
+//! * **Revocations are remembered.** A session removed by [`remove`](SessionStore::remove) or
+//!   [`remove_user`](SessionStore::remove_user), or evicted by `insert`, is remembered as revoked
+//!   (with its [`RevocationReason`]) until its absolute deadline, so that
+//!   [`touch`](SessionStore::touch) can answer [`Lookup::Revoked`]. The memory this takes must be
+//!   bounded: a store may forget revocations early (the token then reads as unknown) but never
+//!   report a revoked session as live.
+//! * **Time comes from the caller.** Every method that needs the time takes `now`; stores never
+//!   read a clock. Deadlines are checked with [`crate::expiry`], so every store draws the same lines.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::clock::Timestamp;
+use crate::error::{ExpiryReason, RevocationReason, StoreError};
+use crate::policy::Limit;
+use crate::session::{DataPatch, SessionData, SessionId, SessionRecord, UserId};
+use crate::token::TokenDigest;
+
+#[cfg(feature = "memory")]
+pub mod memory;
+
+#[cfg(feature = "test-util")]
+pub mod conformance;
+
+/// How [`SessionStore::touch`] renews a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TouchPolicy {
+    /// Idle timeout of ordinary sessions.
+    pub idle_timeout: Duration,
+    /// Idle timeout of remember-me sessions.
+    pub remember_me_idle_timeout: Duration,
+    /// Renew only if the last renewal is at least this old; zero renews every time.
+    pub interval: Duration,
+    /// Count this lookup in the session's `request_count`.
+    pub count_request: bool,
+}
+
+impl TouchPolicy {
+    /// The idle timeout that applies to a session with this remember-me flag.
+    #[must_use]
+    pub fn idle_timeout_for(&self, remember_me: bool) -> Duration {
+        if remember_me { self.remember_me_idle_timeout } else { self.idle_timeout }
+    }
+}
+
+/// The answer of a lookup by digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The session is live; the record reflects the lookup's own renewal and count.
+    Live(SessionRecord),
+    /// The session exists but has expired. It is left for the sweeper.
+    Expired(ExpiryReason),
+    /// The session was revoked, and the store still remembers why.
+    Revoked(RevocationReason),
+    /// No such session (never existed, rotated away, swept, or its revocation forgotten).
+    NotFound,
+}
+
+/// The answer of [`SessionStore::insert`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// The session was stored; these sessions of the same user were evicted to make room (and
+    /// are remembered as revoked with [`RevocationReason::Evicted`]).
+    Inserted {
+        /// The evicted sessions, oldest choice first.
+        evicted: Vec<SessionRecord>,
+    },
+    /// The user is at the limit and the policy is
+    /// [`LimitPolicy::Reject`](crate::LimitPolicy::Reject): nothing was stored.
+    LimitReached,
+}
+
+/// The answer of [`SessionStore::update_data`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataOutcome {
+    /// The patch was applied; this is the data now stored.
+    Updated(SessionData),
+    /// The patched data would be `size` bytes of JSON, over the limit: nothing changed.
+    TooLarge {
+        /// Size the patch would have produced.
+        size: usize,
+    },
+    /// No live session has this id.
+    NotFound,
+}
+
+/// Where sessions live. See the [module documentation](self) for the general contract.
+///
+/// Methods return `Send` futures so a manager can be used from any multi-threaded runtime. The
+/// trait uses `async fn`-style methods without boxing, which keeps the validation hot path free
+/// of allocations; to choose a store at run time, wrap the candidates in an enum that forwards.
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session, enforcing the per-user `limit` in the same atomic step.
+    ///
+    /// Atomically: drop from consideration the user's sessions that have expired at `now`;
+    /// choose evictions among the live ones with [`crate::policy::select_evictions`]; if refused,
+    /// store nothing and answer [`InsertOutcome::LimitReached`]; otherwise remove the evicted
+    /// sessions (remembering them as revoked, [`RevocationReason::Evicted`]) and store `record`.
+    /// No interleaving of concurrent inserts may leave a user with more than `limit.max` live
+    /// sessions, and no evicted session may validate afterwards.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if `record.digest` or `record.id` is already stored (nothing is
+    /// changed); other [`StoreError`]s if the store cannot answer.
+    fn insert(
+        &self,
+        record: SessionRecord,
+        limit: Option<Limit>,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
+
+    /// The validation hot path: looks up by digest, checks deadlines, counts, renews.
+    ///
+    /// Atomically per session: if the session's absolute or idle deadline has passed at `now`
+    /// ([`crate::expiry::check`]), answer [`Lookup::Expired`] and change nothing. Otherwise, if
+    /// `policy.count_request`, add one to `request_count`; if a renewal is due
+    /// ([`crate::expiry::touch_due`] of `last_seen_at`), set `last_seen_at` to `now` and the idle
+    /// deadline with [`crate::expiry::renewed_idle_deadline`]. Neither ever moves backwards.
+    /// Answer the record as it is after this call. A remote store does all of this in one round
+    /// trip.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn touch(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+        policy: TouchPolicy,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+
+    /// Reads a session by digest without counting or renewing it. Expired sessions are
+    /// returned as they are (the caller checks deadlines).
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn get(&self, digest: &TokenDigest) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Reads a session by id, like [`get`](Self::get).
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn get_by_id(&self, id: &SessionId) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Replaces a live session's digest: afterwards `new` finds the session and `old` finds
+    /// nothing (not even a revocation). Everything else about the session is unchanged.
+    ///
+    /// Atomically: if `old` names no session, or one that has expired at `now`, change nothing
+    /// and answer as [`touch`](Self::touch) would (`NotFound`, `Expired`, `Revoked`). Two
+    /// concurrent rotations of the same `old` digest: exactly one succeeds.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if `new` is already stored (nothing changes); other
+    /// [`StoreError`]s if the store cannot answer.
+    fn rotate(
+        &self,
+        old: &TokenDigest,
+        new: TokenDigest,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
+
+    /// Applies `patch` to a live session's data, atomically with respect to other patches, if
+    /// the result's compact JSON is at most `max_bytes`.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn update_data(
+        &self,
+        id: &SessionId,
+        patch: &DataPatch,
+        max_bytes: usize,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<DataOutcome, StoreError>> + Send;
+
+    /// Removes one session and remembers it as revoked for `reason` until its absolute deadline.
+    /// Answers the removed record, or `None` if there was none (idempotent).
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn remove(
+        &self,
+        id: &SessionId,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Removes every session of `user` except `keep` (if given), as one atomic step: a session
+    /// the user creates concurrently is either removed too or created after, never half-seen.
+    /// Each is remembered as revoked for `reason`. Answers the removed records.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn remove_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// The user's sessions that are live at `now`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn list_user(&self, user: &UserId, now: Timestamp)
+    -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// Number of stored sessions, live or expired but not yet removed.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// Removes up to `max` sessions that have expired at `now`, with their index entries, and
+    /// forgets revocations whose deadline has passed. Answers how many sessions were removed;
+    /// fewer than `max` means none are left. Expired sessions are not remembered as revoked.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn remove_expired(&self, now: Timestamp, max: usize) -> impl Future<Output = Result<usize, StoreError>> + Send;
+}

@@ -1,0 +1,11 @@
+//! Tokens: the secrets clients hold, and the digests stores keep.
+//!
+//! A [`SessionToken`] is 256 bits from the operating system's CSPRNG, sent to the client as 43
+//! characters of unpadded base64url. The server never stores it: stores key sessions by its
+//! [`TokenDigest`], the SHA-256 of the token's bytes, so a copy of a store's contents cannot be
+//! replayed as a login. Because the token has full entropy, a plain (unsalted, fast) hash is the
+//! right tool here, unlike for passwords.
+
+mod opaque;
+
+pub use opaque::{MalformedToken, SessionToken, TOKEN_LEN, TokenDigest};
