@@ -42,8 +42,7 @@ impl Timestamp {
     pub fn to_offset_date_time(self) -> OffsetDateTime {
         // Every i64 nanosecond count lies within OffsetDateTime's range (years -9999..=9999), so
         // the fallback is unreachable; it keeps this function total without a panic path.
-        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0))
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0)).unwrap_or(OffsetDateTime::UNIX_EPOCH)
     }
 
     /// `self + d`, saturating at the largest representable instant.
@@ -187,17 +186,13 @@ mod mock {
         pub fn advance(&self, d: Duration) {
             let step = duration_nanos(d);
             // fetch_update never fails with a closure that always returns Some.
-            let _ = self.nanos.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_add(step))
-            });
+            let _ = self.nanos.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_add(step)));
         }
 
         /// Moves the clock backward by `d`, as an NTP correction might.
         pub fn rewind(&self, d: Duration) {
             let step = duration_nanos(d);
-            let _ = self.nanos.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                Some(n.saturating_sub(step))
-            });
+            let _ = self.nanos.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| Some(n.saturating_sub(step)));
         }
 
         /// Sets the clock to `t`.

@@ -330,10 +330,7 @@ mod tests {
             .idle_timeout(Duration::from_secs(7200))
             .absolute_timeout(Duration::from_secs(3600))
             .build();
-        assert_eq!(
-            err,
-            Err(ConfigError::IdleExceedsAbsolute { idle: "idle_timeout", absolute: "absolute_timeout" })
-        );
+        assert_eq!(err, Err(ConfigError::IdleExceedsAbsolute { idle: "idle_timeout", absolute: "absolute_timeout" }));
         let err = SessionConfig::builder().remember_me_idle_timeout(Duration::from_secs(400 * 86400)).build();
         assert!(matches!(err, Err(ConfigError::IdleExceedsAbsolute { idle: "remember_me_idle_timeout", .. })));
     }

@@ -96,9 +96,9 @@ pub use error::{ConfigError, Error, ExpiryReason, RevocationReason, StoreError};
 pub use manager::{Created, NewSession, Rotated, SessionManager};
 pub use policy::LimitPolicy;
 pub use session::{DataPatch, Session, SessionData, SessionId, UserId};
+pub use store::SessionStore;
 #[cfg(feature = "memory")]
 pub use store::memory::MemoryStore;
-pub use store::SessionStore;
 pub use token::SessionToken;
 
 #[cfg(doctest)]

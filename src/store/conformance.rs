@@ -70,7 +70,12 @@ pub fn record(user: &UserId, now: Timestamp) -> SessionRecord {
     }
 }
 
-async fn insert_ok<S: SessionStore>(store: &S, r: &SessionRecord, limit: Option<Limit>, now: Timestamp) -> Vec<SessionRecord> {
+async fn insert_ok<S: SessionStore>(
+    store: &S,
+    r: &SessionRecord,
+    limit: Option<Limit>,
+    now: Timestamp,
+) -> Vec<SessionRecord> {
     match store.insert(r.clone(), limit, now).await.expect("insert failed") {
         InsertOutcome::Inserted { evicted } => evicted,
         InsertOutcome::LimitReached => panic!("insert: unexpected LimitReached"),
@@ -194,10 +199,7 @@ pub async fn deadlines_are_exact<S: SessionStore>(store: S) {
     busy.idle_deadline = busy.absolute_deadline;
     insert_ok(&store, &busy, None, T0).await;
     assert!(matches!(store.touch(&busy.digest, at(ABSOLUTE - one_ns), quiet).await.unwrap(), Lookup::Live(_)));
-    assert_eq!(
-        store.touch(&busy.digest, at(ABSOLUTE), quiet).await.unwrap(),
-        Lookup::Expired(ExpiryReason::Absolute)
-    );
+    assert_eq!(store.touch(&busy.digest, at(ABSOLUTE), quiet).await.unwrap(), Lookup::Expired(ExpiryReason::Absolute));
     assert_eq!(
         store.touch(&r.digest, at(ABSOLUTE), quiet).await.unwrap(),
         Lookup::Expired(ExpiryReason::Absolute),
@@ -266,7 +268,10 @@ pub async fn remove_user_keeps_the_chosen_session<S: SessionStore>(store: S) {
     expected.sort();
     assert_eq!(removed_ids, expected);
     for i in [0, 1, 3] {
-        assert_eq!(store.touch(&mine[i].digest, now, POLICY).await.unwrap(), Lookup::Revoked(RevocationReason::LogoutAll));
+        assert_eq!(
+            store.touch(&mine[i].digest, now, POLICY).await.unwrap(),
+            Lookup::Revoked(RevocationReason::LogoutAll)
+        );
     }
     live(&store, &mine[2].digest, now).await;
     live(&store, &other.digest, now).await;
@@ -388,10 +393,7 @@ pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
     let (_, unknown) = SessionToken::generate().unwrap();
     assert_eq!(store.rotate(&unknown, fresh, T0).await.unwrap(), Lookup::NotFound);
     store.remove(&b.id, RevocationReason::Admin, at(SECOND)).await.unwrap();
-    assert_eq!(
-        store.rotate(&b.digest, fresh, at(2 * SECOND)).await.unwrap(),
-        Lookup::Revoked(RevocationReason::Admin)
-    );
+    assert_eq!(store.rotate(&b.digest, fresh, at(2 * SECOND)).await.unwrap(), Lookup::Revoked(RevocationReason::Admin));
     assert_eq!(store.get(&fresh).await.unwrap(), None);
 }
 
@@ -402,7 +404,9 @@ pub async fn update_data_is_capped<S: SessionStore>(store: S) {
     let DataOutcome::Updated(data) = outcome else { panic!("update failed: {outcome:?}") };
     assert_eq!(data.get("role").and_then(|v| v.as_str()), Some("admin"));
     let big = DataPatch::new().set("blob", "x".repeat(100));
-    assert!(matches!(store.update_data(&r.id, &big, 64, T0).await.unwrap(), DataOutcome::TooLarge { size } if size > 100));
+    assert!(
+        matches!(store.update_data(&r.id, &big, 64, T0).await.unwrap(), DataOutcome::TooLarge { size } if size > 100)
+    );
     let stored = live(&store, &r.digest, T0).await;
     assert_eq!(stored.data, data, "an oversized patch changes nothing");
     let removed = store.update_data(&r.id, &DataPatch::new().remove("role"), 64, T0).await.unwrap();

@@ -405,8 +405,13 @@ impl SessionStore for MemoryStore {
             ) {
                 return Err(StoreError::Conflict);
             }
-            if !inner.by_id.insert_unique(entry.id.shard_bits(), entry.id.hash_bits(), &entry, |e| e.id == entry.id, by_id)
-            {
+            if !inner.by_id.insert_unique(
+                entry.id.shard_bits(),
+                entry.id.hash_bits(),
+                &entry,
+                |e| e.id == entry.id,
+                by_id,
+            ) {
                 inner.sessions.remove(entry.digest.shard_bits(), entry.digest.hash_bits(), |e| Arc::ptr_eq(e, &entry));
                 return Err(StoreError::Conflict);
             }
@@ -418,25 +423,30 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
         let inner = &*self.inner;
-        let found = inner.sessions.with(digest.shard_bits(), digest.hash_bits(), |e| e.digest == *digest, |e| {
-            if let Err(reason) = e.check(now) {
-                return Lookup::Expired(reason);
-            }
-            if policy.count_request {
-                e.request_count.fetch_add(1, Ordering::Relaxed);
-            }
-            if expiry::touch_due(now, e.last_seen_at(), policy.interval) {
-                let idle = expiry::renewed_idle_deadline(
-                    now,
-                    policy.idle_timeout_for(e.remember_me),
-                    e.idle_deadline(),
-                    e.absolute_deadline,
-                );
-                e.idle_deadline.fetch_max(idle.unix_nanos(), Ordering::AcqRel);
-                e.last_seen_at.fetch_max(now.unix_nanos(), Ordering::AcqRel);
-            }
-            Lookup::Live(e.record())
-        });
+        let found = inner.sessions.with(
+            digest.shard_bits(),
+            digest.hash_bits(),
+            |e| e.digest == *digest,
+            |e| {
+                if let Err(reason) = e.check(now) {
+                    return Lookup::Expired(reason);
+                }
+                if policy.count_request {
+                    e.request_count.fetch_add(1, Ordering::Relaxed);
+                }
+                if expiry::touch_due(now, e.last_seen_at(), policy.interval) {
+                    let idle = expiry::renewed_idle_deadline(
+                        now,
+                        policy.idle_timeout_for(e.remember_me),
+                        e.idle_deadline(),
+                        e.absolute_deadline,
+                    );
+                    e.idle_deadline.fetch_max(idle.unix_nanos(), Ordering::AcqRel);
+                    e.last_seen_at.fetch_max(now.unix_nanos(), Ordering::AcqRel);
+                }
+                Lookup::Live(e.record())
+            },
+        );
         Ok(found.unwrap_or_else(|| inner.revocation(digest, now)))
     }
 
@@ -462,7 +472,8 @@ impl SessionStore for MemoryStore {
                 return Ok(Lookup::Expired(reason));
             }
             let fresh = Arc::new(entry.rekeyed(new));
-            if !inner.sessions.insert_unique(new.shard_bits(), new.hash_bits(), &fresh, |e| e.digest == new, by_digest) {
+            if !inner.sessions.insert_unique(new.shard_bits(), new.hash_bits(), &fresh, |e| e.digest == new, by_digest)
+            {
                 return Err(StoreError::Conflict);
             }
             inner.sessions.remove(old.shard_bits(), old.hash_bits(), |e| Arc::ptr_eq(e, &entry));

@@ -219,8 +219,11 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
-    fn list_user(&self, user: &UserId, now: Timestamp)
-    -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+    fn list_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
 
     /// Number of stored sessions, live or expired but not yet removed.
     ///
