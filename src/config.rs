@@ -147,13 +147,11 @@ impl Default for SessionConfig {
 
 impl SessionConfig {
     /// A builder starting from the defaults.
-    #[must_use]
     pub fn builder() -> SessionConfigBuilder {
         SessionConfigBuilder { values: ConfigValues::default() }
     }
 
     /// A builder starting from this configuration, to derive a variant of it.
-    #[must_use]
     pub fn to_builder(&self) -> SessionConfigBuilder {
         SessionConfigBuilder { values: self.values.clone() }
     }

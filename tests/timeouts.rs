@@ -1,6 +1,6 @@
 //! Idle and absolute timeouts, remember-me, sliding renewal and extension, under a mock clock.
 
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

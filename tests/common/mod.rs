@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: a manager on a `MemoryStore` under a `MockClock`.
 
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
 
