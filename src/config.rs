@@ -62,6 +62,14 @@ struct ConfigValues {
     on_limit: LimitPolicy,
     max_user_agent_len: usize,
     max_data_bytes: usize,
+    #[serde(with = "humantime_serde")]
+    access_token_ttl: Duration,
+    #[serde(with = "humantime_serde")]
+    access_token_leeway: Duration,
+    #[serde(with = "humantime_serde")]
+    refresh_reuse_grace: Duration,
+    jwt_issuer: Option<String>,
+    jwt_audience: Option<String>,
 }
 
 impl Default for ConfigValues {
@@ -76,6 +84,11 @@ impl Default for ConfigValues {
             on_limit: LimitPolicy::EvictOldest,
             max_user_agent_len: 256,
             max_data_bytes: 4096,
+            access_token_ttl: Duration::from_secs(15 * MINUTE),
+            access_token_leeway: Duration::from_secs(30),
+            refresh_reuse_grace: Duration::from_secs(5),
+            jwt_issuer: None,
+            jwt_audience: None,
         }
     }
 }
@@ -124,6 +137,17 @@ impl TryFrom<ConfigValues> for SessionConfig {
         }
         range_check("max_user_agent_len", v.max_user_agent_len as u64, 0, 64 * 1024)?;
         range_check("max_data_bytes", v.max_data_bytes as u64, 0, 1024 * 1024)?;
+        if v.access_token_ttl.is_zero() {
+            return Err(ConfigError::Zero { field: "access_token_ttl" });
+        }
+        range_check("access_token_ttl", v.access_token_ttl.as_secs(), 1, DAY)?;
+        range_check("access_token_leeway", v.access_token_leeway.as_secs(), 0, 5 * MINUTE)?;
+        range_check("refresh_reuse_grace", v.refresh_reuse_grace.as_secs(), 0, MINUTE)?;
+        for (field, value) in [("jwt_issuer", &v.jwt_issuer), ("jwt_audience", &v.jwt_audience)] {
+            if let Some(value) = value {
+                range_check(field, value.len() as u64, 1, 256)?;
+            }
+        }
         Ok(Self { values: v })
     }
 }
@@ -210,6 +234,37 @@ impl SessionConfig {
         self.values.max_data_bytes
     }
 
+    /// Lifetime of access tokens (JWTs). Default 15 minutes.
+    #[must_use]
+    pub fn access_token_ttl(&self) -> Duration {
+        self.values.access_token_ttl
+    }
+
+    /// Clock skew tolerated when checking an access token's `exp` and `nbf`. Default 30 seconds.
+    #[must_use]
+    pub fn access_token_leeway(&self) -> Duration {
+        self.values.access_token_leeway
+    }
+
+    /// How long a just-spent refresh token still returns its successor instead of counting as
+    /// reuse. Default 5 seconds; zero makes refresh tokens strictly single-use.
+    #[must_use]
+    pub fn refresh_reuse_grace(&self) -> Duration {
+        self.values.refresh_reuse_grace
+    }
+
+    /// The `iss` claim of access tokens, required on verification when set. Default none.
+    #[must_use]
+    pub fn jwt_issuer(&self) -> Option<&str> {
+        self.values.jwt_issuer.as_deref()
+    }
+
+    /// The `aud` claim of access tokens, required on verification when set. Default none.
+    #[must_use]
+    pub fn jwt_audience(&self) -> Option<&str> {
+        self.values.jwt_audience.as_deref()
+    }
+
     /// The `(idle, absolute)` lifetimes of a session, by its remember-me flag.
     #[must_use]
     pub fn lifetimes(&self, remember_me: bool) -> (Duration, Duration) {
@@ -293,6 +348,48 @@ impl SessionConfigBuilder {
     /// 4096 bytes. Data is for small facts (a role, a CSRF seed, a locale), not for caching.
     pub fn max_data_bytes(mut self, bytes: usize) -> Self {
         self.values.max_data_bytes = bytes;
+        self
+    }
+
+    /// Lifetime of access tokens (JWTs): how long a stolen access token stays useful, and how
+    /// often clients refresh. Default 15 minutes; at most one day. Revocation does not wait for
+    /// it: a revoked session's access tokens are refused at once through the denylist.
+    pub fn access_token_ttl(mut self, d: Duration) -> Self {
+        self.values.access_token_ttl = d;
+        self
+    }
+
+    /// Clock skew tolerated between the issuer and verifiers of access tokens, applied to `exp`
+    /// and `nbf`. Default 30 seconds; at most 5 minutes.
+    pub fn access_token_leeway(mut self, d: Duration) -> Self {
+        self.values.access_token_leeway = d;
+        self
+    }
+
+    /// Grace window of refresh-token rotation. Default 5 seconds; at most one minute.
+    ///
+    /// Within it, presenting the refresh token that was just spent returns the same successor
+    /// pair again, so a client that sends parallel refreshes or retries after a lost response is
+    /// not logged out. After it, presenting a spent refresh token is treated as theft (RFC 6819
+    /// §5.2.2.3, RFC 9700 §4.14.2) and revokes the whole session.
+    ///
+    /// # Warning
+    /// A longer window gives a thief who races the legitimate client that much longer to use a
+    /// stolen, just-spent token undetected. Zero makes refresh tokens strictly single-use.
+    pub fn refresh_reuse_grace(mut self, d: Duration) -> Self {
+        self.values.refresh_reuse_grace = d;
+        self
+    }
+
+    /// The `iss` claim to put in access tokens and require on verification. Default none.
+    pub fn jwt_issuer(mut self, issuer: Option<String>) -> Self {
+        self.values.jwt_issuer = issuer;
+        self
+    }
+
+    /// The `aud` claim to put in access tokens and require on verification. Default none.
+    pub fn jwt_audience(mut self, audience: Option<String>) -> Self {
+        self.values.jwt_audience = audience;
         self
     }
 

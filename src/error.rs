@@ -52,6 +52,9 @@ pub enum RevocationReason {
     Admin,
     /// A newer login of the same user pushed it out under the per-user session limit.
     Evicted,
+    /// A spent refresh token of the session was presented again after the grace window: the
+    /// token family is presumed stolen, and the whole session ends.
+    RefreshReuse,
 }
 
 impl RevocationReason {
@@ -63,6 +66,7 @@ impl RevocationReason {
             Self::LogoutAll => "logout_all",
             Self::Admin => "admin",
             Self::Evicted => "evicted",
+            Self::RefreshReuse => "refresh_reuse",
         }
     }
 }
@@ -116,6 +120,21 @@ pub enum Error {
         /// ([`SessionConfig::max_data_bytes`](crate::SessionConfig::max_data_bytes)).
         limit: usize,
     },
+    /// The refresh token is malformed or names no session (never issued, its session ended,
+    /// or it is older than the reuse history).
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    /// A spent refresh token was presented after the grace window. The session has been
+    /// revoked with all its tokens; alert on this, it usually means a token was stolen.
+    #[error("refresh token reused; the session has been revoked")]
+    RefreshTokenReused,
+    /// The access token was refused before its session was consulted.
+    #[error(transparent)]
+    AccessToken(#[from] crate::token::AccessTokenError),
+    /// Access or refresh tokens were asked for, but the manager has no signing keys
+    /// ([`SessionManager::set_keys`](crate::SessionManager::set_keys)).
+    #[error("no access-token signing keys are configured")]
+    NoSigningKeys,
     /// A user id was empty or longer than [`UserId::MAX_LEN`](crate::UserId::MAX_LEN).
     #[error(transparent)]
     InvalidUserId(#[from] InvalidUserId),
@@ -143,6 +162,9 @@ impl Error {
                 | Self::Revoked { .. }
                 | Self::LimitReached { .. }
                 | Self::DataTooLarge { .. }
+                | Self::InvalidRefreshToken
+                | Self::RefreshTokenReused
+                | Self::AccessToken(_)
         )
     }
 }
@@ -154,10 +176,11 @@ pub struct InvalidUserId {
     pub(crate) len: usize,
 }
 
-/// The operating system's random number generator failed.
+/// The operating system's random number generator (or, never in practice, a key derivation
+/// from its output) failed.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RandomError(pub(crate) rand::rngs::SysError);
+#[error("random number generation failed")]
+pub struct RandomError(#[source] pub(crate) Option<rand::rngs::SysError>);
 
 /// An invalid [`SessionConfig`](crate::SessionConfig), refused when it is built or deserialised.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

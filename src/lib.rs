@@ -93,13 +93,14 @@ pub mod token;
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use config::{SessionConfig, SessionConfigBuilder};
 pub use error::{ConfigError, Error, ExpiryReason, RevocationReason, StoreError};
-pub use manager::{Created, NewSession, Rotated, SessionManager};
+pub use manager::{Created, NewSession, Rotated, SessionManager, TokenPair};
 pub use policy::LimitPolicy;
 pub use session::{DataPatch, Session, SessionData, SessionId, UserId};
 pub use store::SessionStore;
 #[cfg(feature = "memory")]
 pub use store::memory::MemoryStore;
-pub use token::SessionToken;
+pub use token::keys::{KeySet, SigningKey};
+pub use token::{AccessClaims, AccessToken, AccessTokenError, RefreshToken, SessionToken};
 
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use serde_json::{Map, Value};
 
 use crate::clock::{Clock, SystemClock};
@@ -14,8 +15,12 @@ use crate::policy::Limit;
 use crate::session::{
     DataPatch, Metadata, Session, SessionData, SessionId, SessionRecord, UserId, truncate_to_boundary,
 };
-use crate::store::{DataOutcome, InsertOutcome, Lookup, SessionStore, TouchPolicy};
-use crate::token::{SessionToken, TokenDigest};
+use crate::store::{
+    DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, SessionStore, Successor, TouchPolicy,
+};
+use crate::token::access::{self, AccessPolicy};
+use crate::token::keys::KeySet;
+use crate::token::{AccessClaims, AccessToken, RawToken, RefreshToken, SessionToken, TokenDigest, refresh};
 
 /// How many times a new token is drawn when the store reports a collision. A collision of
 /// 256-bit random tokens does not happen by chance; a store that keeps answering `Conflict` is
@@ -39,6 +44,11 @@ struct Inner<S, C> {
     config: SessionConfig,
     touch: TouchPolicy,
     limit: Option<Limit>,
+    access: AccessPolicy,
+    /// How long after a revocation its session's access tokens must still be refused: the
+    /// token lifetime plus the verification leeway.
+    deny_for: std::time::Duration,
+    keys: ArcSwapOption<KeySet>,
 }
 
 impl<S, C> Clone for SessionManager<S, C> {
@@ -106,6 +116,29 @@ pub struct Created {
     pub session: Session,
     /// Sessions of the same user ended to make room under the per-user limit.
     pub evicted: Vec<SessionId>,
+    /// An access token and a refresh token bound to the session, when the manager has signing
+    /// keys ([`SessionManager::set_keys`]).
+    pub tokens: Option<TokenPair>,
+}
+
+/// A short-lived access token and the refresh token that renews it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TokenPair {
+    /// The signed access token (a JWT) for `Authorization: Bearer`.
+    pub access_token: AccessToken,
+    /// The single-use refresh token for [`SessionManager::refresh`].
+    pub refresh_token: RefreshToken,
+    /// The access token's claims.
+    pub claims: AccessClaims,
+}
+
+impl TokenPair {
+    /// Seconds from `now` until the access token expires, for an OAuth-style `expires_in`.
+    #[must_use]
+    pub fn expires_in(&self, now: crate::clock::Timestamp) -> u64 {
+        self.claims.expires_in(now)
+    }
 }
 
 /// A session whose token was just replaced.
@@ -135,7 +168,44 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             count_request: true,
         };
         let limit = config.max_sessions_per_user().map(|max| Limit { max, policy: config.on_limit() });
-        Self { inner: Arc::new(Inner { store, clock, config, touch, limit }) }
+        let access = AccessPolicy {
+            ttl_secs: i64::try_from(config.access_token_ttl().as_secs()).unwrap_or(i64::MAX),
+            leeway_secs: i64::try_from(config.access_token_leeway().as_secs()).unwrap_or(i64::MAX),
+            issuer: config.jwt_issuer().map(str::to_owned),
+            audience: config.jwt_audience().map(str::to_owned),
+        };
+        // One extra second covers the rounding of `iat` down to whole seconds.
+        let deny_for = config.access_token_ttl() + config.access_token_leeway() + std::time::Duration::from_secs(1);
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                touch,
+                limit,
+                access,
+                deny_for,
+                keys: ArcSwapOption::empty(),
+            }),
+        }
+    }
+
+    /// Sets (or replaces) the keys that sign and verify access tokens. From then on
+    /// [`create`](Self::create) also issues an access and a refresh token. Replacing the set
+    /// takes effect at once for every clone of the manager; to rotate keys without
+    /// invalidating tokens in flight, pass [`KeySet::rotated`].
+    pub fn set_keys(&self, keys: KeySet) {
+        self.inner.keys.store(Some(Arc::new(keys)));
+    }
+
+    /// The current key set, if any.
+    #[must_use]
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.inner.keys.load_full()
+    }
+
+    fn revocation(&self, reason: RevocationReason, at: crate::clock::Timestamp) -> Revocation {
+        Revocation { reason, at, deny_access_until: Some(at.saturating_add(self.inner.deny_for)) }
     }
 
     /// The configuration.
@@ -185,9 +255,15 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         let now = self.inner.clock.now();
         let (idle, absolute) = config.lifetimes(new.remember_me);
         let (idle_deadline, absolute_deadline) = expiry::initial_deadlines(now, idle, absolute);
+        let keys = self.inner.keys.load_full();
+        let eviction = self.revocation(RevocationReason::Evicted, now);
         let mut last_error = StoreError::Conflict;
         for _ in 0..CONFLICT_RETRIES {
             let (token, digest) = SessionToken::generate().map_err(Error::Random)?;
+            let refresh = match keys {
+                Some(_) => Some(RefreshToken::generate().map_err(Error::Random)?),
+                None => None,
+            };
             let record = SessionRecord {
                 id: SessionId::generate().map_err(Error::Random)?,
                 digest,
@@ -201,12 +277,20 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 metadata: metadata.clone(),
                 data: data.clone(),
             };
-            match self.inner.store.insert(record.clone(), self.inner.limit, now).await {
+            let refresh_digest = refresh.as_ref().map(|(_, d)| *d);
+            match self.inner.store.insert(record.clone(), refresh_digest, self.inner.limit, eviction).await {
                 Ok(InsertOutcome::Inserted { evicted }) => {
+                    let tokens = match (&keys, refresh) {
+                        (Some(keys), Some((refresh_token, refresh_digest))) => {
+                            Some(self.pair(keys, &record, refresh_token, &refresh_digest, now))
+                        }
+                        _ => None,
+                    };
                     return Ok(Created {
                         token,
                         session: Session::from(record),
                         evicted: evicted.into_iter().map(|r| r.id).collect(),
+                        tokens,
                     });
                 }
                 Ok(InsertOutcome::LimitReached) => {
@@ -302,7 +386,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             return Ok(false);
         };
         let now = self.inner.clock.now();
-        Ok(self.inner.store.remove(&record.id, RevocationReason::Logout, now).await?.is_some())
+        Ok(self.inner.store.remove(&record.id, self.revocation(RevocationReason::Logout, now)).await?.is_some())
     }
 
     /// Ends the session `id`, whoever owns it: for administrators. Answers whether a session
@@ -312,7 +396,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// [`Error::Store`].
     pub async fn revoke_by_id(&self, id: &SessionId) -> Result<bool, Error> {
         let now = self.inner.clock.now();
-        Ok(self.inner.store.remove(id, RevocationReason::Admin, now).await?.is_some())
+        Ok(self.inner.store.remove(id, self.revocation(RevocationReason::Admin, now)).await?.is_some())
     }
 
     /// Ends the session `id` if it belongs to `user`: self-service revocation from a session
@@ -325,7 +409,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         match self.inner.store.get_by_id(id).await? {
             Some(record) if record.user == *user => {
                 let now = self.inner.clock.now();
-                Ok(self.inner.store.remove(id, RevocationReason::Logout, now).await?.is_some())
+                Ok(self.inner.store.remove(id, self.revocation(RevocationReason::Logout, now)).await?.is_some())
             }
             _ => Ok(false),
         }
@@ -356,7 +440,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         reason: RevocationReason,
     ) -> Result<usize, Error> {
         let now = self.inner.clock.now();
-        Ok(self.inner.store.remove_user(user, keep, reason, now).await?.len())
+        Ok(self.inner.store.remove_user(user, keep, self.revocation(reason, now)).await?.len())
     }
 
     /// The live sessions of `user`, oldest first.
@@ -381,6 +465,84 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             .await?
             .filter(|r| expiry::check(now, r.idle_deadline, r.absolute_deadline).is_ok())
             .map(Session::from))
+    }
+
+    /// Exchanges a refresh token for a new access token and a new refresh token.
+    ///
+    /// The session is checked first (revoked, idle, absolute); a refresh counts as activity
+    /// and renews the idle deadline, never the absolute one. The presented refresh token is
+    /// spent. Presenting it again within
+    /// [`SessionConfig::refresh_reuse_grace`] returns the very same pair (parallel requests and
+    /// retries are safe); presenting it later is reuse: the whole session is revoked, every
+    /// one of its tokens stops working, and [`Error::RefreshTokenReused`] is returned.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRefreshToken`], [`Error::RefreshTokenReused`], [`Error::Expired`],
+    /// [`Error::NoSigningKeys`], [`Error::Random`], [`Error::Store`].
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, Error> {
+        let keys = self.inner.keys.load_full().ok_or(Error::NoSigningKeys)?;
+        let presented = RawToken::decode(refresh_token).map_err(|_| Error::InvalidRefreshToken)?;
+        let presented_digest = presented.digest();
+        let grace = self.inner.config.refresh_reuse_grace();
+        let touch = TouchPolicy { count_request: false, ..self.inner.touch };
+        for _ in 0..CONFLICT_RETRIES {
+            let (successor, successor_digest) = RefreshToken::generate().map_err(Error::Random)?;
+            let sealed = refresh::seal(&presented, &successor).map_err(Error::Random)?;
+            let now = self.inner.clock.now();
+            let reuse = self.revocation(RevocationReason::RefreshReuse, now);
+            let next = Successor { digest: successor_digest, sealed };
+            match self.inner.store.rotate_refresh(&presented_digest, next, now, grace, touch, reuse).await {
+                Ok(RefreshOutcome::Rotated(record)) => {
+                    return Ok(self.pair(&keys, &record, successor, &successor_digest, now));
+                }
+                Ok(RefreshOutcome::Replayed { record, sealed, spent_at }) => {
+                    let successor = refresh::open(&presented, &sealed).ok_or(Error::InvalidRefreshToken)?;
+                    let digest = successor.digest();
+                    return Ok(self.pair(&keys, &record, successor, &digest, spent_at));
+                }
+                Ok(RefreshOutcome::Reused(_)) => return Err(Error::RefreshTokenReused),
+                Ok(RefreshOutcome::Expired(reason)) => return Err(Error::Expired { reason }),
+                Ok(RefreshOutcome::NotFound) => return Err(Error::InvalidRefreshToken),
+                Err(StoreError::Conflict) => {}
+                Err(e) => return Err(Error::Store(e)),
+            }
+        }
+        Err(Error::Store(StoreError::Conflict))
+    }
+
+    /// Verifies an access token: the second hot path.
+    ///
+    /// Checks, in order: the length cap, the structure, the key named by `kid` and that the
+    /// header's `alg` is the one that key is bound to (`none` and algorithm switches are
+    /// refused), the signature, then `exp`/`nbf` (with
+    /// [`SessionConfig::access_token_leeway`]), `iss` and `aud`, and finally the denylist, so
+    /// that a token of a revoked session is refused at once although it has not expired.
+    ///
+    /// # Errors
+    /// [`Error::AccessToken`] with the precise [`AccessTokenError`](crate::token::AccessTokenError);
+    /// [`Error::Revoked`] for a revoked session; [`Error::NoSigningKeys`]; [`Error::Store`].
+    pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, Error> {
+        let keys = self.inner.keys.load();
+        let keys = keys.as_deref().ok_or(Error::NoSigningKeys)?;
+        let now = self.inner.clock.now();
+        let claims = access::verify(keys, &self.inner.access, token, now)?;
+        match self.inner.store.access_denied(&claims.session_id, now).await? {
+            Some(reason) => Err(Error::Revoked { reason }),
+            None => Ok(claims),
+        }
+    }
+
+    fn pair(
+        &self,
+        keys: &KeySet,
+        record: &SessionRecord,
+        refresh_token: RefreshToken,
+        refresh_digest: &TokenDigest,
+        issued_at: crate::clock::Timestamp,
+    ) -> TokenPair {
+        let (access_token, claims) =
+            access::issue(keys, &self.inner.access, &record.user, &record.id, issued_at, refresh_digest);
+        TokenPair { access_token, refresh_token, claims }
     }
 
     async fn live_record(&self, digest: &TokenDigest, now: crate::clock::Timestamp) -> Result<SessionRecord, Error> {

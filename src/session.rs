@@ -34,7 +34,7 @@ const SESSION_ID_LEN: usize = 22;
 impl SessionId {
     pub(crate) fn generate() -> Result<Self, RandomError> {
         let mut b = [0u8; 16];
-        rand::rngs::SysRng.try_fill_bytes(&mut b).map_err(RandomError)?;
+        rand::rngs::SysRng.try_fill_bytes(&mut b).map_err(|e| RandomError(Some(e)))?;
         Ok(Self(b))
     }
 

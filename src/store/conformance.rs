@@ -24,7 +24,10 @@ use crate::error::{ExpiryReason, RevocationReason, StoreError};
 use crate::expiry;
 use crate::policy::{Limit, LimitPolicy};
 use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
-use crate::store::{DataOutcome, InsertOutcome, Lookup, SessionStore, TouchPolicy};
+use crate::store::{
+    DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, SessionStore, Successor,
+    TouchPolicy,
+};
 use crate::token::{SessionToken, TokenDigest};
 
 const IDLE: Duration = Duration::from_secs(30 * 60);
@@ -42,6 +45,18 @@ pub const POLICY: TouchPolicy = TouchPolicy {
     interval: Duration::from_secs(60),
     count_request: true,
 };
+
+/// How long the checks denylist revoked sessions' access tokens.
+const DENY_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// A revocation at `now` that denylists access tokens for [`DENY_FOR`].
+pub fn revocation(reason: RevocationReason, now: Timestamp) -> Revocation {
+    Revocation { reason, at: now, deny_access_until: Some(now.saturating_add(DENY_FOR)) }
+}
+
+fn evict_at(now: Timestamp) -> Revocation {
+    revocation(RevocationReason::Evicted, now)
+}
 
 fn at(d: Duration) -> Timestamp {
     T0.saturating_add(d)
@@ -76,7 +91,7 @@ async fn insert_ok<S: SessionStore>(
     limit: Option<Limit>,
     now: Timestamp,
 ) -> Vec<SessionRecord> {
-    match store.insert(r.clone(), limit, now).await.expect("insert failed") {
+    match store.insert(r.clone(), None, limit, evict_at(now)).await.expect("insert failed") {
         InsertOutcome::Inserted { evicted } => evicted,
         InsertOutcome::LimitReached => panic!("insert: unexpected LimitReached"),
     }
@@ -117,6 +132,12 @@ where
     concurrent_logins_never_exceed_the_limit(make().await).await;
     concurrent_rotations_have_one_winner(make().await).await;
     concurrent_revoke_all_and_logins(make().await).await;
+    refresh_rotates_replays_and_detects_reuse(make().await).await;
+    refresh_grace_is_a_strict_window(make().await).await;
+    refresh_history_is_bounded(make().await).await;
+    refresh_of_dead_sessions(make().await).await;
+    denylist_follows_revocations(make().await).await;
+    concurrent_refreshes_fork_nothing(make().await).await;
 }
 
 pub async fn insert_then_lookup<S: SessionStore>(store: S) {
@@ -142,11 +163,14 @@ pub async fn insert_never_overwrites<S: SessionStore>(store: S) {
     insert_ok(&store, &r, None, T0).await;
     let mut same_digest = record(&bob, T0);
     same_digest.digest = r.digest;
-    assert!(matches!(store.insert(same_digest, None, T0).await, Err(StoreError::Conflict)), "digest taken");
+    assert!(
+        matches!(store.insert(same_digest, None, None, evict_at(T0)).await, Err(StoreError::Conflict)),
+        "digest taken"
+    );
     let mut same_id = record(&bob, T0);
     same_id.id = r.id;
     let same_id_digest = same_id.digest;
-    assert!(matches!(store.insert(same_id, None, T0).await, Err(StoreError::Conflict)), "id taken");
+    assert!(matches!(store.insert(same_id, None, None, evict_at(T0)).await, Err(StoreError::Conflict)), "id taken");
     assert_eq!(store.get(&r.digest).await.unwrap().map(|x| x.user), Some(alice), "the first session is intact");
     assert_eq!(store.get(&same_id_digest).await.unwrap(), None, "nothing stored on conflict");
     assert_eq!(store.count().await.unwrap(), 1);
@@ -159,8 +183,14 @@ pub async fn unknown_is_not_found<S: SessionStore>(store: S) {
     assert_eq!(store.get(&d).await.unwrap(), None);
     let id = SessionId::generate().unwrap();
     assert_eq!(store.get_by_id(&id).await.unwrap(), None);
-    assert_eq!(store.remove(&id, RevocationReason::Admin, T0).await.unwrap(), None, "removing nothing is fine");
-    assert!(store.remove_user(&user("nobody"), None, RevocationReason::LogoutAll, T0).await.unwrap().is_empty());
+    assert_eq!(
+        store.remove(&id, revocation(RevocationReason::Admin, T0)).await.unwrap(),
+        None,
+        "removing nothing is fine"
+    );
+    assert!(
+        store.remove_user(&user("nobody"), None, revocation(RevocationReason::LogoutAll, T0)).await.unwrap().is_empty()
+    );
     assert!(store.list_user(&user("nobody"), T0).await.unwrap().is_empty());
     assert_eq!(store.update_data(&id, &DataPatch::new().set("a", 1), 100, T0).await.unwrap(), DataOutcome::NotFound);
 }
@@ -235,9 +265,13 @@ pub async fn backwards_clock_moves_nothing_back<S: SessionStore>(store: S) {
 pub async fn remove_is_idempotent_and_remembered<S: SessionStore>(store: S) {
     let r = record(&user("alice"), T0);
     insert_ok(&store, &r, None, T0).await;
-    let removed = store.remove(&r.id, RevocationReason::Logout, at(SECOND)).await.unwrap();
+    let removed = store.remove(&r.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
     assert_eq!(removed.map(|x| x.id), Some(r.id));
-    assert_eq!(store.remove(&r.id, RevocationReason::Logout, at(SECOND)).await.unwrap(), None, "idempotent");
+    assert_eq!(
+        store.remove(&r.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap(),
+        None,
+        "idempotent"
+    );
     assert_eq!(
         store.touch(&r.digest, at(2 * SECOND), POLICY).await.unwrap(),
         Lookup::Revoked(RevocationReason::Logout)
@@ -261,7 +295,8 @@ pub async fn remove_user_keeps_the_chosen_session<S: SessionStore>(store: S) {
     let other = record(&bob, T0);
     insert_ok(&store, &other, None, T0).await;
     let now = at(10 * SECOND);
-    let removed = store.remove_user(&alice, Some(&mine[2].id), RevocationReason::LogoutAll, now).await.unwrap();
+    let removed =
+        store.remove_user(&alice, Some(&mine[2].id), revocation(RevocationReason::LogoutAll, now)).await.unwrap();
     let mut removed_ids: Vec<_> = removed.iter().map(|r| r.id).collect();
     removed_ids.sort();
     let mut expected: Vec<_> = [0, 1, 3].iter().map(|&i| mine[i].id).collect();
@@ -276,7 +311,7 @@ pub async fn remove_user_keeps_the_chosen_session<S: SessionStore>(store: S) {
     live(&store, &mine[2].digest, now).await;
     live(&store, &other.digest, now).await;
     assert_eq!(store.list_user(&alice, now).await.unwrap().len(), 1);
-    let all = store.remove_user(&alice, None, RevocationReason::Admin, now).await.unwrap();
+    let all = store.remove_user(&alice, None, revocation(RevocationReason::Admin, now)).await.unwrap();
     assert_eq!(all.len(), 1);
     assert!(store.list_user(&alice, now).await.unwrap().is_empty());
     assert_eq!(store.count().await.unwrap(), 1, "other users' sessions are untouched");
@@ -305,7 +340,7 @@ async fn limit_check<S: SessionStore>(store: S, policy: LimitPolicy) {
     live(&store, &rs[0].digest, at(Duration::from_secs(120))).await;
     let newest = record(&alice, at(Duration::from_secs(180)));
     let now = newest.created_at;
-    let outcome = store.insert(newest.clone(), limit, now).await.unwrap();
+    let outcome = store.insert(newest.clone(), None, limit, evict_at(now)).await.unwrap();
     let expected_victim = match policy {
         LimitPolicy::EvictOldest => Some(&rs[0]),
         LimitPolicy::EvictLeastRecentlyUsed => Some(&rs[1]),
@@ -374,7 +409,7 @@ pub async fn rotate_rekeys_the_session<S: SessionStore>(store: S) {
     assert_eq!(store.list_user(&r.user, at(3 * SECOND)).await.unwrap()[0].digest, new, "user index follows");
     assert_eq!(store.count().await.unwrap(), 1);
     // Removal after rotation finds the session under its new digest.
-    store.remove(&r.id, RevocationReason::Logout, at(4 * SECOND)).await.unwrap();
+    store.remove(&r.id, revocation(RevocationReason::Logout, at(4 * SECOND))).await.unwrap();
     assert_eq!(store.touch(&new, at(5 * SECOND), POLICY).await.unwrap(), Lookup::Revoked(RevocationReason::Logout));
 }
 
@@ -392,7 +427,7 @@ pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
     );
     let (_, unknown) = SessionToken::generate().unwrap();
     assert_eq!(store.rotate(&unknown, fresh, T0).await.unwrap(), Lookup::NotFound);
-    store.remove(&b.id, RevocationReason::Admin, at(SECOND)).await.unwrap();
+    store.remove(&b.id, revocation(RevocationReason::Admin, at(SECOND))).await.unwrap();
     assert_eq!(store.rotate(&b.digest, fresh, at(2 * SECOND)).await.unwrap(), Lookup::Revoked(RevocationReason::Admin));
     assert_eq!(store.get(&fresh).await.unwrap(), None);
 }
@@ -443,7 +478,7 @@ pub async fn remove_expired_cleans_every_index<S: SessionStore>(store: S) {
     }
     for (i, u) in users.iter().enumerate() {
         assert_eq!(store.list_user(u, now).await.unwrap().len(), usize::from(i % 2 == 0));
-        assert!(store.remove_user(u, None, RevocationReason::Admin, now).await.unwrap().len() <= 1);
+        assert!(store.remove_user(u, None, revocation(RevocationReason::Admin, now)).await.unwrap().len() <= 1);
     }
     // Users whose sessions were all swept can log in again under a limit of one.
     let limit = Some(Limit { max: 1, policy: LimitPolicy::Reject });
@@ -461,7 +496,7 @@ pub async fn concurrent_logins_never_exceed_the_limit<S: SessionStore + Clone>(s
         tasks.push(tokio::spawn(async move {
             let now = at(Duration::from_millis(i));
             let r = record(&alice, now);
-            let outcome = store.insert(r.clone(), limit, now).await.unwrap();
+            let outcome = store.insert(r.clone(), None, limit, evict_at(now)).await.unwrap();
             let listed = store.list_user(&alice, now).await.unwrap().len();
             assert!(listed <= 3, "a user never has more than 3 live sessions (saw {listed})");
             (r, outcome)
@@ -527,11 +562,11 @@ pub async fn concurrent_revoke_all_and_logins<S: SessionStore + Clone>(store: S)
         tasks.push(tokio::spawn(async move {
             let now = at(Duration::from_millis(i));
             if i % 8 == 7 {
-                store.remove_user(&alice, None, RevocationReason::LogoutAll, now).await.unwrap();
+                store.remove_user(&alice, None, revocation(RevocationReason::LogoutAll, now)).await.unwrap();
                 None
             } else {
                 let r = record(&alice, now);
-                store.insert(r.clone(), None, now).await.unwrap();
+                store.insert(r.clone(), None, None, evict_at(now)).await.unwrap();
                 Some(r)
             }
         }));
@@ -552,4 +587,220 @@ pub async fn concurrent_revoke_all_and_logins<S: SessionStore + Clone>(store: S)
         }
     }
     assert_eq!(store.count().await.unwrap(), listed.len());
+}
+
+const GRACE: Duration = Duration::from_secs(5);
+
+fn successor(tag: u8) -> Successor {
+    let (_, digest) = SessionToken::generate().unwrap();
+    Successor { digest, sealed: vec![tag; 24] }
+}
+
+async fn insert_with_refresh<S: SessionStore>(store: &S, name: &str, now: Timestamp) -> (SessionRecord, TokenDigest) {
+    let r = record(&user(name), now);
+    let (_, refresh) = SessionToken::generate().unwrap();
+    let outcome = store.insert(r.clone(), Some(refresh), None, evict_at(now)).await.unwrap();
+    assert!(matches!(outcome, InsertOutcome::Inserted { .. }));
+    (r, refresh)
+}
+
+async fn refresh<S: SessionStore>(
+    store: &S,
+    presented: &TokenDigest,
+    next: Successor,
+    now: Timestamp,
+    grace: Duration,
+) -> RefreshOutcome {
+    let reuse = revocation(RevocationReason::RefreshReuse, now);
+    let quiet = TouchPolicy { count_request: false, ..POLICY };
+    store.rotate_refresh(presented, next, now, grace, quiet, reuse).await.unwrap()
+}
+
+pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S) {
+    let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
+    let s1 = successor(1);
+    let t1 = at(5 * 60 * SECOND);
+    let RefreshOutcome::Rotated(rec) = refresh(&store, &r0, s1.clone(), t1, GRACE).await else {
+        panic!("the current refresh token rotates")
+    };
+    assert_eq!(rec.id, r.id);
+    assert_eq!(rec.idle_deadline, t1.saturating_add(IDLE), "a refresh counts as activity");
+    assert_eq!(rec.absolute_deadline, r.absolute_deadline, "but never extends the absolute deadline");
+    assert_eq!(rec.request_count, 0, "and is not a request");
+
+    let retry = successor(9);
+    let retry_digest = retry.digest;
+    match refresh(&store, &r0, retry, t1.saturating_add(SECOND), GRACE).await {
+        RefreshOutcome::Replayed { record, sealed, spent_at } => {
+            assert_eq!(sealed, s1.sealed, "a replay returns the successor stored when the token was spent");
+            assert_eq!(spent_at, t1);
+            assert_eq!(record.id, r.id);
+        }
+        other => panic!("within the grace window a spent token replays, got {other:?}"),
+    }
+    assert_eq!(
+        refresh(&store, &retry_digest, successor(3), t1, GRACE).await,
+        RefreshOutcome::NotFound,
+        "a replay stores nothing"
+    );
+
+    // Rotating the session token keeps the refresh family.
+    let (_, new_session_digest) = SessionToken::generate().unwrap();
+    assert!(matches!(store.rotate(&r.digest, new_session_digest, t1).await.unwrap(), Lookup::Live(_)));
+    let t2 = t1.saturating_add(60 * SECOND);
+    assert!(matches!(refresh(&store, &s1.digest, successor(2), t2, GRACE).await, RefreshOutcome::Rotated(_)));
+
+    // r0 is now two generations old: presenting it is reuse.
+    match refresh(&store, &r0, successor(4), t2.saturating_add(SECOND), GRACE).await {
+        RefreshOutcome::Reused(record) => assert_eq!(record.id, r.id),
+        other => panic!("an old spent token is reuse, got {other:?}"),
+    }
+    let after = t2.saturating_add(2 * SECOND);
+    assert_eq!(
+        store.touch(&new_session_digest, after, POLICY).await.unwrap(),
+        Lookup::Revoked(RevocationReason::RefreshReuse),
+        "reuse revokes the whole session"
+    );
+    assert_eq!(store.access_denied(&r.id, after).await.unwrap(), Some(RevocationReason::RefreshReuse));
+    assert_eq!(refresh(&store, &s1.digest, successor(5), after, GRACE).await, RefreshOutcome::NotFound);
+    assert_eq!(store.count().await.unwrap(), 0);
+}
+
+pub async fn refresh_grace_is_a_strict_window<S: SessionStore>(store: S) {
+    let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
+    assert!(matches!(refresh(&store, &r0, successor(1), T0, GRACE).await, RefreshOutcome::Rotated(_)));
+    let edge = T0.saturating_add(GRACE);
+    assert!(
+        matches!(refresh(&store, &r0, successor(2), edge, GRACE).await, RefreshOutcome::Reused(_)),
+        "at the end of the window: reuse"
+    );
+
+    let (_, r0) = insert_with_refresh(&store, "bob", T0).await;
+    assert!(matches!(refresh(&store, &r0, successor(1), T0, Duration::ZERO).await, RefreshOutcome::Rotated(_)));
+    assert!(
+        matches!(refresh(&store, &r0, successor(2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
+        "a zero grace window is strict single use"
+    );
+}
+
+pub async fn refresh_history_is_bounded<S: SessionStore>(store: S) {
+    let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
+    let mut spent = vec![r0];
+    let mut current = r0;
+    for i in 0..REFRESH_REUSE_HISTORY + 3 {
+        let next = successor(1);
+        let now = at(Duration::from_secs(10 * (i as u64 + 1)));
+        assert!(matches!(refresh(&store, &current, next.clone(), now, GRACE).await, RefreshOutcome::Rotated(_)));
+        current = next.digest;
+        spent.push(current);
+    }
+    spent.pop();
+    let now = at(Duration::from_secs(1000));
+    // The most recent REFRESH_REUSE_HISTORY + 1 spent tokens are recognised as reuse.
+    let recognised = spent[spent.len() - (REFRESH_REUSE_HISTORY + 1)];
+    let older = spent[0];
+    assert_eq!(refresh(&store, &older, successor(2), now, GRACE).await, RefreshOutcome::NotFound, "forgotten");
+    assert!(matches!(refresh(&store, &recognised, successor(2), now, GRACE).await, RefreshOutcome::Reused(_)));
+}
+
+pub async fn refresh_of_dead_sessions<S: SessionStore>(store: S) {
+    let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
+    assert_eq!(refresh(&store, &r0, successor(1), at(IDLE), GRACE).await, RefreshOutcome::Expired(ExpiryReason::Idle));
+    assert!(store.get(&r.digest).await.unwrap().is_some(), "an expired refresh changes nothing");
+
+    let (r, r0) = insert_with_refresh(&store, "bob", T0).await;
+    store.remove(&r.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
+    assert_eq!(
+        refresh(&store, &r0, successor(1), at(2 * SECOND), GRACE).await,
+        RefreshOutcome::NotFound,
+        "removal drops refresh tokens"
+    );
+
+    let (_, r0) = insert_with_refresh(&store, "carol", T0).await;
+    let (_, other) = insert_with_refresh(&store, "dave", T0).await;
+    let taken = Successor { digest: other, sealed: vec![1; 24] };
+    assert!(matches!(
+        store.rotate_refresh(&r0, taken, T0, GRACE, POLICY, revocation(RevocationReason::RefreshReuse, T0)).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(
+        matches!(refresh(&store, &r0, successor(1), at(SECOND), GRACE).await, RefreshOutcome::Rotated(_)),
+        "a conflict changes nothing"
+    );
+
+    let (r, r0) = insert_with_refresh(&store, "erin", T0).await;
+    store.remove_expired(at(IDLE + SECOND), usize::MAX).await.unwrap();
+    assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
+    assert_eq!(
+        refresh(&store, &r0, successor(1), at(IDLE + SECOND), GRACE).await,
+        RefreshOutcome::NotFound,
+        "sweeping drops refresh tokens"
+    );
+}
+
+pub async fn denylist_follows_revocations<S: SessionStore>(store: S) {
+    let alice = user("alice");
+    let a = record(&alice, T0);
+    let b = record(&alice, T0);
+    let c = record(&alice, at(SECOND));
+    insert_ok(&store, &a, None, T0).await;
+    insert_ok(&store, &b, None, T0).await;
+    assert_eq!(store.access_denied(&a.id, T0).await.unwrap(), None, "live sessions are not denied");
+    store.remove(&a.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
+    assert_eq!(store.access_denied(&a.id, at(SECOND)).await.unwrap(), Some(RevocationReason::Logout));
+    assert_eq!(
+        store.access_denied(&a.id, at(SECOND + DENY_FOR - Duration::from_nanos(1))).await.unwrap(),
+        Some(RevocationReason::Logout)
+    );
+    assert_eq!(
+        store.access_denied(&a.id, at(SECOND + DENY_FOR)).await.unwrap(),
+        None,
+        "entries expire with the last access token"
+    );
+    let limit = Some(Limit { max: 1, policy: LimitPolicy::EvictOldest });
+    let evicted = insert_ok(&store, &c, limit, at(SECOND)).await;
+    assert_eq!(evicted.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b.id]);
+    assert_eq!(store.access_denied(&b.id, at(2 * SECOND)).await.unwrap(), Some(RevocationReason::Evicted));
+    store.remove_user(&alice, None, revocation(RevocationReason::LogoutAll, at(3 * SECOND))).await.unwrap();
+    assert_eq!(store.access_denied(&c.id, at(3 * SECOND)).await.unwrap(), Some(RevocationReason::LogoutAll));
+    let quiet = Revocation { deny_access_until: None, ..revocation(RevocationReason::Admin, T0) };
+    let d = record(&alice, T0);
+    insert_ok(&store, &d, None, T0).await;
+    store.remove(&d.id, quiet).await.unwrap();
+    assert_eq!(store.access_denied(&d.id, T0).await.unwrap(), None, "no denylisting unless asked");
+    store.remove_expired(at(3 * SECOND + DENY_FOR), usize::MAX).await.unwrap();
+    assert_eq!(store.access_denied(&c.id, at(3 * SECOND + DENY_FOR)).await.unwrap(), None);
+}
+
+/// 50 concurrent refreshes of one token: one rotation, 49 replays of the same successor.
+pub async fn concurrent_refreshes_fork_nothing<S: SessionStore + Clone>(store: S) {
+    let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
+    let mut tasks = Vec::new();
+    for i in 0..50u8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let next = successor(i);
+            let outcome = refresh(&store, &r0, next.clone(), at(SECOND), GRACE).await;
+            (next, outcome)
+        }));
+    }
+    let mut winner = None;
+    let mut replays = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            (next, RefreshOutcome::Rotated(_)) => {
+                assert!(winner.is_none(), "two refreshes both rotated: the family forked");
+                winner = Some(next);
+            }
+            (_, RefreshOutcome::Replayed { sealed, .. }) => replays.push(sealed),
+            (_, other) => panic!("concurrent refresh within the grace window: {other:?}"),
+        }
+    }
+    let winner = winner.expect("one refresh rotates");
+    assert_eq!(replays.len(), 49);
+    assert!(replays.iter().all(|s| *s == winner.sealed), "every replay returns the winner's successor");
+    assert!(matches!(
+        refresh(&store, &winner.digest, successor(1), at(2 * SECOND), GRACE).await,
+        RefreshOutcome::Rotated(_)
+    ));
 }

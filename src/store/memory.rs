@@ -19,11 +19,20 @@
 //!
 //! Revoked sessions are remembered (digest → reason) until their absolute deadline, up to
 //! [`MemoryStoreBuilder::max_tracked_revocations`]; [`SessionStore::remove_expired`] forgets
-//! the passed ones.
+//! the passed ones. The access-token denylist (session id → reason, until the last access token
+//! issued before the revocation has expired) is a sharded map: one read lock per check. It is
+//! never truncated early, since forgetting an entry would let a revoked token through; its size
+//! is bounded by the revocations of one access-token lifetime.
+//!
+//! Refresh tokens live in the session's boxed extras (current digest, the last spent one with
+//! its sealed successor, and the previous [`REFRESH_REUSE_HISTORY`] spent digests), with a
+//! digest → session id index; sessions without refresh tokens pay nothing for them.
 
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use hashbrown::HashTable;
@@ -34,7 +43,10 @@ use crate::error::{RevocationReason, StoreError};
 use crate::expiry;
 use crate::policy::{Candidate, Limit, select_evictions};
 use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
-use crate::store::{DataOutcome, InsertOutcome, Lookup, SessionStore, TouchPolicy};
+use crate::store::{
+    DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, SessionStore, Successor,
+    TouchPolicy,
+};
 use crate::token::TokenDigest;
 
 const SHARDS: usize = 64;
@@ -62,6 +74,7 @@ impl std::fmt::Debug for MemoryStore {
             .field("sessions", &self.inner.sessions.len())
             .field("users", &self.inner.users.len())
             .field("tracked_revocations", &self.inner.revoked.len())
+            .field("denylisted", &self.inner.denied.len())
             .finish()
     }
 }
@@ -131,6 +144,18 @@ impl MemoryStore {
     pub fn tracked_revocations(&self) -> usize {
         self.inner.revoked.len()
     }
+
+    /// Number of sessions on the access-token denylist.
+    #[must_use]
+    pub fn denylist_len(&self) -> usize {
+        self.inner.denied.len()
+    }
+
+    /// Number of refresh tokens indexed (current and remembered spent ones).
+    #[must_use]
+    pub fn refresh_token_count(&self) -> usize {
+        self.inner.refresh_index.len()
+    }
 }
 
 struct Inner {
@@ -140,6 +165,8 @@ struct Inner {
     user_hasher: std::collections::hash_map::RandomState,
     revoked: DashMap<TokenDigest, Tombstone>,
     max_tracked_revocations: usize,
+    denied: DashMap<SessionId, Tombstone>,
+    refresh_index: DashMap<TokenDigest, SessionId>,
 }
 
 impl Default for Inner {
@@ -173,14 +200,47 @@ struct Entry {
 struct Extra {
     metadata: Metadata,
     data: SessionData,
+    refresh: Option<RefreshFamily>,
+}
+
+/// A session's refresh tokens: the current one, the one spent last (with its sealed successor,
+/// for the grace window), and older spent ones, most recent first.
+struct RefreshFamily {
+    current: TokenDigest,
+    last_spent: Option<Spent>,
+    older: VecDeque<TokenDigest>,
+}
+
+struct Spent {
+    digest: TokenDigest,
+    at: Timestamp,
+    sealed: Box<[u8]>,
+}
+
+impl RefreshFamily {
+    fn digests(&self) -> impl Iterator<Item = &TokenDigest> {
+        std::iter::once(&self.current).chain(self.last_spent.as_ref().map(|s| &s.digest)).chain(self.older.iter())
+    }
+}
+
+/// What to do with a presented refresh token, decided under the session's extras lock.
+enum RefreshStep {
+    Rotate,
+    Replay { sealed: Vec<u8>, spent_at: Timestamp },
+    Reuse,
+    Unknown,
 }
 
 impl Entry {
-    fn from_record(r: SessionRecord) -> Self {
-        let extra = if r.metadata.is_empty() && r.data.is_empty() {
+    fn from_record(r: SessionRecord, refresh: Option<TokenDigest>) -> Self {
+        Self::with_family(r, refresh.map(|current| RefreshFamily { current, last_spent: None, older: VecDeque::new() }))
+    }
+
+    fn with_family(r: SessionRecord, refresh: Option<RefreshFamily>) -> Self {
+        let extra = if r.metadata.is_empty() && r.data.is_empty() && refresh.is_none() {
             None
         } else {
-            Some(Box::new(Extra { metadata: r.metadata, data: r.data }))
+            Some(Box::new(Extra { metadata: r.metadata, data: r.data, refresh }))
         };
         Self {
             digest: r.digest,
@@ -236,11 +296,57 @@ impl Entry {
         }
     }
 
-    /// A copy of this entry under another digest, for rotation.
+    /// A copy of this entry under another digest, for rotation; the refresh family moves over.
     fn rekeyed(&self, digest: TokenDigest) -> Self {
         let mut r = self.record();
         r.digest = digest;
-        Self::from_record(r)
+        let family = self.extra.lock().as_mut().and_then(|x| x.refresh.take());
+        Self::with_family(r, family)
+    }
+
+    /// Gives back the refresh family `rekeyed` moved to `fresh`, when the rotation failed.
+    fn restore_family(&self, fresh: &Self) {
+        let family = fresh.extra.lock().as_mut().and_then(|x| x.refresh.take());
+        if let (Some(family), Some(x)) = (family, self.extra.lock().as_mut()) {
+            x.refresh = Some(family);
+        }
+    }
+
+    /// Renews the session as `touch` would, if due (the caller has checked it is live).
+    fn renew(&self, now: Timestamp, policy: TouchPolicy) {
+        if policy.count_request {
+            self.request_count.fetch_add(1, Ordering::Relaxed);
+        }
+        if expiry::touch_due(now, self.last_seen_at(), policy.interval) {
+            let idle = expiry::renewed_idle_deadline(
+                now,
+                policy.idle_timeout_for(self.remember_me),
+                self.idle_deadline(),
+                self.absolute_deadline,
+            );
+            self.idle_deadline.fetch_max(idle.unix_nanos(), Ordering::AcqRel);
+            self.last_seen_at.fetch_max(now.unix_nanos(), Ordering::AcqRel);
+        }
+    }
+
+    /// Decides what a presented refresh token means for this session.
+    fn refresh_step(&self, presented: &TokenDigest, now: Timestamp, grace: Duration) -> RefreshStep {
+        let extra = self.extra.lock();
+        let Some(family) = extra.as_ref().and_then(|x| x.refresh.as_ref()) else {
+            return RefreshStep::Unknown;
+        };
+        if family.current == *presented {
+            return RefreshStep::Rotate;
+        }
+        if let Some(spent) = family.last_spent.as_ref().filter(|s| s.digest == *presented) {
+            let within = now >= spent.at && now.duration_since(spent.at) < grace;
+            return if within {
+                RefreshStep::Replay { sealed: spent.sealed.to_vec(), spent_at: spent.at }
+            } else {
+                RefreshStep::Reuse
+            };
+        }
+        if family.older.contains(presented) { RefreshStep::Reuse } else { RefreshStep::Unknown }
     }
 }
 
@@ -265,6 +371,8 @@ impl Inner {
             user_hasher: std::collections::hash_map::RandomState::new(),
             revoked: DashMap::new(),
             max_tracked_revocations,
+            denied: DashMap::new(),
+            refresh_index: DashMap::new(),
         }
     }
 
@@ -283,6 +391,24 @@ impl Inner {
         }
     }
 
+    /// Ends a session the caller holds the user lock for: remembers the revocation, denylists
+    /// its access tokens, and unlinks it from every index but the user's list (the caller's).
+    fn revoke(&self, entry: &Arc<Entry>, revocation: &Revocation) {
+        if let Some(until) = revocation.deny_access_until {
+            let tombstone = Tombstone { reason: revocation.reason, until };
+            self.denied
+                .entry(entry.id)
+                .and_modify(|t| {
+                    if t.until < until {
+                        *t = tombstone;
+                    }
+                })
+                .or_insert(tombstone);
+        }
+        self.remember_revocation(entry, revocation.reason, revocation.at);
+        self.unlink(entry);
+    }
+
     fn remember_revocation(&self, entry: &Entry, reason: RevocationReason, now: Timestamp) {
         if entry.absolute_deadline <= now || self.max_tracked_revocations == 0 {
             return;
@@ -296,11 +422,18 @@ impl Inner {
         self.revoked.insert(entry.digest, Tombstone { reason, until: entry.absolute_deadline });
     }
 
-    /// Unlinks `entry` from the digest and id indexes. The caller holds the user's mutex and
-    /// removes it from the user's list.
+    /// Unlinks `entry` from the digest, id and refresh indexes. The caller holds the user's
+    /// mutex and removes it from the user's list.
     fn unlink(&self, entry: &Arc<Entry>) {
         self.sessions.remove(entry.digest.shard_bits(), entry.digest.hash_bits(), |e| Arc::ptr_eq(e, entry));
         self.by_id.remove(entry.id.shard_bits(), entry.id.hash_bits(), |e| Arc::ptr_eq(e, entry));
+        let refresh: Vec<TokenDigest> = match entry.extra.lock().as_ref().and_then(|x| x.refresh.as_ref()) {
+            Some(family) => family.digests().copied().collect(),
+            None => Vec::new(),
+        };
+        for digest in refresh {
+            self.refresh_index.remove(&digest);
+        }
     }
 
     fn user_hash(&self, user: &UserId) -> u64 {
@@ -353,12 +486,14 @@ impl SessionStore for MemoryStore {
     async fn insert(
         &self,
         record: SessionRecord,
+        refresh: Option<TokenDigest>,
         limit: Option<Limit>,
-        now: Timestamp,
+        eviction: Revocation,
     ) -> Result<InsertOutcome, StoreError> {
         let inner = &*self.inner;
+        let now = eviction.at;
         let user = record.user.clone();
-        let entry = Arc::new(Entry::from_record(record));
+        let entry = Arc::new(Entry::from_record(record, refresh));
         let outcome = inner.with_user(&user, true, |state| {
             // Expired sessions of this user go now: they no longer count, and this keeps a
             // user's list bounded even without a sweeper.
@@ -379,21 +514,12 @@ impl SessionStore for MemoryStore {
                 }
                 None => Vec::new(),
             };
-            if inner.find(&entry.digest).is_some() || inner.find_id(&entry.id).is_some() {
+            if inner.find(&entry.digest).is_some()
+                || inner.find_id(&entry.id).is_some()
+                || refresh.is_some_and(|r| inner.refresh_index.contains_key(&r))
+            {
                 return Err(StoreError::Conflict);
             }
-            let mut evicted = Vec::with_capacity(evict.len());
-            for &i in &evict {
-                let victim = &state.sessions[i];
-                inner.remember_revocation(victim, RevocationReason::Evicted, now);
-                inner.unlink(victim);
-                evicted.push(victim.record());
-            }
-            let mut i = 0;
-            state.sessions.retain(|_| {
-                i += 1;
-                !evict.contains(&(i - 1))
-            });
             // The pre-check above makes these inserts succeed unless a concurrent insert for
             // another user drew the same random digest or id in between.
             if !inner.sessions.insert_unique(
@@ -415,6 +541,20 @@ impl SessionStore for MemoryStore {
                 inner.sessions.remove(entry.digest.shard_bits(), entry.digest.hash_bits(), |e| Arc::ptr_eq(e, &entry));
                 return Err(StoreError::Conflict);
             }
+            if let Some(r) = refresh {
+                inner.refresh_index.insert(r, entry.id);
+            }
+            let mut evicted = Vec::with_capacity(evict.len());
+            for &i in &evict {
+                let victim = &state.sessions[i];
+                inner.revoke(victim, &eviction);
+                evicted.push(victim.record());
+            }
+            let mut i = 0;
+            state.sessions.retain(|_| {
+                i += 1;
+                !evict.contains(&(i - 1))
+            });
             state.sessions.push(Arc::clone(&entry));
             Ok(InsertOutcome::Inserted { evicted })
         });
@@ -431,19 +571,7 @@ impl SessionStore for MemoryStore {
                 if let Err(reason) = e.check(now) {
                     return Lookup::Expired(reason);
                 }
-                if policy.count_request {
-                    e.request_count.fetch_add(1, Ordering::Relaxed);
-                }
-                if expiry::touch_due(now, e.last_seen_at(), policy.interval) {
-                    let idle = expiry::renewed_idle_deadline(
-                        now,
-                        policy.idle_timeout_for(e.remember_me),
-                        e.idle_deadline(),
-                        e.absolute_deadline,
-                    );
-                    e.idle_deadline.fetch_max(idle.unix_nanos(), Ordering::AcqRel);
-                    e.last_seen_at.fetch_max(now.unix_nanos(), Ordering::AcqRel);
-                }
+                e.renew(now, policy);
                 Lookup::Live(e.record())
             },
         );
@@ -474,6 +602,7 @@ impl SessionStore for MemoryStore {
             let fresh = Arc::new(entry.rekeyed(new));
             if !inner.sessions.insert_unique(new.shard_bits(), new.hash_bits(), &fresh, |e| e.digest == new, by_digest)
             {
+                entry.restore_family(&fresh);
                 return Err(StoreError::Conflict);
             }
             inner.sessions.remove(old.shard_bits(), old.hash_bits(), |e| Arc::ptr_eq(e, &entry));
@@ -509,17 +638,14 @@ impl SessionStore for MemoryStore {
         }
         match extra.as_mut() {
             Some(x) => x.data = next.clone(),
-            None => *extra = Some(Box::new(Extra { metadata: Metadata::default(), data: next.clone() })),
+            None => {
+                *extra = Some(Box::new(Extra { metadata: Metadata::default(), data: next.clone(), refresh: None }));
+            }
         }
         Ok(DataOutcome::Updated(next))
     }
 
-    async fn remove(
-        &self,
-        id: &SessionId,
-        reason: RevocationReason,
-        now: Timestamp,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
         let inner = &*self.inner;
         let Some(entry) = inner.find_id(id) else {
             return Ok(None);
@@ -527,8 +653,7 @@ impl SessionStore for MemoryStore {
         let removed = inner.with_user(&entry.user, false, |state| {
             let pos = state.sessions.iter().position(|e| e.id == *id)?;
             let victim = state.sessions.swap_remove(pos);
-            inner.remember_revocation(&victim, reason, now);
-            inner.unlink(&victim);
+            inner.revoke(&victim, &revocation);
             Some(victim.record())
         });
         Ok(removed.flatten())
@@ -538,8 +663,7 @@ impl SessionStore for MemoryStore {
         &self,
         user: &UserId,
         keep: Option<&SessionId>,
-        reason: RevocationReason,
-        now: Timestamp,
+        revocation: Revocation,
     ) -> Result<Vec<SessionRecord>, StoreError> {
         let inner = &*self.inner;
         let removed = inner.with_user(user, false, |state| {
@@ -548,14 +672,85 @@ impl SessionStore for MemoryStore {
                 if Some(&e.id) == keep {
                     return true;
                 }
-                inner.remember_revocation(e, reason, now);
-                inner.unlink(e);
+                inner.revoke(e, &revocation);
                 removed.push(e.record());
                 false
             });
             removed
         });
         Ok(removed.unwrap_or_default())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenDigest,
+        successor: Successor,
+        now: Timestamp,
+        grace: Duration,
+        touch: TouchPolicy,
+        reuse: Revocation,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let inner = &*self.inner;
+        let Some(id) = inner.refresh_index.get(presented).map(|r| *r) else {
+            return Ok(RefreshOutcome::NotFound);
+        };
+        let Some(entry) = inner.find_id(&id) else {
+            return Ok(RefreshOutcome::NotFound);
+        };
+        let outcome = inner.with_user(&entry.user, false, |state| {
+            // Re-check under the user's mutex: the session may have been rotated or removed.
+            let Some(entry) = state.sessions.iter().find(|e| e.id == id).cloned() else {
+                return Ok(RefreshOutcome::NotFound);
+            };
+            match entry.refresh_step(presented, now, grace) {
+                RefreshStep::Unknown => Ok(RefreshOutcome::NotFound),
+                RefreshStep::Reuse => {
+                    if let Some(pos) = state.sessions.iter().position(|e| Arc::ptr_eq(e, &entry)) {
+                        state.sessions.swap_remove(pos);
+                    }
+                    inner.revoke(&entry, &reuse);
+                    Ok(RefreshOutcome::Reused(entry.record()))
+                }
+                RefreshStep::Replay { sealed, spent_at } => match entry.check(now) {
+                    Err(reason) => Ok(RefreshOutcome::Expired(reason)),
+                    Ok(()) => Ok(RefreshOutcome::Replayed { record: entry.record(), sealed, spent_at }),
+                },
+                RefreshStep::Rotate => {
+                    if let Err(reason) = entry.check(now) {
+                        return Ok(RefreshOutcome::Expired(reason));
+                    }
+                    match inner.refresh_index.entry(successor.digest) {
+                        dashmap::Entry::Occupied(_) => return Err(StoreError::Conflict),
+                        dashmap::Entry::Vacant(slot) => {
+                            slot.insert(id);
+                        }
+                    }
+                    let forgotten = {
+                        let mut extra = entry.extra.lock();
+                        let family = extra.as_mut().and_then(|x| x.refresh.as_mut());
+                        family.and_then(|family| {
+                            if let Some(previous) = family.last_spent.take() {
+                                family.older.push_front(previous.digest);
+                            }
+                            family.last_spent =
+                                Some(Spent { digest: family.current, at: now, sealed: successor.sealed.into() });
+                            family.current = successor.digest;
+                            (family.older.len() > REFRESH_REUSE_HISTORY).then(|| family.older.pop_back()).flatten()
+                        })
+                    };
+                    if let Some(old) = forgotten {
+                        inner.refresh_index.remove(&old);
+                    }
+                    entry.renew(now, touch);
+                    Ok(RefreshOutcome::Rotated(entry.record()))
+                }
+            }
+        });
+        outcome.unwrap_or(Ok(RefreshOutcome::NotFound))
+    }
+
+    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+        Ok(self.inner.denied.get(id).and_then(|t| (t.until > now).then_some(t.reason)))
     }
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
@@ -598,6 +793,7 @@ impl SessionStore for MemoryStore {
             inner.by_id.shrink_shard_if_sparse(shard, by_id);
         }
         inner.revoked.retain(|_, t| t.until > now);
+        inner.denied.retain(|_, t| t.until > now);
         Ok(removed)
     }
 }

@@ -74,6 +74,77 @@ pub enum Lookup {
     NotFound,
 }
 
+/// How a store ends sessions: why, when, and until when their access tokens are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// Why the sessions end.
+    pub reason: RevocationReason,
+    /// When.
+    pub at: Timestamp,
+    /// If set, the store adds each ended session's id to its access-token denylist until this
+    /// instant (when the last access token issued before the revocation has expired).
+    pub deny_access_until: Option<Timestamp>,
+}
+
+/// A refresh token's successor, as [`SessionStore::rotate_refresh`] stores it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Successor {
+    /// Digest of the new refresh token.
+    pub digest: TokenDigest,
+    /// The new refresh token, sealed under a key derived from the presented one (see
+    /// [`crate::token`]); the store keeps it for the grace window and hands it back on replay.
+    pub sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for Successor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Successor").field("digest", &self.digest).finish_non_exhaustive()
+    }
+}
+
+/// The answer of [`SessionStore::rotate_refresh`].
+#[derive(Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The presented token was current: the successor is now current, the presented token is
+    /// spent, and the session was renewed as by [`SessionStore::touch`].
+    Rotated(SessionRecord),
+    /// The presented token was spent less than the grace window ago: nothing changed; here is
+    /// the sealed successor stored when it was spent, and when that was.
+    Replayed {
+        /// The session.
+        record: SessionRecord,
+        /// The sealed successor, as stored.
+        sealed: Vec<u8>,
+        /// When the presented token was spent.
+        spent_at: Timestamp,
+    },
+    /// The presented token was spent longer ago than the grace window: reuse. The session has
+    /// been removed with the `reuse` revocation.
+    Reused(SessionRecord),
+    /// The session has expired; nothing changed.
+    Expired(ExpiryReason),
+    /// No session has this refresh token (never issued, too old, or its session is gone).
+    NotFound,
+}
+
+impl std::fmt::Debug for RefreshOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rotated(r) => f.debug_tuple("Rotated").field(&r.id).finish(),
+            Self::Replayed { record, spent_at, .. } => {
+                f.debug_struct("Replayed").field("id", &record.id).field("spent_at", spent_at).finish_non_exhaustive()
+            }
+            Self::Reused(r) => f.debug_tuple("Reused").field(&r.id).finish(),
+            Self::Expired(reason) => f.debug_tuple("Expired").field(reason).finish(),
+            Self::NotFound => f.write_str("NotFound"),
+        }
+    }
+}
+
+/// How many spent refresh tokens of a session a store must recognise as reuse, most recent
+/// first. Older spent tokens may read as unknown: still refused, but without revoking.
+pub const REFRESH_REUSE_HISTORY: usize = 16;
+
 /// The answer of [`SessionStore::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InsertOutcome {
@@ -108,23 +179,26 @@ pub enum DataOutcome {
 /// trait uses `async fn`-style methods without boxing, which keeps the validation hot path free
 /// of allocations; to choose a store at run time, wrap the candidates in an enum that forwards.
 pub trait SessionStore: Send + Sync + 'static {
-    /// Stores a new session, enforcing the per-user `limit` in the same atomic step.
+    /// Stores a new session, with its first refresh token if given, enforcing the per-user
+    /// `limit` in the same atomic step.
     ///
-    /// Atomically: drop from consideration the user's sessions that have expired at `now`;
-    /// choose evictions among the live ones with [`crate::policy::select_evictions`]; if refused,
-    /// store nothing and answer [`InsertOutcome::LimitReached`]; otherwise remove the evicted
-    /// sessions (remembering them as revoked, [`RevocationReason::Evicted`]) and store `record`.
-    /// No interleaving of concurrent inserts may leave a user with more than `limit.max` live
-    /// sessions, and no evicted session may validate afterwards.
+    /// Atomically, at `eviction.at`: drop from consideration the user's sessions that have
+    /// expired; choose evictions among the live ones with [`crate::policy::select_evictions`];
+    /// if refused, store nothing and answer [`InsertOutcome::LimitReached`]; otherwise remove the
+    /// evicted sessions as by [`remove`](Self::remove) with `eviction` (reason
+    /// [`RevocationReason::Evicted`]) and store `record`. No interleaving of concurrent inserts
+    /// may leave a user with more than `limit.max` live sessions, and no evicted session may
+    /// validate afterwards.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] if `record.digest` or `record.id` is already stored (nothing is
-    /// changed); other [`StoreError`]s if the store cannot answer.
+    /// [`StoreError::Conflict`] if `record.digest`, `record.id` or `refresh` is already stored
+    /// (nothing is stored); other [`StoreError`]s if the store cannot answer.
     fn insert(
         &self,
         record: SessionRecord,
+        refresh: Option<TokenDigest>,
         limit: Option<Limit>,
-        now: Timestamp,
+        eviction: Revocation,
     ) -> impl Future<Output = Result<InsertOutcome, StoreError>> + Send;
 
     /// The validation hot path: looks up by digest, checks deadlines, counts, renews.
@@ -189,21 +263,22 @@ pub trait SessionStore: Send + Sync + 'static {
         now: Timestamp,
     ) -> impl Future<Output = Result<DataOutcome, StoreError>> + Send;
 
-    /// Removes one session and remembers it as revoked for `reason` until its absolute deadline.
-    /// Answers the removed record, or `None` if there was none (idempotent).
+    /// Removes one session with its refresh tokens, remembers it as revoked for
+    /// `revocation.reason` until its absolute deadline, and denylists its access tokens until
+    /// `revocation.deny_access_until`, all in one atomic step. Answers the removed record, or
+    /// `None` if there was none (idempotent).
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
     fn remove(
         &self,
         id: &SessionId,
-        reason: RevocationReason,
-        now: Timestamp,
+        revocation: Revocation,
     ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
-    /// Removes every session of `user` except `keep` (if given), as one atomic step: a session
-    /// the user creates concurrently is either removed too or created after, never half-seen.
-    /// Each is remembered as revoked for `reason`. Answers the removed records.
+    /// Removes every session of `user` except `keep` (if given), each as by
+    /// [`remove`](Self::remove), as one atomic step: a session the user creates concurrently is
+    /// either removed too or created after, never half-seen. Answers the removed records.
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
@@ -211,9 +286,49 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         user: &UserId,
         keep: Option<&SessionId>,
-        reason: RevocationReason,
-        now: Timestamp,
+        revocation: Revocation,
     ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// Refresh-token rotation with reuse detection, as one atomic step per session.
+    ///
+    /// Find the session whose current or spent refresh token is `presented`, then:
+    /// * **current** — if the session has expired at `now`, answer
+    ///   [`RefreshOutcome::Expired`]; otherwise make `successor` current, remember `presented`
+    ///   as spent at `now` together with `successor.sealed`, renew the session as
+    ///   [`touch`](Self::touch) would with `touch`, and answer [`RefreshOutcome::Rotated`].
+    /// * **the token spent last, less than `grace` ago** (`now - spent_at < grace`) — change
+    ///   nothing and answer [`RefreshOutcome::Replayed`] with the sealed successor stored then
+    ///   ([`RefreshOutcome::Expired`] if the session has expired meanwhile).
+    /// * **any other spent token** among the last [`REFRESH_REUSE_HISTORY`] — remove the session
+    ///   as by [`remove`](Self::remove) with `reuse` and answer [`RefreshOutcome::Reused`].
+    /// * otherwise [`RefreshOutcome::NotFound`].
+    ///
+    /// Two concurrent calls with the same current token: exactly one rotates; the other sees
+    /// the token spent (and replays within the grace window). A family never forks.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] if `successor.digest` is already stored (nothing changes); other
+    /// [`StoreError`]s if the store cannot answer.
+    fn rotate_refresh(
+        &self,
+        presented: &TokenDigest,
+        successor: Successor,
+        now: Timestamp,
+        grace: Duration,
+        touch: TouchPolicy,
+        reuse: Revocation,
+    ) -> impl Future<Output = Result<RefreshOutcome, StoreError>> + Send;
+
+    /// Whether access tokens of session `id` are denylisted at `now`, and why. The second hot
+    /// path (every access-token verification): O(1), and cheap enough to run on every request.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer; callers must then refuse the token.
+    fn access_denied(
+        &self,
+        id: &SessionId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<RevocationReason>, StoreError>> + Send;
 
     /// The user's sessions that are live at `now`, oldest first.
     ///
@@ -231,8 +346,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`StoreError`] only if the store cannot answer.
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
-    /// Removes up to `max` sessions that have expired at `now`, with their index entries, and
-    /// forgets revocations whose deadline has passed. Answers how many sessions were removed;
+    /// Removes up to `max` sessions that have expired at `now`, with their refresh tokens and
+    /// index entries, and forgets revocations and denylist entries whose time has passed. Answers how many sessions were removed;
     /// fewer than `max` means none are left. Expired sessions are not remembered as revoked.
     ///
     /// # Errors

@@ -6,6 +6,11 @@
 //! replayed as a login. Because the token has full entropy, a plain (unsalted, fast) hash is the
 //! right tool here, unlike for passwords.
 
+pub mod access;
+pub mod keys;
 mod opaque;
+pub(crate) mod refresh;
 
-pub use opaque::{MalformedToken, SessionToken, TOKEN_LEN, TokenDigest};
+pub use access::{AccessClaims, AccessToken, AccessTokenError};
+pub(crate) use opaque::RawToken;
+pub use opaque::{MalformedToken, RefreshToken, SessionToken, TOKEN_LEN, TokenDigest};

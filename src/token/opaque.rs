@@ -22,75 +22,126 @@ const RAW_LEN: usize = 32;
 #[error("malformed token")]
 pub struct MalformedToken;
 
-/// A session token: the bearer secret that proves possession of a session.
-///
-/// Send it to the client with [`expose_secret`](Self::expose_secret) (in a cookie or a response
-/// body) and nowhere else. `Debug` and `Display` print `SessionToken(<redacted>)`, so it cannot
-/// leak through logs by accident, and its bytes are wiped from memory when it is dropped.
-#[derive(Clone)]
-pub struct SessionToken {
-    encoded: String,
+macro_rules! opaque_token {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        ///
+        /// Send it to the client with [`expose_secret`](Self::expose_secret) and nowhere else.
+        /// `Debug` and `Display` are redacted, so it cannot leak through logs by accident, its
+        /// bytes are wiped from memory when it is dropped, and equality is constant time.
+        #[derive(Clone)]
+        pub struct $name {
+            encoded: String,
+        }
+
+        impl $name {
+            /// Draws a new token from the operating system's CSPRNG and returns it with its digest.
+            pub(crate) fn generate() -> Result<(Self, TokenDigest), RandomError> {
+                let (encoded, digest) = generate_encoded()?;
+                Ok((Self { encoded }, digest))
+            }
+
+            /// Parses a token presented by a client, checking its length before anything else
+            /// and its alphabet strictly.
+            ///
+            /// # Errors
+            /// [`MalformedToken`] for anything but 43 canonical base64url characters.
+            pub fn parse(s: &str) -> Result<Self, MalformedToken> {
+                TokenDigest::of_token(s)?;
+                Ok(Self { encoded: s.to_owned() })
+            }
+
+            /// The token as the client must present it. Handle with care: this is the secret.
+            #[must_use]
+            pub fn expose_secret(&self) -> &str {
+                &self.encoded
+            }
+
+            /// The digest under which stores keep this token.
+            #[must_use]
+            pub fn digest(&self) -> TokenDigest {
+                // The encoded form was produced by `generate` or checked by `parse`.
+                TokenDigest::of_token(&self.encoded).unwrap_or(TokenDigest([0; 32]))
+            }
+        }
+
+        impl Drop for $name {
+            fn drop(&mut self) {
+                self.encoded.zeroize();
+            }
+        }
+
+        impl PartialEq for $name {
+            /// Constant-time comparison.
+            fn eq(&self, other: &Self) -> bool {
+                self.encoded.as_bytes().ct_eq(other.encoded.as_bytes()).into()
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($name), "(<redacted>)"))
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("<redacted>")
+            }
+        }
+    };
 }
 
-impl SessionToken {
-    /// Draws a new token from the operating system's CSPRNG and returns it with its digest.
-    pub(crate) fn generate() -> Result<(Self, TokenDigest), RandomError> {
-        let mut raw = [0u8; RAW_LEN];
-        rand::rngs::SysRng.try_fill_bytes(&mut raw).map_err(RandomError)?;
-        let token = Self { encoded: URL_SAFE_NO_PAD.encode(raw) };
-        let digest = TokenDigest::of_raw(&raw);
-        raw.zeroize();
-        Ok((token, digest))
-    }
-
-    /// Parses a token presented by a client, checking its length before anything else and its
-    /// alphabet strictly.
-    ///
-    /// # Errors
-    /// [`MalformedToken`] for anything but 43 canonical base64url characters.
-    pub fn parse(s: &str) -> Result<Self, MalformedToken> {
-        TokenDigest::of_token(s)?;
-        Ok(Self { encoded: s.to_owned() })
-    }
-
-    /// The token as the client must present it. Handle with care: this is the secret.
-    #[must_use]
-    pub fn expose_secret(&self) -> &str {
-        &self.encoded
-    }
-
-    /// The digest under which stores keep this token's session.
-    #[must_use]
-    pub fn digest(&self) -> TokenDigest {
-        // The encoded form was produced by `generate` or checked by `parse`.
-        TokenDigest::of_token(&self.encoded).unwrap_or(TokenDigest([0; 32]))
-    }
+opaque_token! {
+    /// A session token: the bearer secret that proves possession of a session.
+    SessionToken
 }
 
-impl Drop for SessionToken {
+opaque_token! {
+    /// A refresh token: a single-use secret that buys a new access token (and a new refresh
+    /// token) for its session. See [`SessionManager::refresh`](crate::SessionManager::refresh).
+    RefreshToken
+}
+
+fn generate_encoded() -> Result<(String, TokenDigest), RandomError> {
+    let mut raw = [0u8; RAW_LEN];
+    rand::rngs::SysRng.try_fill_bytes(&mut raw).map_err(|e| RandomError(Some(e)))?;
+    let encoded = URL_SAFE_NO_PAD.encode(raw);
+    let digest = TokenDigest::of_raw(&raw);
+    raw.zeroize();
+    Ok((encoded, digest))
+}
+
+/// A presented token's raw 32 bytes, wiped on drop.
+pub(crate) struct RawToken(pub(crate) [u8; RAW_LEN]);
+
+impl Drop for RawToken {
     fn drop(&mut self) {
-        self.encoded.zeroize();
+        self.0.zeroize();
     }
 }
 
-impl PartialEq for SessionToken {
-    /// Constant-time comparison.
-    fn eq(&self, other: &Self) -> bool {
-        self.encoded.as_bytes().ct_eq(other.encoded.as_bytes()).into()
+impl RawToken {
+    /// Decodes a presented token strictly (length first).
+    pub(crate) fn decode(token: &str) -> Result<Self, MalformedToken> {
+        if token.len() != TOKEN_LEN {
+            return Err(MalformedToken);
+        }
+        let mut buf = [0u8; RAW_LEN + 1];
+        let n = URL_SAFE_NO_PAD.decode_slice(token, &mut buf);
+        let mut raw = Self([0u8; RAW_LEN]);
+        raw.0.copy_from_slice(&buf[..RAW_LEN]);
+        buf.zeroize();
+        match n {
+            Ok(RAW_LEN) => Ok(raw),
+            _ => Err(MalformedToken),
+        }
     }
-}
 
-impl Eq for SessionToken {}
-
-impl fmt::Debug for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SessionToken(<redacted>)")
-    }
-}
-
-impl fmt::Display for SessionToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+    pub(crate) fn digest(&self) -> TokenDigest {
+        TokenDigest::of_raw(&self.0)
     }
 }
 

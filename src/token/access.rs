@@ -1,0 +1,317 @@
+//! Short-lived signed access tokens: JWTs (RFC 7519) in compact JWS form, bound to a session.
+//!
+//! An access token lets an API check a request without a store lookup: the signature proves
+//! the server issued it, `exp` bounds its life (15 minutes by default), and `sid` names the
+//! session so that a revoked session's tokens can be refused at once through the denylist.
+//!
+//! Verification follows RFC 8725: the input is length-capped before anything is decoded; the
+//! key is chosen by `kid` and the algorithm is the one that key is bound to (a header asking for
+//! `none`, or for another algorithm than the key's, is refused); the signature is checked
+//! before any claim is read; then `exp`, `nbf`, `iss` and `aud` are checked with a leeway.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize as _;
+
+use crate::clock::Timestamp;
+use crate::session::{SessionId, UserId};
+use crate::token::TokenDigest;
+use crate::token::keys::{Algorithm, KeySet};
+
+/// Longest access token accepted for verification, in bytes. Anything longer is refused
+/// before it is decoded.
+pub const MAX_ACCESS_TOKEN_LEN: usize = 4096;
+
+/// Decoded header and payload are read into stack buffers of this size.
+const MAX_DECODED_PART: usize = MAX_ACCESS_TOKEN_LEN * 3 / 4 + 3;
+
+/// Why an access token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessTokenError {
+    /// Not a compact JWS: wrong number of parts, bad base64url, invalid JSON, oversized, or a
+    /// refresh or session token presented in its place.
+    #[error("malformed access token")]
+    Malformed,
+    /// The header names an algorithm sessionkit does not accept (`none` included) or asks for
+    /// extensions it does not understand (`crit`).
+    #[error("unsupported access token algorithm")]
+    UnsupportedAlgorithm,
+    /// The header's `kid` names no key of the key set (or is missing).
+    #[error("unknown access token key")]
+    UnknownKey,
+    /// The header's `alg` is not the algorithm the named key is bound to.
+    #[error("access token algorithm does not match its key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("invalid access token signature")]
+    BadSignature,
+    /// A required claim (`sub`, `sid`, `exp`) is missing or of the wrong type, or `typ` is not
+    /// `JWT`.
+    #[error("invalid access token claims")]
+    InvalidClaims,
+    /// `exp` is in the past, beyond the leeway.
+    #[error("access token expired")]
+    Expired,
+    /// `nbf` is in the future, beyond the leeway.
+    #[error("access token not yet valid")]
+    NotYetValid,
+    /// `iss` is missing or not the configured issuer.
+    #[error("wrong access token issuer")]
+    WrongIssuer,
+    /// `aud` is missing or does not contain the configured audience.
+    #[error("wrong access token audience")]
+    WrongAudience,
+}
+
+/// A signed access token (a JWT). `Debug` and `Display` are redacted; it is a bearer credential.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    encoded: String,
+}
+
+impl AccessToken {
+    /// The compact JWS to send to the client.
+    #[must_use]
+    pub fn expose_secret(&self) -> &str {
+        &self.encoded
+    }
+}
+
+impl Drop for AccessToken {
+    fn drop(&mut self) {
+        self.encoded.zeroize();
+    }
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// The claims of a verified access token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessClaims {
+    /// `sub`: the user.
+    pub user: UserId,
+    /// `sid`: the session the token belongs to.
+    pub session_id: SessionId,
+    /// `jti`: the token's unique id.
+    pub token_id: String,
+    /// `iat`, seconds since the Unix epoch.
+    pub issued_at: i64,
+    /// `exp`, seconds since the Unix epoch.
+    pub expires_at: i64,
+}
+
+impl AccessClaims {
+    /// Seconds from `now` until the token expires (zero if it already has).
+    #[must_use]
+    pub fn expires_in(&self, now: Timestamp) -> u64 {
+        u64::try_from(self.expires_at.saturating_sub(now.unix_nanos().div_euclid(1_000_000_000))).unwrap_or(0)
+    }
+}
+
+/// What access tokens carry and how strictly they are checked; part of
+/// [`SessionConfig`](crate::SessionConfig).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AccessPolicy {
+    pub(crate) ttl_secs: i64,
+    pub(crate) leeway_secs: i64,
+    pub(crate) issuer: Option<String>,
+    pub(crate) audience: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ClaimsOut<'a> {
+    sub: &'a str,
+    sid: &'a SessionId,
+    jti: &'a str,
+    iat: i64,
+    exp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct HeaderIn<'a> {
+    #[serde(borrow)]
+    alg: Cow<'a, str>,
+    #[serde(borrow, default)]
+    typ: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kid: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crit: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct ClaimsIn<'a> {
+    #[serde(borrow)]
+    sub: Cow<'a, str>,
+    #[serde(borrow)]
+    sid: Cow<'a, str>,
+    #[serde(borrow, default)]
+    jti: Option<Cow<'a, str>>,
+    #[serde(default)]
+    iat: Option<i64>,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    #[serde(borrow, default)]
+    iss: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    aud: Option<Audience<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
+}
+
+impl Audience<'_> {
+    fn contains(&self, aud: &str) -> bool {
+        match self {
+            Self::One(a) => a == aud,
+            Self::Many(all) => all.iter().any(|a| a == aud),
+        }
+    }
+}
+
+fn unix_secs(t: Timestamp) -> i64 {
+    t.unix_nanos().div_euclid(1_000_000_000)
+}
+
+/// Signs an access token for `session_id` of `user`, issued at `now` for the policy's TTL.
+///
+/// Deterministic: the token id is derived from `refresh_digest`, the digest of the refresh
+/// token issued alongside, and both signature algorithms are deterministic, so re-issuing with
+/// the same inputs yields the same token. That is how a refresh replayed within the grace
+/// window returns the very same pair without the store holding the access token.
+pub(crate) fn issue(
+    keys: &KeySet,
+    policy: &AccessPolicy,
+    user: &UserId,
+    session_id: &SessionId,
+    now: Timestamp,
+    refresh_digest: &TokenDigest,
+) -> (AccessToken, AccessClaims) {
+    let mut seed = Vec::with_capacity(48);
+    seed.extend_from_slice(b"sessionkit/jti/v1");
+    seed.extend_from_slice(refresh_digest.as_bytes());
+    let jti = URL_SAFE_NO_PAD.encode(&ring::digest::digest(&ring::digest::SHA256, &seed).as_ref()[..16]);
+    let iat = unix_secs(now);
+    let exp = iat.saturating_add(policy.ttl_secs);
+    let claims = ClaimsOut {
+        sub: user.as_str(),
+        sid: session_id,
+        jti: &jti,
+        iat,
+        exp,
+        iss: policy.issuer.as_deref(),
+        aud: policy.audience.as_deref(),
+    };
+    let key = keys.active();
+    // Serialising a struct of strings and integers cannot fail.
+    let payload = serde_json::to_vec(&claims).unwrap_or_default();
+    let mut encoded = String::with_capacity(key.encoded_header().len() + payload.len() * 4 / 3 + 90);
+    encoded.push_str(key.encoded_header());
+    encoded.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut encoded);
+    // The active key of a KeySet can always sign (checked when the set was built).
+    let signature = key.sign(encoded.as_bytes()).unwrap_or_default();
+    encoded.push('.');
+    URL_SAFE_NO_PAD.encode_string(&signature, &mut encoded);
+    let claims =
+        AccessClaims { user: user.clone(), session_id: *session_id, token_id: jti, issued_at: iat, expires_at: exp };
+    (AccessToken { encoded }, claims)
+}
+
+/// Verifies a presented access token's structure, key, algorithm, signature and claims (not
+/// the denylist: that is the manager's, as it needs the store).
+pub(crate) fn verify(
+    keys: &KeySet,
+    policy: &AccessPolicy,
+    token: &str,
+    now: Timestamp,
+) -> Result<AccessClaims, AccessTokenError> {
+    if token.len() > MAX_ACCESS_TOKEN_LEN {
+        return Err(AccessTokenError::Malformed);
+    }
+    let mut parts = token.splitn(4, '.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(AccessTokenError::Malformed);
+    };
+    let mut buf = [0u8; MAX_DECODED_PART];
+    let n = URL_SAFE_NO_PAD.decode_slice(header_b64, &mut buf).map_err(|_| AccessTokenError::Malformed)?;
+    let header: HeaderIn<'_> = serde_json::from_slice(&buf[..n]).map_err(|_| AccessTokenError::Malformed)?;
+    let alg = match &*header.alg {
+        "HS256" => Algorithm::Hs256,
+        "EdDSA" => Algorithm::EdDsa,
+        _ => return Err(AccessTokenError::UnsupportedAlgorithm),
+    };
+    if header.crit.is_some() {
+        return Err(AccessTokenError::UnsupportedAlgorithm);
+    }
+    let key = header.kid.as_deref().and_then(|kid| keys.get(kid)).ok_or(AccessTokenError::UnknownKey)?;
+    if key.algorithm() != alg {
+        return Err(AccessTokenError::AlgorithmMismatch);
+    }
+    if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+        return Err(AccessTokenError::InvalidClaims);
+    }
+    let mut signature = [0u8; 66];
+    let sig_len =
+        URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature).map_err(|_| AccessTokenError::BadSignature)?;
+    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
+    if !key.verify(signing_input, &signature[..sig_len]) {
+        return Err(AccessTokenError::BadSignature);
+    }
+    // Only now, with the signature verified, is the payload read.
+    let mut payload = [0u8; MAX_DECODED_PART];
+    let n = URL_SAFE_NO_PAD.decode_slice(payload_b64, &mut payload).map_err(|_| AccessTokenError::Malformed)?;
+    let claims: ClaimsIn<'_> = serde_json::from_slice(&payload[..n]).map_err(|_| AccessTokenError::InvalidClaims)?;
+    let now = unix_secs(now);
+    if now >= claims.exp.saturating_add(policy.leeway_secs) {
+        return Err(AccessTokenError::Expired);
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(policy.leeway_secs)) {
+        return Err(AccessTokenError::NotYetValid);
+    }
+    if let Some(issuer) = &policy.issuer
+        && claims.iss.as_deref() != Some(issuer.as_str())
+    {
+        return Err(AccessTokenError::WrongIssuer);
+    }
+    if let Some(audience) = &policy.audience
+        && !claims.aud.as_ref().is_some_and(|a| a.contains(audience))
+    {
+        return Err(AccessTokenError::WrongAudience);
+    }
+    let session_id = claims.sid.parse::<SessionId>().map_err(|_| AccessTokenError::InvalidClaims)?;
+    let user = UserId::new(claims.sub.into_owned()).map_err(|_| AccessTokenError::InvalidClaims)?;
+    Ok(AccessClaims {
+        user,
+        session_id,
+        token_id: claims.jti.map(Cow::into_owned).unwrap_or_default(),
+        issued_at: claims.iat.unwrap_or(0),
+        expires_at: claims.exp,
+    })
+}
