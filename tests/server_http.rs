@@ -1,0 +1,873 @@
+//! Integration test of the example HTTP server (`examples/server`): its router is booted
+//! in-process on a loopback port, over a store that the test can switch off and a
+//! [`MockClock`], and every endpoint of the contract is driven over HTTP with reqwest.
+//!
+//! Only 127.0.0.1 is contacted (the client ignores proxy settings).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../examples/server/app.rs"]
+mod app;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use reqwest::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE};
+use serde_json::{Value, json};
+use sessionkit::clock::MockClock;
+use sessionkit::policy::Limit;
+use sessionkit::session::SessionRecord;
+use sessionkit::store::{DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, Successor, TouchPolicy};
+use sessionkit::token::TokenDigest;
+use sessionkit::{
+    DataPatch, LimitPolicy, MemoryStore, RevocationReason, SessionId, SessionStore, StoreError, Timestamp, UserId,
+};
+
+// -------------------------------------------------------------------------------------------
+// A store the test can switch off, to check the 503 answer.
+// -------------------------------------------------------------------------------------------
+
+#[derive(Clone, Default)]
+struct SwitchableStore {
+    inner: Arc<MemoryStore>,
+    down: Arc<AtomicBool>,
+}
+
+impl SwitchableStore {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Unavailable(Box::new(std::io::Error::other("switched off by the test"))))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl SessionStore for SwitchableStore {
+    async fn insert(
+        &self,
+        record: SessionRecord,
+        refresh: Option<TokenDigest>,
+        limit: Option<Limit>,
+        eviction: Revocation,
+    ) -> Result<InsertOutcome, StoreError> {
+        self.check()?;
+        self.inner.insert(record, refresh, limit, eviction).await
+    }
+
+    async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
+        self.check()?;
+        self.inner.touch(digest, now, policy).await
+    }
+
+    async fn get(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.get(digest).await
+    }
+
+    async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.get_by_id(id).await
+    }
+
+    async fn rotate(&self, old: &TokenDigest, new: TokenDigest, now: Timestamp) -> Result<Lookup, StoreError> {
+        self.check()?;
+        self.inner.rotate(old, new, now).await
+    }
+
+    async fn update_data(
+        &self,
+        id: &SessionId,
+        patch: &DataPatch,
+        max_bytes: usize,
+        now: Timestamp,
+    ) -> Result<DataOutcome, StoreError> {
+        self.check()?;
+        self.inner.update_data(id, patch, max_bytes, now).await
+    }
+
+    async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.remove(id, revocation).await
+    }
+
+    async fn remove_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+        revocation: Revocation,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.remove_user(user, keep, revocation).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenDigest,
+        successor: Successor,
+        now: Timestamp,
+        grace: Duration,
+        touch: TouchPolicy,
+        reuse: Revocation,
+    ) -> Result<RefreshOutcome, StoreError> {
+        self.check()?;
+        self.inner.rotate_refresh(presented, successor, now, grace, touch, reuse).await
+    }
+
+    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+        self.check()?;
+        self.inner.access_denied(id, now).await
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.list_user(user, now).await
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.count().await
+    }
+
+    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.remove_expired(now, max).await
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// Harness
+// -------------------------------------------------------------------------------------------
+
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(86_400);
+
+/// Alice (admin), bob, and carol whose password contains colons; idle 10 minutes, absolute one
+/// hour, remember-me one day / seven days. The mock clock starts at 2024-01-01T00:00:00Z.
+fn options() -> app::Options {
+    app::Options {
+        users: vec!["alice:wonderland".into(), "bob:builder".into(), "carol:pass:with:colons".into()],
+        admins: vec!["alice".into()],
+        idle_timeout: Some(10 * MINUTE),
+        absolute_timeout: Some(60 * MINUTE),
+        remember_me_idle_timeout: Some(DAY),
+        remember_me_absolute_timeout: Some(7 * DAY),
+        ..app::Options::default()
+    }
+}
+
+struct Server {
+    base: String,
+    clock: MockClock,
+    http: reqwest::Client,
+    store_down: Arc<AtomicBool>,
+    state: app::AppState<SwitchableStore, MockClock>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+/// One HTTP answer: status, headers, and the body as JSON (`Null` when empty).
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Answer {
+    /// Asserts an error answer of the documented shape.
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!(self.status, status, "body: {}", self.body);
+        assert_eq!(self.body["error"], code, "body: {}", self.body);
+        assert!(self.body["message"].as_str().is_some_and(|m| !m.is_empty()), "body: {}", self.body);
+    }
+
+    /// Asserts a 401 `session_expired` / `session_revoked` answer with its reason.
+    #[track_caller]
+    fn assert_rejected(&self, code: &str, reason: &str) {
+        self.assert_error(401, code);
+        assert_eq!(self.body["reason"], reason, "body: {}", self.body);
+    }
+
+    fn set_cookie(&self) -> &str {
+        self.headers.get(SET_COOKIE).expect("Set-Cookie header").to_str().unwrap()
+    }
+}
+
+/// A successful login.
+struct Login {
+    token: String,
+    session_id: String,
+    answer: Answer,
+}
+
+async fn start(options: app::Options) -> Server {
+    let clock = MockClock::new();
+    let store = SwitchableStore::default();
+    let store_down = Arc::clone(&store.down);
+    let state = app::AppState::from_options(&options, store, clock.clone()).expect("valid options");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app::serve(listener, app::router(state.clone()), async move {
+        let _ = stop.await;
+    }));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    Server { base: format!("http://{addr}"), clock, http, store_down, state, _shutdown: shutdown }
+}
+
+impl Server {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let response = request.send().await.expect("request to the loopback server");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!("status {status}: body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes))
+            })
+        };
+        Answer { status, headers, body }
+    }
+
+    async fn get(&self, path: &str, token: &str) -> Answer {
+        self.send(self.http.get(self.url(path)).bearer_auth(token)).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.post(self.url(path)).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.send(self.http.delete(self.url(path)).bearer_auth(token)).await
+    }
+
+    async fn login_with(&self, body: Value, user_agent: &str) -> Answer {
+        self.send(self.http.post(self.url("/api/v1/auth/login")).header(USER_AGENT, user_agent).json(&body)).await
+    }
+
+    /// Logs in and asserts success.
+    async fn login(&self, user: &str, password: &str) -> Login {
+        self.login_as(user, password, "test-agent").await
+    }
+
+    async fn login_as(&self, user: &str, password: &str, user_agent: &str) -> Login {
+        let answer = self.login_with(json!({ "username": user, "password": password }), user_agent).await;
+        assert_eq!(answer.status, 200, "login of {user}: {}", answer.body);
+        Login {
+            token: answer.body["session_token"].as_str().unwrap().to_owned(),
+            session_id: answer.body["session_id"].as_str().unwrap().to_owned(),
+            answer,
+        }
+    }
+
+    async fn session(&self, token: &str) -> Answer {
+        self.get("/api/v1/auth/session", token).await
+    }
+}
+
+/// The attributes of a `Set-Cookie` value after the `name=value` pair.
+fn cookie_parts(set_cookie: &str) -> (String, Vec<String>) {
+    let mut parts = set_cookie.split(';').map(|p| p.trim().to_owned());
+    let pair = parts.next().unwrap();
+    (pair, parts.collect())
+}
+
+// -------------------------------------------------------------------------------------------
+// Login and authentication
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_succeeds_with_the_right_password_only() {
+    let server = start(options()).await;
+
+    for (user, password) in [("alice", "wrong"), ("alice", "wonderlan"), ("alice", "wonderland!"), ("mallory", "x")] {
+        let answer = server.login_with(json!({ "username": user, "password": password }), "t").await;
+        answer.assert_error(401, "invalid_credentials");
+        assert!(answer.headers.get(SET_COOKIE).is_none());
+        assert!(answer.body.get("session_token").is_none());
+    }
+
+    let login = server.login("alice", "wonderland").await;
+    let body = &login.answer.body;
+    assert_eq!(login.token.len(), 43, "{body}");
+    assert_eq!(login.session_id.len(), 22, "{body}");
+    assert_eq!(body["idle_expires_at"], "2024-01-01T00:10:00Z");
+    assert_eq!(body["absolute_expires_at"], "2024-01-01T01:00:00Z");
+    assert_eq!(body["expires_at"], "2024-01-01T00:10:00Z");
+    assert_eq!(login.answer.headers.get(CACHE_CONTROL).unwrap(), "no-store");
+
+    // A password with colons survives `--user NAME:PASSWORD` parsing.
+    server.login("carol", "pass:with:colons").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cookie_attributes() {
+    let server = start(options()).await;
+    let login = server.login("bob", "builder").await;
+    let (pair, attributes) = cookie_parts(login.answer.set_cookie());
+    assert_eq!(pair, format!("session={}", login.token));
+    for expected in ["HttpOnly", "SameSite=Lax", "Path=/", "Secure"] {
+        assert!(attributes.iter().any(|a| a == expected), "{expected} missing: {attributes:?}");
+    }
+    // Without remember-me it is a browser-session cookie.
+    assert!(!attributes.iter().any(|a| a.starts_with("Max-Age") || a.starts_with("Expires")), "{attributes:?}");
+
+    let insecure = start(app::Options { insecure_cookies: true, ..options() }).await;
+    let login = insecure.login("bob", "builder").await;
+    let (_, attributes) = cookie_parts(login.answer.set_cookie());
+    assert!(!attributes.iter().any(|a| a == "Secure"), "{attributes:?}");
+    for expected in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(attributes.iter().any(|a| a == expected), "{expected} missing: {attributes:?}");
+    }
+
+    // Remember-me: the longer lifetimes, and a persistent cookie until the absolute deadline.
+    let answer =
+        insecure.login_with(json!({ "username": "bob", "password": "builder", "remember_me": true }), "t").await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-02T00:00:00Z");
+    assert_eq!(answer.body["absolute_expires_at"], "2024-01-08T00:00:00Z");
+    let (_, attributes) = cookie_parts(answer.set_cookie());
+    assert!(attributes.iter().any(|a| a == "Max-Age=604800"), "{attributes:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_and_cookie_authentication() {
+    let server = start(options()).await;
+    let login = server.login_as("alice", "wonderland", "agent/1.0").await;
+
+    let answer = server.session(&login.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let body = &answer.body;
+    assert_eq!(body["session_id"], login.session_id.as_str());
+    assert_eq!(body["user"], "alice");
+    assert_eq!(body["created_at"], "2024-01-01T00:00:00Z");
+    assert_eq!(body["last_seen_at"], "2024-01-01T00:00:00Z");
+    assert_eq!(body["expires_at"], "2024-01-01T00:10:00Z");
+    assert_eq!(body["idle_expires_at"], "2024-01-01T00:10:00Z");
+    assert_eq!(body["absolute_expires_at"], "2024-01-01T01:00:00Z");
+    assert_eq!(body["remember_me"], false);
+    assert_eq!(body["request_count"], 1);
+
+    // The same session through the cookie, among other cookies.
+    let cookie = format!("theme=dark; session={}; lang=en", login.token);
+    let answer = server.send(server.http.get(server.url("/api/v1/auth/session")).header(COOKIE, cookie)).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["session_id"], login.session_id.as_str());
+    assert_eq!(answer.body["request_count"], 2);
+
+    // No credentials, malformed tokens, an unknown well-formed token, another scheme.
+    let url = server.url("/api/v1/auth/session");
+    let no_credentials = server.send(server.http.get(&url)).await;
+    no_credentials.assert_error(401, "invalid_session");
+    assert_eq!(no_credentials.headers.get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+    server.send(server.http.get(&url).header(COOKIE, "theme=dark")).await.assert_error(401, "invalid_session");
+    for token in ["not-a-token", "x", &"A".repeat(44), &format!("{}*", &login.token[..42]), &"A".repeat(43)] {
+        server.session(token).await.assert_error(401, "invalid_session");
+    }
+    let basic = server.send(server.http.get(&url).basic_auth("alice", Some("wonderland"))).await;
+    basic.assert_error(401, "invalid_session");
+    let bad_cookie = server.send(server.http.get(&url).header(COOKIE, "session=garbage")).await;
+    bad_cookie.assert_error(401, "invalid_session");
+
+    // The failed attempts did not count against the session.
+    assert_eq!(server.session(&login.token).await.body["request_count"], 3);
+}
+
+// -------------------------------------------------------------------------------------------
+// Expiry and refresh
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_expire_and_used_ones_slide() {
+    let server = start(options()).await;
+    let idle = server.login("alice", "wonderland").await;
+    let used = server.login("alice", "wonderland").await;
+
+    server.clock.advance(5 * MINUTE);
+    let answer = server.session(&used.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-01T00:15:00Z");
+    assert_eq!(answer.body["last_seen_at"], "2024-01-01T00:05:00Z");
+
+    server.clock.advance(5 * MINUTE + Duration::from_secs(1));
+    server.session(&idle.token).await.assert_rejected("session_expired", "idle");
+    assert_eq!(server.session(&used.token).await.status, 200);
+
+    // Expired sessions can be swept; the swept token then reads as unknown.
+    assert_eq!(server.state.sweep_expired(100).await.unwrap(), 1);
+    server.session(&idle.token).await.assert_error(401, "invalid_session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_at_the_absolute_deadline_however_busy() {
+    let server = start(options()).await;
+    let login = server.login("bob", "builder").await;
+    for _ in 0..6 {
+        server.clock.advance(9 * MINUTE);
+        let answer = server.session(&login.token).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    // 54 minutes in, the idle deadline is capped at the absolute one.
+    let answer = server.session(&login.token).await;
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-01T01:00:00Z");
+    assert_eq!(answer.body["expires_at"], "2024-01-01T01:00:00Z");
+
+    server.clock.advance(6 * MINUTE);
+    server.session(&login.token).await.assert_rejected("session_expired", "absolute");
+    server
+        .post("/api/v1/auth/sessions/refresh", &login.token, None)
+        .await
+        .assert_rejected("session_expired", "absolute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_extends_the_idle_deadline() {
+    let server = start(options()).await;
+    let login = server.login("alice", "wonderland").await;
+    assert_eq!(login.answer.body["idle_expires_at"], "2024-01-01T00:10:00Z");
+
+    // 30 s is within the touch interval: validation alone would not move the deadline.
+    server.clock.advance(Duration::from_secs(30));
+    let answer = server.post("/api/v1/auth/sessions/refresh", &login.token, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["session_id"], login.session_id.as_str());
+    assert_eq!(answer.body["user"], "alice");
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-01T00:10:30Z");
+    assert_eq!(answer.body["expires_at"], "2024-01-01T00:10:30Z");
+    assert_eq!(answer.body["absolute_expires_at"], "2024-01-01T01:00:00Z");
+    assert_eq!(answer.body["request_count"], 0, "refresh does not count as a request");
+
+    // Past the original deadline, before the extended one.
+    server.clock.advance(9 * MINUTE + Duration::from_secs(45));
+    assert_eq!(server.session(&login.token).await.status, 200);
+
+    server.post("/api/v1/auth/sessions/refresh", "garbage", None).await.assert_error(401, "invalid_session");
+    let no_token = server.send(server.http.post(server.url("/api/v1/auth/sessions/refresh"))).await;
+    no_token.assert_error(401, "invalid_session");
+}
+
+// -------------------------------------------------------------------------------------------
+// Logout and revocation
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_the_session_and_clears_the_cookie() {
+    let server = start(options()).await;
+    let login = server.login("alice", "wonderland").await;
+    let other = server.login("alice", "wonderland").await;
+
+    let answer = server.post("/api/v1/auth/logout", &login.token, None).await;
+    assert_eq!(answer.status, 204);
+    assert_eq!(answer.body, Value::Null);
+    let (pair, attributes) = cookie_parts(answer.set_cookie());
+    assert_eq!(pair, "session=");
+    assert!(attributes.iter().any(|a| a == "Max-Age=0"), "{attributes:?}");
+    assert!(attributes.iter().any(|a| a == "Path=/"), "{attributes:?}");
+
+    server.session(&login.token).await.assert_rejected("session_revoked", "logout");
+    server.post("/api/v1/auth/logout", &login.token, None).await.assert_rejected("session_revoked", "logout");
+    assert_eq!(server.session(&other.token).await.status, 200, "only the one session ends");
+
+    // Logout through the cookie.
+    let cookie = format!("session={}", other.token);
+    let answer = server.send(server.http.post(server.url("/api/v1/auth/logout")).header(COOKIE, cookie)).await;
+    assert_eq!(answer.status, 204);
+    server.session(&other.token).await.assert_rejected("session_revoked", "logout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_all_ends_every_session_of_the_user() {
+    let server = start(options()).await;
+    let first = server.login("alice", "wonderland").await;
+    let second = server.login("alice", "wonderland").await;
+    let bob = server.login("bob", "builder").await;
+
+    let answer = server.post("/api/v1/auth/logout-all", &first.token, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, json!({ "revoked": 2 }));
+    assert!(answer.set_cookie().starts_with("session=;"), "{}", answer.set_cookie());
+
+    server.session(&first.token).await.assert_rejected("session_revoked", "logout_all");
+    server.session(&second.token).await.assert_rejected("session_revoked", "logout_all");
+    assert_eq!(server.session(&bob.token).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_listing_and_self_service_revocation() {
+    let server = start(options()).await;
+    let here = server.login_as("alice", "wonderland", "laptop-browser").await;
+    server.clock.advance(MINUTE);
+    let there = server.login_as("alice", "wonderland", "phone-app").await;
+    let bob = server.login("bob", "builder").await;
+
+    let answer = server.get("/api/v1/auth/sessions", &here.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sessions = answer.body["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2, "{}", answer.body);
+    let current: Vec<_> = sessions.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1, "{}", answer.body);
+    assert_eq!(current[0]["session_id"], here.session_id.as_str());
+    assert_eq!(current[0]["user_agent"], "laptop-browser");
+    assert_eq!(current[0]["ip"], "127.0.0.1");
+    assert_eq!(current[0]["created_at"], "2024-01-01T00:00:00Z");
+    assert_eq!(current[0]["remember_me"], false);
+    assert_eq!(current[0]["request_count"], 1);
+    let other = sessions.iter().find(|s| s["current"] == false).unwrap();
+    assert_eq!(other["session_id"], there.session_id.as_str());
+    assert_eq!(other["user_agent"], "phone-app");
+    assert_eq!(other["created_at"], "2024-01-01T00:01:00Z");
+    assert_eq!(other["last_seen_at"], "2024-01-01T00:01:00Z");
+    assert_eq!(other["request_count"], 0);
+    assert!(!answer.body.to_string().contains(&there.token), "a listing never shows tokens");
+
+    // Another user's session, an unknown id and a malformed one: 404, and nothing changes.
+    let revoke = "/api/v1/auth/sessions/revoke";
+    server
+        .post(revoke, &here.token, Some(json!({ "session_id": bob.session_id })))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(server.session(&bob.token).await.status, 200);
+    let unknown = "A".repeat(22); // well formed; the chance that it names a session is 2^-128
+    server.post(revoke, &here.token, Some(json!({ "session_id": unknown }))).await.assert_error(404, "not_found");
+    server.post(revoke, &here.token, Some(json!({ "session_id": "nope" }))).await.assert_error(404, "not_found");
+    server.post(revoke, &here.token, Some(json!({}))).await.assert_error(400, "invalid_request");
+
+    // The user's own other session.
+    let answer = server.post(revoke, &here.token, Some(json!({ "session_id": there.session_id }))).await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    server.session(&there.token).await.assert_rejected("session_revoked", "logout");
+    server
+        .post(revoke, &here.token, Some(json!({ "session_id": there.session_id })))
+        .await
+        .assert_error(404, "not_found");
+    let answer = server.get("/api/v1/auth/sessions", &here.token).await;
+    assert_eq!(answer.body["sessions"].as_array().unwrap().len(), 1, "{}", answer.body);
+
+    // Bob cannot revoke alice's session either.
+    server
+        .post(revoke, &bob.token, Some(json!({ "session_id": here.session_id })))
+        .await
+        .assert_error(404, "not_found");
+    assert_eq!(server.session(&here.token).await.status, 200);
+}
+
+// -------------------------------------------------------------------------------------------
+// Per-user limits
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_with_reject_refuses_the_login() {
+    let options = app::Options {
+        max_sessions_per_user: Some(app::MaxSessions::Max(2)),
+        on_limit: Some(LimitPolicy::Reject),
+        ..options()
+    };
+    let server = start(options).await;
+    let first = server.login("alice", "wonderland").await;
+    let second = server.login("alice", "wonderland").await;
+    let answer = server.login_with(json!({ "username": "alice", "password": "wonderland" }), "t").await;
+    answer.assert_error(409, "session_limit_reached");
+    assert!(answer.headers.get(SET_COOKIE).is_none());
+    assert_eq!(server.session(&first.token).await.status, 200);
+    assert_eq!(server.session(&second.token).await.status, 200);
+    server.login("bob", "builder").await;
+
+    assert_eq!(server.post("/api/v1/auth/logout", &first.token, None).await.status, 204);
+    server.login("alice", "wonderland").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_with_eviction_revokes_the_oldest_or_least_recently_used() {
+    let limited = |policy| app::Options {
+        max_sessions_per_user: Some(app::MaxSessions::Max(2)),
+        on_limit: Some(policy),
+        ..options()
+    };
+
+    let server = start(limited(LimitPolicy::EvictOldest)).await;
+    let oldest = server.login("alice", "wonderland").await;
+    server.clock.advance(MINUTE);
+    let middle = server.login("alice", "wonderland").await;
+    server.clock.advance(MINUTE);
+    assert_eq!(server.session(&oldest.token).await.status, 200, "using it does not save the oldest");
+    let newest = server.login("alice", "wonderland").await;
+    server.session(&oldest.token).await.assert_rejected("session_revoked", "evicted");
+    assert_eq!(server.session(&middle.token).await.status, 200);
+    assert_eq!(server.session(&newest.token).await.status, 200);
+
+    let server = start(limited(LimitPolicy::EvictLeastRecentlyUsed)).await;
+    let first = server.login("alice", "wonderland").await;
+    server.clock.advance(MINUTE);
+    let second = server.login("alice", "wonderland").await;
+    server.clock.advance(2 * MINUTE);
+    assert_eq!(server.session(&first.token).await.status, 200, "first is now the most recently used");
+    server.login("alice", "wonderland").await;
+    server.session(&second.token).await.assert_rejected("session_revoked", "evicted");
+    assert_eq!(server.session(&first.token).await.status, 200);
+}
+
+// -------------------------------------------------------------------------------------------
+// Admin
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_are_for_admins_only() {
+    let server = start(options()).await;
+    let admin = server.login("alice", "wonderland").await;
+    let bob1 = server.login("bob", "builder").await;
+    let bob2 = server.login("bob", "builder").await;
+
+    // Not authenticated: 401. Authenticated but not an admin: 403, and nothing happens.
+    let list = server.url("/api/v1/admin/sessions?user=bob");
+    server.send(server.http.get(&list)).await.assert_error(401, "invalid_session");
+    server.get("/api/v1/admin/sessions?user=bob", "garbage").await.assert_error(401, "invalid_session");
+    server.get("/api/v1/admin/sessions?user=alice", &bob1.token).await.assert_error(403, "forbidden");
+    let by_id = format!("/api/v1/admin/sessions/{}", admin.session_id);
+    server.delete(&by_id, &bob1.token).await.assert_error(403, "forbidden");
+    server.delete("/api/v1/admin/users/alice/sessions", &bob1.token).await.assert_error(403, "forbidden");
+    server.send(server.http.delete(server.url(&by_id))).await.assert_error(401, "invalid_session");
+    assert_eq!(server.session(&admin.token).await.status, 200);
+
+    // Listing another user's sessions: `current` is false for all of them.
+    let answer = server.get("/api/v1/admin/sessions?user=bob", &admin.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let sessions = answer.body["sessions"].as_array().unwrap();
+    let mut ids: Vec<_> = sessions.iter().map(|s| s["session_id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    let mut expected = vec![bob1.session_id.clone(), bob2.session_id.clone()];
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(sessions.iter().all(|s| s["current"] == false && s["ip"] == "127.0.0.1"), "{}", answer.body);
+    // The admin's own list marks the admin's session.
+    let answer = server.get("/api/v1/admin/sessions?user=alice", &admin.token).await;
+    assert_eq!(answer.body["sessions"][0]["current"], true, "{}", answer.body);
+    let answer = server.get("/api/v1/admin/sessions?user=nobody", &admin.token).await;
+    assert_eq!(answer.body, json!({ "sessions": [] }));
+    server.get("/api/v1/admin/sessions", &admin.token).await.assert_error(400, "invalid_request");
+
+    // Revoking one session by id.
+    let path = format!("/api/v1/admin/sessions/{}", bob1.session_id);
+    let answer = server.delete(&path, &admin.token).await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    server.session(&bob1.token).await.assert_rejected("session_revoked", "admin");
+    assert_eq!(server.session(&bob2.token).await.status, 200);
+    server.delete(&path, &admin.token).await.assert_error(404, "not_found");
+    server.delete("/api/v1/admin/sessions/not-an-id", &admin.token).await.assert_error(404, "not_found");
+
+    // Revoking every session of a user.
+    let bob3 = server.login("bob", "builder").await;
+    let answer = server.delete("/api/v1/admin/users/bob/sessions", &admin.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, json!({ "revoked": 2 }));
+    server.session(&bob2.token).await.assert_rejected("session_revoked", "admin");
+    server.session(&bob3.token).await.assert_rejected("session_revoked", "admin");
+    assert_eq!(server.delete("/api/v1/admin/users/bob/sessions", &admin.token).await.body, json!({ "revoked": 0 }));
+    assert_eq!(server.session(&admin.token).await.status, 200);
+}
+
+// -------------------------------------------------------------------------------------------
+// Malformed requests, unknown routes, store failures
+// -------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_malformed_bodies_get_json_errors() {
+    let server = start(options()).await;
+    let login_url = server.url("/api/v1/auth/login");
+    let json_post = |body: Vec<u8>| server.http.post(&login_url).header("content-type", "application/json").body(body);
+
+    // Just under the limit: read and answered normally.
+    let filler = "x".repeat(app::MAX_BODY_BYTES - 100);
+    let body = serde_json::to_vec(&json!({ "username": "alice", "password": filler })).unwrap();
+    assert!(body.len() <= app::MAX_BODY_BYTES);
+    server.send(json_post(body)).await.assert_error(401, "invalid_credentials");
+
+    // Over the limit.
+    let filler = "x".repeat(app::MAX_BODY_BYTES);
+    let body = serde_json::to_vec(&json!({ "username": "alice", "password": filler })).unwrap();
+    server.send(json_post(body)).await.assert_error(413, "payload_too_large");
+    let token = server.login("alice", "wonderland").await.token;
+    let revoke = server.http.post(server.url("/api/v1/auth/sessions/revoke")).bearer_auth(&token);
+    let body = format!(r#"{{"session_id":"{}"}}"#, "A".repeat(70_000));
+    let answer = server.send(revoke.header("content-type", "application/json").body(body)).await;
+    answer.assert_error(413, "payload_too_large");
+
+    // Malformed JSON, wrong shapes, wrong content type.
+    for body in [&b"{\"username\": \"alice\", "[..], b"not json", b"", b"[]", br#"{"username":"alice"}"#] {
+        server.send(json_post(body.to_vec())).await.assert_error(400, "invalid_request");
+    }
+    let wrong_type = json!({ "username": "alice", "password": "wonderland", "remember_me": "yes" });
+    server.send(json_post(serde_json::to_vec(&wrong_type).unwrap())).await.assert_error(400, "invalid_request");
+    let text = server.http.post(&login_url).header("content-type", "text/plain").body("{}");
+    server.send(text).await.assert_error(415, "unsupported_media_type");
+
+    // The server is still up.
+    server.login("alice", "wonderland").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let server = start(options()).await;
+    for path in ["/", "/api/v1/nope", "/api/v1/auth/sessions/extra"] {
+        server.send(server.http.get(server.url(path))).await.assert_error(404, "not_found");
+    }
+    let answer = server.send(server.http.get(server.url("/api/v1/auth/login"))).await;
+    answer.assert_error(405, "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_failures_answer_503() {
+    let server = start(options()).await;
+    let login = server.login("alice", "wonderland").await;
+
+    server.store_down.store(true, Ordering::SeqCst);
+    server.session(&login.token).await.assert_error(503, "store_unavailable");
+    server.get("/api/v1/auth/sessions", &login.token).await.assert_error(503, "store_unavailable");
+    let answer = server.login_with(json!({ "username": "bob", "password": "builder" }), "t").await;
+    answer.assert_error(503, "store_unavailable");
+    assert!(answer.headers.get(SET_COOKIE).is_none());
+
+    server.store_down.store(false, Ordering::SeqCst);
+    assert_eq!(server.session(&login.token).await.status, 200);
+}
+
+// -------------------------------------------------------------------------------------------
+// Options: flags, config file, users
+// -------------------------------------------------------------------------------------------
+
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(flatten)]
+    options: app::Options,
+}
+
+#[test]
+fn flags_parse_into_the_session_config() {
+    let cli = Cli::try_parse_from([
+        "server",
+        "--user",
+        "dave:pw",
+        "--admin",
+        "dave",
+        "--idle-timeout",
+        "5m",
+        "--absolute-timeout",
+        "2h 30m",
+        "--remember-me-idle-timeout",
+        "2days",
+        "--remember-me-absolute-timeout",
+        "14days",
+        "--max-sessions-per-user",
+        "3",
+        "--on-limit",
+        "evict-lru",
+        "--insecure-cookies",
+    ])
+    .unwrap();
+    assert!(cli.options.insecure_cookies);
+    let config = app::session_config(&cli.options).unwrap();
+    assert_eq!(config.idle_timeout(), 5 * MINUTE);
+    assert_eq!(config.absolute_timeout(), 150 * MINUTE);
+    assert_eq!(config.remember_me_idle_timeout(), 2 * DAY);
+    assert_eq!(config.remember_me_absolute_timeout(), 14 * DAY);
+    assert_eq!(config.max_sessions_per_user(), Some(3));
+    assert_eq!(config.on_limit(), LimitPolicy::EvictLeastRecentlyUsed);
+
+    let cli = Cli::try_parse_from(["server", "--max-sessions-per-user", "unlimited", "--on-limit", "reject"]).unwrap();
+    let config = app::session_config(&cli.options).unwrap();
+    assert_eq!(config.max_sessions_per_user(), None);
+    assert_eq!(config.on_limit(), LimitPolicy::Reject);
+
+    for bad in [["--on-limit", "lru"], ["--idle-timeout", "soon"], ["--max-sessions-per-user", "-1"]] {
+        assert!(Cli::try_parse_from(["server", bad[0], bad[1]]).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn invalid_options_are_refused_at_startup() {
+    let refused = |options: app::Options| {
+        app::AppState::from_options(&options, MemoryStore::new(), MockClock::new()).map(|_| ()).unwrap_err()
+    };
+    refused(app::Options { admins: vec!["mallory".into()], ..options() });
+    refused(app::Options { users: vec!["no-colon".into()], ..options() });
+    refused(app::Options { users: vec!["empty:".into()], ..options() });
+    refused(app::Options { users: vec![":nameless".into()], ..options() });
+    refused(app::Options { users: vec!["twice:a".into(), "twice:b".into()], ..options() });
+    let err = refused(app::Options { idle_timeout: Some(2 * 60 * MINUTE), ..options() });
+    assert!(err.to_string().contains("idle_timeout"), "{err}");
+    refused(app::Options { max_sessions_per_user: Some(app::MaxSessions::Max(0)), ..options() });
+    let missing = std::env::temp_dir().join("sessionkit-server-test-no-such-file.toml");
+    refused(app::Options { config: Some(missing), ..options() });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_is_read_and_flags_override_it() {
+    let path = std::env::temp_dir().join(format!("sessionkit-server-test-{}.toml", std::process::id()));
+    std::fs::write(
+        &path,
+        "idle_timeout = \"20m\"\nabsolute_timeout = \"2h\"\nmax_sessions_per_user = 1\non_limit = \"reject\"\n",
+    )
+    .unwrap();
+    let options = app::Options {
+        config: Some(path.clone()),
+        idle_timeout: Some(5 * MINUTE),
+        absolute_timeout: None,
+        remember_me_idle_timeout: None,
+        remember_me_absolute_timeout: None,
+        ..options()
+    };
+    let config = app::session_config(&options);
+    let server = start(options).await;
+
+    let bad = std::env::temp_dir().join(format!("sessionkit-server-test-bad-{}.toml", std::process::id()));
+    std::fs::write(&bad, "idle_timout = \"20m\"\n").unwrap();
+    let unknown_field = app::session_config(&app::Options { config: Some(bad.clone()), ..app::Options::default() });
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&bad);
+
+    let config = config.unwrap();
+    assert_eq!(config.idle_timeout(), 5 * MINUTE, "the flag wins");
+    assert_eq!(config.absolute_timeout(), 120 * MINUTE, "from the file");
+    assert_eq!(config.max_sessions_per_user(), Some(1));
+    assert_eq!(config.on_limit(), LimitPolicy::Reject);
+    assert!(unknown_field.unwrap_err().to_string().contains("idle_timout"));
+
+    // And the server really runs with it.
+    let login = server.login("alice", "wonderland").await;
+    assert_eq!(login.answer.body["idle_expires_at"], "2024-01-01T00:05:00Z");
+    assert_eq!(login.answer.body["absolute_expires_at"], "2024-01-01T02:00:00Z");
+    let answer = server.login_with(json!({ "username": "alice", "password": "wonderland" }), "t").await;
+    answer.assert_error(409, "session_limit_reached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_users_without_user_flags() {
+    let server = start(app::Options::default()).await;
+    assert!(server.state.users.are_demo_users());
+    assert_eq!(server.state.users.names(), vec![("alice", true), ("bob", false)]);
+    let alice = server.login("alice", "wonderland").await;
+    let bob = server.login("bob", "builder").await;
+    assert_eq!(server.get("/api/v1/admin/sessions?user=bob", &alice.token).await.status, 200);
+    server.get("/api/v1/admin/sessions?user=alice", &bob.token).await.assert_error(403, "forbidden");
+    // Default config: 30 minutes idle, 8 hours absolute.
+    assert_eq!(alice.answer.body["idle_expires_at"], "2024-01-01T00:30:00Z");
+    assert_eq!(alice.answer.body["absolute_expires_at"], "2024-01-01T08:00:00Z");
+
+    let explicit = start(options()).await;
+    assert!(!explicit.state.users.are_demo_users());
+    assert!(explicit.state.users.is_admin(&UserId::new("alice").unwrap()));
+    assert!(!explicit.state.users.is_admin(&UserId::new("bob").unwrap()));
+    let answer = explicit.login_with(json!({ "username": "carol", "password": "wonderland" }), "t").await;
+    answer.assert_error(401, "invalid_credentials");
+}
