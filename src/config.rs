@@ -58,6 +58,7 @@ struct ConfigValues {
     remember_me_absolute_timeout: Duration,
     #[serde(with = "humantime_serde")]
     touch_interval: Duration,
+    #[serde(with = "session_limit")]
     max_sessions_per_user: Option<u32>,
     on_limit: LimitPolicy,
     max_user_agent_len: usize,
@@ -89,6 +90,34 @@ impl Default for ConfigValues {
             refresh_reuse_grace: Duration::from_secs(5),
             jwt_issuer: None,
             jwt_audience: None,
+        }
+    }
+}
+
+/// `max_sessions_per_user` reads a number, or `"unlimited"` (or `null`) for no limit, since
+/// some formats (TOML) have no null.
+mod session_limit {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(v: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u32(*n),
+            None => s.serialize_str("unlimited"),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Limit {
+            Number(u32),
+            Word(String),
+        }
+        match Option::<Limit>::deserialize(d)? {
+            None => Ok(None),
+            Some(Limit::Number(n)) => Ok(Some(n)),
+            Some(Limit::Word(w)) if w == "unlimited" => Ok(None),
+            Some(Limit::Word(_)) => Err(serde::de::Error::custom("expected a number or \"unlimited\"")),
         }
     }
 }
@@ -278,7 +307,12 @@ impl SessionConfig {
 
 /// Builds a [`SessionConfig`]; every setter documents its default. Nothing is checked until
 /// [`build`](Self::build), which checks everything at once.
-#[derive(Debug, Clone)]
+///
+/// It also deserialises, unchecked, from the same format as [`SessionConfig`]: read a file
+/// into a builder, apply command-line overrides, then build, so that a file which is only
+/// valid together with its overrides is accepted.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
 #[must_use]
 pub struct SessionConfigBuilder {
     values: ConfigValues,
@@ -476,6 +510,24 @@ mod tests {
         assert!(bad.to_string().contains("idle_timeout"), "{bad}");
         let unknown = serde_json::from_str::<SessionConfig>(r#"{"idle_timout":"9h"}"#).unwrap_err();
         assert!(unknown.to_string().contains("unknown field"), "{unknown}");
+    }
+
+    #[test]
+    fn the_session_limit_reads_numbers_and_unlimited() {
+        let c: SessionConfig = serde_json::from_str(r#"{"max_sessions_per_user":"unlimited"}"#).unwrap();
+        assert_eq!(c.max_sessions_per_user(), None);
+        let c: SessionConfig = serde_json::from_str(r#"{"max_sessions_per_user":3}"#).unwrap();
+        assert_eq!(c.max_sessions_per_user(), Some(3));
+        assert!(serde_json::from_str::<SessionConfig>(r#"{"max_sessions_per_user":"lots"}"#).is_err());
+        let json = serde_json::to_string(&SessionConfig::builder().max_sessions_per_user(None).build().unwrap()).unwrap();
+        assert!(json.contains(r#""max_sessions_per_user":"unlimited""#), "{json}");
+    }
+
+    #[test]
+    fn a_builder_deserialises_unchecked_then_builds() {
+        let b: SessionConfigBuilder = serde_json::from_str(r#"{"idle_timeout":"9h"}"#).unwrap();
+        assert!(b.clone().build().is_err(), "9h idle under an 8h absolute is invalid alone");
+        assert!(b.absolute_timeout(Duration::from_secs(10 * 3600)).build().is_ok(), "valid with the override");
     }
 
     #[test]

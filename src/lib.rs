@@ -102,6 +102,9 @@ pub use store::memory::MemoryStore;
 pub use token::keys::{KeySet, SigningKey};
 pub use token::{AccessClaims, AccessToken, AccessTokenError, RefreshToken, SessionToken};
 
+/// The `time` crate, whose [`OffsetDateTime`](time::OffsetDateTime) the API returns.
+pub use time;
+
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;

@@ -27,6 +27,26 @@ use crate::token::{AccessClaims, AccessToken, RawToken, RefreshToken, SessionTok
 /// broken, and its error is returned.
 const CONFLICT_RETRIES: usize = 3;
 
+/// How many expired sessions [`SessionManager::sweep_expired`] removes per store call.
+pub const SWEEP_BATCH: usize = 1024;
+
+/// Returns `Pending` once (waking itself at once), letting other tasks run.
+struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.0 {
+            std::task::Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+}
+
 /// Creates, validates, renews and revokes sessions in a [`SessionStore`].
 ///
 /// Cheap to clone (one reference count) and `Send + Sync`: build it once at startup and hand
@@ -543,6 +563,28 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         let (access_token, claims) =
             access::issue(keys, &self.inner.access, &record.user, &record.id, issued_at, refresh_digest);
         TokenPair { access_token, refresh_token, claims }
+    }
+
+    /// Removes every session that has expired, with its refresh tokens and index entries, and
+    /// forgets revocations and denylist entries whose time has passed. Answers how many
+    /// sessions were removed.
+    ///
+    /// Works in batches of [`SWEEP_BATCH`] and yields to the executor between them, so that
+    /// validations running meanwhile are never held up for long.
+    ///
+    /// # Errors
+    /// [`Error::Store`]; sessions removed before the failure stay removed.
+    pub async fn sweep_expired(&self) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let now = self.inner.clock.now();
+            let removed = self.inner.store.remove_expired(now, SWEEP_BATCH).await?;
+            total += removed;
+            if removed < SWEEP_BATCH {
+                return Ok(total);
+            }
+            YieldNow(false).await;
+        }
     }
 
     async fn live_record(&self, digest: &TokenDigest, now: crate::clock::Timestamp) -> Result<SessionRecord, Error> {

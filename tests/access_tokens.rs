@@ -133,7 +133,8 @@ async fn a_tampered_payload_is_refused_before_its_claims_are_read() {
 async fn missing_or_mistyped_exp_and_sid_are_refused() {
     let (m, _, access, _) = setup(config()).await;
     let (header, claims) = parts(&access);
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("missing exp", Box::new(|c| drop(c.as_object_mut().unwrap().remove("exp")))),
         ("string exp", Box::new(|c| c["exp"] = json!(c["exp"].to_string()))),
         ("float exp", Box::new(|c| c["exp"] = json!(4.0e9))),

@@ -129,3 +129,19 @@ async fn remembered_revocations_are_bounded() {
         assert!(m.validate(t).await.is_err(), "forgotten or not, a revoked token never validates");
     }
 }
+
+#[tokio::test]
+async fn sweeping_removes_expired_sessions_and_their_index_entries() {
+    let (m, clock) = manager(config());
+    for i in 0..3000 {
+        login(&m, &format!("user{}", i % 700)).await;
+    }
+    clock.advance(10 * MINUTE);
+    let keep = login(&m, "keeper").await;
+    clock.advance(25 * MINUTE);
+    assert_eq!(m.sweep_expired().await.unwrap(), 3000, "all but the recent login, across several batches");
+    assert_eq!(m.store().len(), 1);
+    assert_eq!(m.store().user_count(), 1, "no orphaned per-user index entries");
+    m.validate(&keep).await.unwrap();
+    assert_eq!(m.sweep_expired().await.unwrap(), 0);
+}
