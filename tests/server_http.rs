@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use clap::Parser;
 use reqwest::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
@@ -199,6 +201,8 @@ impl Answer {
 struct Login {
     token: String,
     session_id: String,
+    access: String,
+    refresh: String,
     answer: Answer,
 }
 
@@ -265,15 +269,29 @@ impl Server {
     async fn login_as(&self, user: &str, password: &str, user_agent: &str) -> Login {
         let answer = self.login_with(json!({ "username": user, "password": password }), user_agent).await;
         assert_eq!(answer.status, 200, "login of {user}: {}", answer.body);
+        let field =
+            |name: &str| answer.body[name].as_str().unwrap_or_else(|| panic!("{name}: {}", answer.body)).to_owned();
         Login {
-            token: answer.body["session_token"].as_str().unwrap().to_owned(),
-            session_id: answer.body["session_id"].as_str().unwrap().to_owned(),
+            token: field("session_token"),
+            session_id: field("session_id"),
+            access: field("access_token"),
+            refresh: field("refresh_token"),
             answer,
         }
     }
 
     async fn session(&self, token: &str) -> Answer {
         self.get("/api/v1/auth/session", token).await
+    }
+
+    /// `POST /api/v1/auth/refresh-token` with `refresh_token`, no other credential.
+    async fn refresh_token(&self, refresh_token: &str) -> Answer {
+        let request = self.http.post(self.url("/api/v1/auth/refresh-token"));
+        self.send(request.json(&json!({ "refresh_token": refresh_token }))).await
+    }
+
+    async fn jwks(&self) -> Answer {
+        self.send(self.http.get(self.url("/.well-known/jwks.json"))).await
     }
 }
 
@@ -406,7 +424,7 @@ async fn idle_sessions_expire_and_used_ones_slide() {
     assert_eq!(server.session(&used.token).await.status, 200);
 
     // Expired sessions can be swept; the swept token then reads as unknown.
-    assert_eq!(server.state.sweep_expired(100).await.unwrap(), 1);
+    assert_eq!(server.state.sweep_expired().await.unwrap(), 1);
     server.session(&idle.token).await.assert_error(401, "invalid_session");
 }
 
@@ -743,6 +761,462 @@ async fn store_failures_answer_503() {
 }
 
 // -------------------------------------------------------------------------------------------
+// Access tokens, refresh tokens, JWKS
+// -------------------------------------------------------------------------------------------
+
+/// The decoded JSON header of a JWT.
+fn jwt_header(token: &str) -> Value {
+    let header = token.split('.').next().unwrap();
+    serde_json::from_slice(&B64.decode(header).unwrap()).unwrap()
+}
+
+/// The decoded JSON payload of a JWT.
+fn jwt_payload(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&B64.decode(payload).unwrap()).unwrap()
+}
+
+/// A temporary file that is removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl TempFile {
+    fn new(name: &str, contents: &[u8]) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("sessionkit-server-test-{}-{n}-{name}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_returns_a_token_pair_and_the_access_token_authenticates() {
+    let server = start(app::Options { access_token_ttl: Some(5 * MINUTE), ..options() }).await;
+    let login = server.login("alice", "wonderland").await;
+    let body = &login.answer.body;
+    assert_eq!(body["token_type"], "Bearer", "{body}");
+    assert_eq!(body["expires_in"], 300, "{body}");
+    assert_eq!(login.refresh.len(), 43, "{body}");
+    assert_ne!(login.refresh, login.token);
+    assert_eq!(login.access.matches('.').count(), 2, "{body}");
+    assert_eq!(jwt_header(&login.access), json!({ "alg": "HS256", "typ": "JWT", "kid": "hs256-1" }));
+    let claims = jwt_payload(&login.access);
+    assert_eq!(claims["sub"], "alice");
+    assert_eq!(claims["sid"], login.session_id.as_str());
+    assert_eq!(claims["exp"], 1_704_067_200 + 300);
+
+    // GET /session with the access token: the same session, not counted as a request.
+    let answer = server.session(&login.access).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["session_id"], login.session_id.as_str());
+    assert_eq!(answer.body["user"], "alice");
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-01T00:10:00Z");
+    assert_eq!(answer.body["request_count"], 0);
+
+    // Listings mark the access token's session as current.
+    let other = server.login("alice", "wonderland").await;
+    for (login, id) in [(&login, &login.session_id), (&other, &other.session_id)] {
+        let answer = server.get("/api/v1/auth/sessions", &login.access).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let current: Vec<_> =
+            answer.body["sessions"].as_array().unwrap().iter().filter(|s| s["current"] == true).collect();
+        assert_eq!(current.len(), 1, "{}", answer.body);
+        assert_eq!(current[0]["session_id"], id.as_str());
+    }
+
+    // sessions/refresh with an access token answers the session unchanged.
+    server.clock.advance(MINUTE);
+    let answer = server.post("/api/v1/auth/sessions/refresh", &login.access, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["session_id"], login.session_id.as_str());
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-01T00:10:00Z");
+
+    // Admin endpoints: by the user's role, whichever credential.
+    assert_eq!(server.get("/api/v1/admin/sessions?user=bob", &login.access).await.status, 200);
+    let bob = server.login("bob", "builder").await;
+    server.get("/api/v1/admin/sessions?user=alice", &bob.access).await.assert_error(403, "forbidden");
+
+    // Self-service revocation with an access token.
+    let answer = server
+        .post("/api/v1/auth/sessions/revoke", &login.access, Some(json!({ "session_id": other.session_id })))
+        .await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    server.session(&other.access).await.assert_rejected("session_revoked", "logout");
+
+    // A refresh token is not a session token.
+    server.session(&login.refresh).await.assert_error(401, "invalid_session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_token_rotates_and_replays_within_the_grace_window() {
+    let options = app::Options {
+        access_token_ttl: Some(5 * MINUTE),
+        refresh_reuse_grace: Some(Duration::from_secs(5)),
+        ..options()
+    };
+    let server = start(options).await;
+    let login = server.login("alice", "wonderland").await;
+
+    server.clock.advance(MINUTE);
+    let first = server.refresh_token(&login.refresh).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert!(first.headers.get(SET_COOKIE).is_none());
+    assert_eq!(first.headers.get(CACHE_CONTROL).unwrap(), "no-store");
+    let mut keys: Vec<_> = first.body.as_object().unwrap().keys().cloned().collect();
+    keys.sort();
+    assert_eq!(keys, ["access_token", "expires_in", "refresh_token", "token_type"]);
+    assert_eq!(first.body["token_type"], "Bearer");
+    assert_eq!(first.body["expires_in"], 300);
+    let access = first.body["access_token"].as_str().unwrap().to_owned();
+    let refresh = first.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(access, login.access);
+    assert_ne!(refresh, login.refresh);
+    assert_eq!(jwt_payload(&access)["sid"], login.session_id.as_str());
+
+    // The new access token works; the refresh renewed the idle deadline (not counted).
+    let answer = server.session(&access).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["idle_expires_at"], "2024-01-01T00:11:00Z");
+    assert_eq!(answer.body["request_count"], 0);
+
+    // A replay within the grace window returns the very same pair.
+    server.clock.advance(Duration::from_secs(2));
+    let replay = server.refresh_token(&login.refresh).await;
+    assert_eq!(replay.status, 200, "{}", replay.body);
+    assert_eq!(replay.body["access_token"], access.as_str());
+    assert_eq!(replay.body["refresh_token"], refresh.as_str());
+    assert_eq!(replay.body["expires_in"], 298, "issued when the token was spent");
+
+    // The successor rotates in turn.
+    let second = server.refresh_token(&refresh).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    let latest_access = second.body["access_token"].as_str().unwrap().to_owned();
+    let latest_refresh = second.body["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(latest_refresh, refresh);
+
+    // After the grace window, the first token again is reuse: the whole session ends.
+    server.clock.advance(Duration::from_secs(4));
+    let reused = server.refresh_token(&login.refresh).await;
+    reused.assert_error(401, "refresh_token_reused");
+    assert_eq!(reused.headers.get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+    server.session(&login.token).await.assert_rejected("session_revoked", "refresh_reuse");
+    for token in [&login.access, &access, &latest_access] {
+        server.session(token).await.assert_rejected("session_revoked", "refresh_reuse");
+    }
+    server.refresh_token(&latest_refresh).await.assert_error(401, "invalid_refresh_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zero_grace_makes_refresh_tokens_single_use() {
+    let server = start(app::Options { refresh_reuse_grace: Some(Duration::ZERO), ..options() }).await;
+    let login = server.login("bob", "builder").await;
+    assert_eq!(server.refresh_token(&login.refresh).await.status, 200);
+    server.refresh_token(&login.refresh).await.assert_error(401, "refresh_token_reused");
+    server.session(&login.token).await.assert_rejected("session_revoked", "refresh_reuse");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_and_expired_refresh_tokens_are_refused() {
+    let server = start(options()).await;
+    let login = server.login("alice", "wonderland").await;
+
+    let unknown = "A".repeat(43);
+    for token in ["garbage", "", &unknown, &login.token, &login.access, &format!("{}=", login.refresh)] {
+        server.refresh_token(token).await.assert_error(401, "invalid_refresh_token");
+    }
+    let url = server.url("/api/v1/auth/refresh-token");
+    server.send(server.http.post(&url).json(&json!({}))).await.assert_error(400, "invalid_request");
+    server.send(server.http.post(&url).json(&json!({ "refresh_token": 7 }))).await.assert_error(400, "invalid_request");
+    // The failed attempts did not spend the token.
+    assert_eq!(server.refresh_token(&login.refresh).await.status, 200);
+
+    // An idle-expired session: its refresh token and its (unexpired) access token say so.
+    let idle = server.login("bob", "builder").await;
+    server.clock.advance(10 * MINUTE + Duration::from_secs(1));
+    server.refresh_token(&idle.refresh).await.assert_rejected("session_expired", "idle");
+    server.session(&idle.access).await.assert_rejected("session_expired", "idle");
+
+    // Once swept, the session is unknown.
+    assert!(server.state.sweep_expired().await.unwrap() >= 1);
+    server.refresh_token(&idle.refresh).await.assert_error(401, "invalid_refresh_token");
+    server.session(&idle.access).await.assert_error(401, "invalid_session");
+
+    // The absolute deadline ends refreshing too.
+    let busy = server.login("carol", "pass:with:colons").await;
+    let mut refresh = busy.refresh.clone();
+    for _ in 0..6 {
+        server.clock.advance(9 * MINUTE);
+        let answer = server.refresh_token(&refresh).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        refresh = answer.body["refresh_token"].as_str().unwrap().to_owned();
+    }
+    server.clock.advance(6 * MINUTE);
+    server.refresh_token(&refresh).await.assert_rejected("session_expired", "absolute");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_of_revoked_sessions_are_refused_before_they_expire() {
+    let server = start(options()).await;
+
+    // Logout with the session token: the access token stops working at once.
+    let login = server.login("alice", "wonderland").await;
+    assert_eq!(server.session(&login.access).await.status, 200);
+    assert_eq!(server.post("/api/v1/auth/logout", &login.token, None).await.status, 204);
+    server.session(&login.access).await.assert_rejected("session_revoked", "logout");
+    server.refresh_token(&login.refresh).await.assert_error(401, "invalid_refresh_token");
+
+    // Logout with the access token: reason `logout`, the cookie cleared, both credentials dead.
+    let login = server.login("alice", "wonderland").await;
+    let answer = server.post("/api/v1/auth/logout", &login.access, None).await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+    assert!(answer.set_cookie().starts_with("session=;"), "{}", answer.set_cookie());
+    server.session(&login.token).await.assert_rejected("session_revoked", "logout");
+    server.session(&login.access).await.assert_rejected("session_revoked", "logout");
+    server.post("/api/v1/auth/logout", &login.access, None).await.assert_rejected("session_revoked", "logout");
+
+    // Admin revocation and logout-all.
+    let admin = server.login("alice", "wonderland").await;
+    let bob = server.login("bob", "builder").await;
+    let path = format!("/api/v1/admin/sessions/{}", bob.session_id);
+    assert_eq!(server.delete(&path, &admin.access).await.status, 204);
+    server.session(&bob.access).await.assert_rejected("session_revoked", "admin");
+    let second = server.login("alice", "wonderland").await;
+    let answer = server.post("/api/v1/auth/logout-all", &admin.access, None).await;
+    assert_eq!(answer.body, json!({ "revoked": 2 }));
+    server.session(&admin.access).await.assert_rejected("session_revoked", "logout_all");
+    server.session(&second.access).await.assert_rejected("session_revoked", "logout_all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_tokens_expire_after_their_ttl_and_the_leeway() {
+    // TTL 5 minutes; the default leeway is 30 seconds.
+    let server = start(app::Options { access_token_ttl: Some(5 * MINUTE), ..options() }).await;
+    let login = server.login("bob", "builder").await;
+
+    server.clock.advance(5 * MINUTE + Duration::from_secs(29));
+    assert_eq!(server.session(&login.access).await.status, 200, "within the leeway");
+    server.clock.advance(Duration::from_secs(1));
+    let answer = server.session(&login.access).await;
+    answer.assert_error(401, "access_token_expired");
+    assert_eq!(answer.headers.get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+    server.get("/api/v1/auth/sessions", &login.access).await.assert_error(401, "access_token_expired");
+
+    // The session itself is alive: the refresh token buys a new access token.
+    assert_eq!(server.session(&login.token).await.status, 200);
+    let answer = server.refresh_token(&login.refresh).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(server.session(answer.body["access_token"].as_str().unwrap()).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampered_and_foreign_access_tokens_are_invalid() {
+    let server = start(options()).await;
+    let login = server.login("bob", "builder").await;
+    let parts: Vec<&str> = login.access.split('.').collect();
+
+    // A character of the signature changed.
+    let mut signature = parts[2].to_owned().into_bytes();
+    signature[10] = if signature[10] == b'A' { b'B' } else { b'A' };
+    let tampered_signature = format!("{}.{}.{}", parts[0], parts[1], String::from_utf8(signature).unwrap());
+    // The payload re-encoded with another user (the signature no longer matches).
+    let mut claims = jwt_payload(&login.access);
+    claims["sub"] = json!("alice");
+    let tampered_payload = format!("{}.{}.{}", parts[0], B64.encode(claims.to_string()), parts[2]);
+    // `alg: none`.
+    let none = format!("{}.{}.", B64.encode(r#"{"alg":"none","typ":"JWT"}"#), parts[1]);
+    // An unknown key id.
+    let other_kid = format!("{}.{}.{}", B64.encode(r#"{"alg":"HS256","typ":"JWT","kid":"nope"}"#), parts[1], parts[2]);
+    for token in [&tampered_signature, &tampered_payload, &none, &other_kid, "a.b.c", ".."] {
+        let answer = server.session(token).await;
+        answer.assert_error(401, "invalid_access_token");
+        assert_eq!(answer.headers.get(WWW_AUTHENTICATE).unwrap(), "Bearer");
+    }
+    // Not two dots: taken for a malformed session token.
+    server.session(&format!("{}.x", login.access)).await.assert_error(401, "invalid_session");
+
+    // Another server's token (its own random secret, same kid): the signature fails.
+    let other = start(options()).await;
+    let foreign = other.login("bob", "builder").await;
+    server.session(&foreign.access).await.assert_error(401, "invalid_access_token");
+
+    // The untampered token still works.
+    assert_eq!(server.session(&login.access).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_jwt_secret_and_issuer_and_audience() {
+    let secret = B64.encode([42u8; 32]);
+    let shared = || app::Options {
+        jwt_secret: Some(secret.as_str().into()),
+        jwt_issuer: Some("https://login.example".into()),
+        jwt_audience: Some("api".into()),
+        ..options()
+    };
+    let first = start(shared()).await;
+    let second = start(shared()).await;
+    let login = first.login("alice", "wonderland").await;
+    let claims = jwt_payload(&login.access);
+    assert_eq!(claims["iss"], "https://login.example");
+    assert_eq!(claims["aud"], "api");
+    assert_eq!(first.session(&login.access).await.status, 200);
+    // The second server verifies the signature and claims, but has no such session.
+    second.session(&login.access).await.assert_error(401, "invalid_session");
+
+    // Same secret, another audience: refused.
+    let elsewhere = start(app::Options { jwt_audience: Some("billing".into()), ..shared() }).await;
+    elsewhere.session(&login.access).await.assert_error(401, "invalid_access_token");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_lists_the_ed25519_key_and_nothing_under_hs256() {
+    let hs256 = start(options()).await;
+    let answer = hs256.jwks().await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, json!({ "keys": [] }));
+    assert_eq!(answer.headers.get(CACHE_CONTROL).unwrap(), "public, max-age=300");
+
+    let (key, der) = sessionkit::SigningKey::generate_ed25519("test").unwrap();
+    let public = B64.encode(key.ed25519_public_key().unwrap());
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        base64::engine::general_purpose::STANDARD.encode(&der)
+    );
+    let der_file = TempFile::new("ed25519.der", &der);
+    let pem_file = TempFile::new("ed25519.pem", pem.as_bytes());
+    let mut kids = Vec::new();
+    for file in [&der_file, &pem_file] {
+        let server = start(app::Options { jwt_ed25519_key: Some(file.0.clone()), ..options() }).await;
+        let answer = server.jwks().await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        let keys = answer.body["keys"].as_array().unwrap();
+        assert_eq!(keys.len(), 1, "{}", answer.body);
+        let jwk = &keys[0];
+        assert_eq!(jwk["kty"], "OKP");
+        assert_eq!(jwk["crv"], "Ed25519");
+        assert_eq!(jwk["alg"], "EdDSA");
+        assert_eq!(jwk["use"], "sig");
+        assert_eq!(jwk["x"], public.as_str());
+        let kid = jwk["kid"].as_str().unwrap().to_owned();
+        assert_eq!(kid.len(), 43, "an RFC 7638 thumbprint: {kid}");
+
+        let login = server.login("alice", "wonderland").await;
+        let header = jwt_header(&login.access);
+        assert_eq!(header["alg"], "EdDSA");
+        assert_eq!(header["kid"], kid.as_str());
+        assert_eq!(server.session(&login.access).await.status, 200);
+        kids.push(kid);
+    }
+    assert_eq!(kids[0], kids[1], "the same key, DER or PEM");
+}
+
+#[test]
+fn bad_jwt_keys_are_refused_at_startup() {
+    let refused = |options: app::Options| {
+        app::AppState::from_options(&options, MemoryStore::new(), MockClock::new()).map(|_| ()).unwrap_err()
+    };
+    let short = B64.encode([7u8; 31]);
+    let err = refused(app::Options { jwt_secret: Some(short.as_str().into()), ..options() });
+    assert!(err.to_string().contains("31 bytes") && err.to_string().contains("32"), "{err}");
+    assert!(!err.to_string().contains(&short), "the secret is not echoed: {err}");
+
+    let padded = base64::engine::general_purpose::URL_SAFE.encode([7u8; 32]);
+    assert!(padded.ends_with('='));
+    for bad in ["not base64!", &padded, &base64::engine::general_purpose::STANDARD.encode([0xfbu8; 33])] {
+        let err = refused(app::Options { jwt_secret: Some(bad.into()), ..options() });
+        assert!(err.to_string().contains("base64url"), "{err}");
+        assert!(!err.to_string().contains(bad), "the secret is not echoed: {err}");
+    }
+    let exact = B64.encode([7u8; 32]);
+    assert!(
+        app::AppState::from_options(
+            &app::Options { jwt_secret: Some(exact.as_str().into()), ..options() },
+            MemoryStore::new(),
+            MockClock::new()
+        )
+        .is_ok()
+    );
+
+    let (_, der) = sessionkit::SigningKey::generate_ed25519("k").unwrap();
+    let key = TempFile::new("both.der", &der);
+    let err = refused(app::Options {
+        jwt_secret: Some(exact.as_str().into()),
+        jwt_ed25519_key: Some(key.0.clone()),
+        ..options()
+    });
+    assert!(err.to_string().contains("not both"), "{err}");
+    let missing = std::env::temp_dir().join("sessionkit-server-test-no-such-key.der");
+    let err = refused(app::Options { jwt_ed25519_key: Some(missing), ..options() });
+    assert!(err.to_string().contains("cannot read"), "{err}");
+    let garbage = TempFile::new("garbage.der", b"not a key");
+    let err = refused(app::Options { jwt_ed25519_key: Some(garbage.0.clone()), ..options() });
+    assert!(err.to_string().contains("PKCS#8"), "{err}");
+
+    // Token options out of range.
+    let err = refused(app::Options { access_token_ttl: Some(2 * DAY), ..options() });
+    assert!(err.to_string().contains("access_token_ttl"), "{err}");
+    let err = refused(app::Options { refresh_reuse_grace: Some(2 * MINUTE), ..options() });
+    assert!(err.to_string().contains("refresh_reuse_grace"), "{err}");
+
+    // The secret never shows in Debug output.
+    let options = app::Options { jwt_secret: Some(exact.as_str().into()), ..options() };
+    assert!(!format!("{options:?}").contains(&exact));
+}
+
+#[test]
+fn jwt_flags_parse() {
+    let secret = B64.encode([9u8; 32]);
+    let cli = Cli::try_parse_from([
+        "server",
+        "--access-token-ttl",
+        "5m",
+        "--refresh-reuse-grace",
+        "0s",
+        "--jwt-secret",
+        &secret,
+        "--jwt-issuer",
+        "https://login.example",
+        "--jwt-audience",
+        "api",
+    ])
+    .unwrap();
+    assert_eq!(cli.options.jwt_secret, Some(secret.as_str().into()));
+    let config = app::session_config(&cli.options).unwrap();
+    assert_eq!(config.access_token_ttl(), 5 * MINUTE);
+    assert_eq!(config.refresh_reuse_grace(), Duration::ZERO);
+    assert_eq!(config.jwt_issuer(), Some("https://login.example"));
+    assert_eq!(config.jwt_audience(), Some("api"));
+    let keys = app::signing_keys(&cli.options).unwrap();
+    assert_eq!(keys.active().kid(), app::HS256_KID);
+    assert_eq!(keys.active().algorithm(), sessionkit::token::keys::Algorithm::Hs256);
+
+    let cli = Cli::try_parse_from(["server", "--refresh-reuse-grace", "3s", "--jwt-ed25519-key", "/k.pem"]).unwrap();
+    assert_eq!(cli.options.jwt_ed25519_key.as_deref(), Some(std::path::Path::new("/k.pem")));
+    assert_eq!(app::session_config(&cli.options).unwrap().refresh_reuse_grace(), Duration::from_secs(3));
+
+    // Defaults: 15 minutes, 5 seconds, a random HS256 key.
+    let cli = Cli::try_parse_from(["server"]).unwrap();
+    let config = app::session_config(&cli.options).unwrap();
+    assert_eq!(config.access_token_ttl(), 15 * MINUTE);
+    assert_eq!(config.refresh_reuse_grace(), Duration::from_secs(5));
+    assert_eq!(app::signing_keys(&cli.options).unwrap().active().kid(), app::HS256_KID);
+
+    for bad in [
+        vec!["--access-token-ttl", "soon"],
+        vec!["--refresh-reuse-grace", "-1s"],
+        vec!["--jwt-secret", &secret, "--jwt-ed25519-key", "/k.pem"],
+    ] {
+        let args = std::iter::once("server").chain(bad.iter().copied());
+        assert!(Cli::try_parse_from(args).is_err(), "{bad:?} accepted");
+    }
+}
+
+// -------------------------------------------------------------------------------------------
 // Options: flags, config file, users
 // -------------------------------------------------------------------------------------------
 
@@ -849,6 +1323,31 @@ async fn config_file_is_read_and_flags_override_it() {
     assert_eq!(login.answer.body["absolute_expires_at"], "2024-01-01T02:00:00Z");
     let answer = server.login_with(json!({ "username": "alice", "password": "wonderland" }), "t").await;
     answer.assert_error(409, "session_limit_reached");
+}
+
+#[test]
+fn a_config_file_only_valid_with_its_overrides_is_accepted() {
+    let file = TempFile::new(
+        "overrides.toml",
+        b"idle_timeout = \"9h\"\nmax_sessions_per_user = \"unlimited\"\naccess_token_ttl = \"2m\"\nrefresh_reuse_grace = \"0s\"\njwt_issuer = \"from-file\"\n",
+    );
+    // Alone, a 9-hour idle timeout exceeds the default 8-hour absolute one.
+    let alone = app::session_config(&app::Options { config: Some(file.0.clone()), ..app::Options::default() });
+    assert!(alone.unwrap_err().to_string().contains("idle_timeout"));
+
+    let options = app::Options {
+        config: Some(file.0.clone()),
+        absolute_timeout: Some(10 * 60 * MINUTE),
+        jwt_issuer: Some("from-flag".into()),
+        ..app::Options::default()
+    };
+    let config = app::session_config(&options).unwrap();
+    assert_eq!(config.idle_timeout(), 9 * 60 * MINUTE);
+    assert_eq!(config.absolute_timeout(), 10 * 60 * MINUTE);
+    assert_eq!(config.max_sessions_per_user(), None);
+    assert_eq!(config.access_token_ttl(), 2 * MINUTE);
+    assert_eq!(config.refresh_reuse_grace(), Duration::ZERO);
+    assert_eq!(config.jwt_issuer(), Some("from-flag"), "the flag wins");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

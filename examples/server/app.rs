@@ -24,16 +24,20 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use sessionkit::time::OffsetDateTime;
+use sessionkit::time::format_description::well_known::Rfc3339;
+use sessionkit::token::keys::{KeyError, MIN_HS256_SECRET_LEN};
 use sessionkit::{
-    Clock, Error, LimitPolicy, NewSession, Session, SessionConfig, SessionId, SessionManager, SessionStore, StoreError,
-    UserId,
+    AccessClaims, AccessTokenError, Clock, Error, KeySet, LimitPolicy, NewSession, Session, SessionConfig,
+    SessionConfigBuilder, SessionId, SessionManager, SessionStore, SigningKey, TokenPair, UserId,
 };
 use subtle::ConstantTimeEq;
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
+use zeroize::Zeroize as _;
 
 /// Largest request body accepted, in bytes. Larger bodies are answered 413 `payload_too_large`.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -85,9 +89,67 @@ pub(crate) struct Options {
     #[arg(long, value_name = "POLICY")]
     pub(crate) on_limit: Option<LimitPolicy>,
 
+    /// Lifetime of access tokens (JWTs), e.g. "15m"; at most one day.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) access_token_ttl: Option<Duration>,
+
+    /// How long a just-spent refresh token still returns the same successor pair, e.g. "5s";
+    /// "0s" makes refresh tokens strictly single-use. At most one minute.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) refresh_reuse_grace: Option<Duration>,
+
+    /// HS256 secret for access tokens, base64url without padding, at least 32 bytes decoded.
+    /// Default: a random secret generated at startup (tokens die with the process).
+    #[arg(long, value_name = "BASE64URL", conflicts_with = "jwt_ed25519_key")]
+    pub(crate) jwt_secret: Option<JwtSecret>,
+
+    /// Ed25519 private key (PKCS#8, DER or PEM) to sign access tokens with EdDSA; its public
+    /// half is published at /.well-known/jwks.json.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) jwt_ed25519_key: Option<PathBuf>,
+
+    /// The `iss` claim of access tokens, required on verification.
+    #[arg(long, value_name = "ISSUER")]
+    pub(crate) jwt_issuer: Option<String>,
+
+    /// The `aud` claim of access tokens, required on verification.
+    #[arg(long, value_name = "AUDIENCE")]
+    pub(crate) jwt_audience: Option<String>,
+
     /// Leave the `Secure` attribute off the session cookie (for plain-HTTP development only).
     #[arg(long)]
     pub(crate) insecure_cookies: bool,
+}
+
+/// The value of `--jwt-secret`, still encoded. `Debug` never shows it, and it is decoded (and
+/// checked) only when the server starts, so that no error message repeats it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub(crate) struct JwtSecret(String);
+
+impl fmt::Debug for JwtSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("JwtSecret(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for JwtSecret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl From<&str> for JwtSecret {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl Drop for JwtSecret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
 }
 
 /// The value of `--max-sessions-per-user`.
@@ -122,15 +184,17 @@ impl fmt::Display for StartupError {
 
 impl std::error::Error for StartupError {}
 
-/// Builds the session configuration: the `--config` file (or the defaults), then the flags.
+/// Builds the session configuration: the `--config` file (or the defaults), then the flags,
+/// then one check of the whole. The file is read unchecked, so a file that is only valid
+/// together with the flags (say `idle_timeout = "9h"` with `--absolute-timeout 10h`) is
+/// accepted.
 pub(crate) fn session_config(options: &Options) -> Result<SessionConfig, StartupError> {
     let mut builder = match &options.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| StartupError(format!("cannot read config file {}: {e}", path.display())))?;
-            let config: SessionConfig = toml::from_str(&text)
-                .map_err(|e| StartupError(format!("invalid config file {}: {e}", path.display())))?;
-            config.to_builder()
+            toml::from_str::<SessionConfigBuilder>(&text)
+                .map_err(|e| StartupError(format!("invalid config file {}: {e}", path.display())))?
         }
         None => SessionConfig::builder(),
     };
@@ -154,7 +218,73 @@ pub(crate) fn session_config(options: &Options) -> Result<SessionConfig, Startup
     if let Some(policy) = options.on_limit {
         builder = builder.on_limit(policy);
     }
+    if let Some(d) = options.access_token_ttl {
+        builder = builder.access_token_ttl(d);
+    }
+    if let Some(d) = options.refresh_reuse_grace {
+        builder = builder.refresh_reuse_grace(d);
+    }
+    if let Some(issuer) = &options.jwt_issuer {
+        builder = builder.jwt_issuer(Some(issuer.clone()));
+    }
+    if let Some(audience) = &options.jwt_audience {
+        builder = builder.jwt_audience(Some(audience.clone()));
+    }
     builder.build().map_err(|e| StartupError(format!("invalid session configuration: {e}")))
+}
+
+/// The key id of the HS256 key (from `--jwt-secret` or generated).
+pub(crate) const HS256_KID: &str = "hs256-1";
+
+/// The access-token signing keys: the Ed25519 key of `--jwt-ed25519-key` (EdDSA), else the
+/// HS256 secret of `--jwt-secret`, else a random HS256 secret.
+///
+/// The Ed25519 key's id is its RFC 7638 JWK thumbprint, so that a new key gets a new `kid`
+/// without anyone choosing one.
+pub(crate) fn signing_keys(options: &Options) -> Result<KeySet, StartupError> {
+    let key = match (&options.jwt_ed25519_key, &options.jwt_secret) {
+        (Some(_), Some(_)) => {
+            return Err(StartupError("give --jwt-secret or --jwt-ed25519-key, not both".to_owned()));
+        }
+        (Some(path), None) => {
+            let mut bytes = std::fs::read(path)
+                .map_err(|e| StartupError(format!("cannot read --jwt-ed25519-key {}: {e}", path.display())))?;
+            let key = ed25519_key(&bytes).map_err(|e| {
+                StartupError(format!("--jwt-ed25519-key {}: {e} (expected PKCS#8, DER or PEM)", path.display()))
+            });
+            bytes.zeroize();
+            key?
+        }
+        (None, Some(JwtSecret(encoded))) => {
+            let mut secret = URL_SAFE_NO_PAD.decode(encoded.trim()).map_err(|_| {
+                StartupError(
+                    "--jwt-secret must be base64url without padding (alphabet A-Z a-z 0-9 - _, no `=`)".to_owned(),
+                )
+            })?;
+            let key = SigningKey::hs256(HS256_KID, &secret).map_err(|e| match e {
+                KeyError::SecretTooShort(n) => StartupError(format!(
+                    "--jwt-secret is {n} bytes once decoded; HS256 needs at least {MIN_HS256_SECRET_LEN} random bytes \
+                     (e.g. `head -c 32 /dev/urandom | basenc --base64url | tr -d =`)"
+                )),
+                other => StartupError(format!("--jwt-secret: {other}")),
+            });
+            secret.zeroize();
+            key?
+        }
+        (None, None) => SigningKey::generate_hs256(HS256_KID)
+            .map_err(|e| StartupError(format!("cannot generate an HS256 secret: {e}")))?,
+    };
+    KeySet::new(key).map_err(|e| StartupError(format!("invalid signing key: {e}")))
+}
+
+/// An Ed25519 key from a PKCS#8 document, with its JWK thumbprint as key id.
+fn ed25519_key(pkcs8: &[u8]) -> Result<SigningKey, KeyError> {
+    let probe = SigningKey::ed25519_from_pkcs8("probe", pkcs8)?;
+    let public = probe.ed25519_public_key().ok_or(KeyError::InvalidEd25519Key("not an Ed25519 key"))?;
+    // RFC 7638 §3.2: the required members, in lexicographic order, without whitespace.
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
+    let thumbprint = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()));
+    SigningKey::ed25519_from_pkcs8(thumbprint, pkcs8)
 }
 
 /// One user of the demo user database.
@@ -262,18 +392,17 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
     pub(crate) fn from_options(options: &Options, store: S, clock: C) -> Result<Self, StartupError> {
         let config = session_config(options)?;
         let users = Users::from_specs(&options.users, &options.admins)?;
-        Ok(Self {
-            manager: SessionManager::with_clock(store, config, clock),
-            users: Arc::new(users),
-            secure_cookies: !options.insecure_cookies,
-        })
+        let keys = signing_keys(options)?;
+        let manager = SessionManager::with_clock(store, config, clock);
+        manager.set_keys(keys);
+        Ok(Self { manager, users: Arc::new(users), secure_cookies: !options.insecure_cookies })
     }
 
-    /// Removes up to `max` expired sessions from the store (and forgets revocations past their
-    /// deadline). Answers how many sessions were removed. `main.rs` calls it periodically.
-    pub(crate) async fn sweep_expired(&self, max: usize) -> Result<usize, StoreError> {
-        let now = self.manager.clock().now();
-        self.manager.store().remove_expired(now, max).await
+    /// Removes every expired session from the store (and forgets revocations and denylist
+    /// entries past their deadline). Answers how many sessions were removed. `main.rs` calls it
+    /// periodically.
+    pub(crate) async fn sweep_expired(&self) -> Result<usize, Error> {
+        self.manager.sweep_expired().await
     }
 
     /// A `Set-Cookie` value carrying `token`; with `Max-Age` when `max_age` is given.
@@ -294,9 +423,9 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
     }
 }
 
-/// The router: every endpoint under `/api/v1`, JSON errors for unknown routes and methods, the
-/// 64 KiB body limit, and `Cache-Control: no-store` on every response (they carry tokens and
-/// per-user data).
+/// The router: every endpoint under `/api/v1` and the JWKS, JSON errors for unknown routes and
+/// methods, the 64 KiB body limit, and `Cache-Control: no-store` on every response that does
+/// not set its own (they carry tokens and per-user data; only the public JWKS is cacheable).
 pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router {
     Router::new()
         .route("/api/v1/auth/login", post(login::<S, C>))
@@ -306,6 +435,8 @@ pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router
         .route("/api/v1/auth/sessions", get(list_sessions::<S, C>))
         .route("/api/v1/auth/sessions/refresh", post(refresh::<S, C>))
         .route("/api/v1/auth/sessions/revoke", post(revoke_session::<S, C>))
+        .route("/api/v1/auth/refresh-token", post(refresh_token::<S, C>))
+        .route("/.well-known/jwks.json", get(jwks::<S, C>))
         .route("/api/v1/admin/sessions", get(admin_list_sessions::<S, C>))
         .route("/api/v1/admin/sessions/{session_id}", delete(admin_revoke_session::<S, C>))
         .route("/api/v1/admin/users/{name}/sessions", delete(admin_revoke_user::<S, C>))
@@ -330,7 +461,7 @@ pub(crate) async fn serve(
 }
 
 async fn no_store(mut response: Response) -> Response {
-    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response.headers_mut().entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
     response
 }
 
@@ -416,7 +547,28 @@ impl From<Error> for ApiError {
                 eprintln!("session store failure: {e}");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store is unavailable")
             }
+            Error::RefreshTokenReused => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "refresh_token_reused",
+                "this refresh token was already used; the session has been revoked, log in again",
+            ),
+            Error::InvalidRefreshToken => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                "malformed or unknown refresh token, or its session has ended",
+            ),
+            Error::AccessToken(AccessTokenError::Expired) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "access_token_expired",
+                "access token expired; get a new one from /api/v1/auth/refresh-token",
+            ),
+            Error::AccessToken(e) => Self::new(StatusCode::UNAUTHORIZED, "invalid_access_token", e.to_string()),
             Error::InvalidUserId(e) => Self::invalid_request(e.to_string()),
+            // `from_options` always sets the keys: a server misconfiguration if it happens.
+            Error::NoSigningKeys => {
+                eprintln!("internal error: no access-token signing keys");
+                Self::internal("access tokens are not configured")
+            }
             other => {
                 eprintln!("internal error: {other}");
                 Self::internal("internal error")
@@ -458,9 +610,9 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for ApiJson<T> {
 // Extractors
 // ---------------------------------------------------------------------------------------------
 
-/// The session token the client presented: `Authorization: Bearer <token>`, or else the
-/// `session` cookie. A present `Authorization` header that is not a bearer token is not
-/// overridden by the cookie: the request is rejected.
+/// The token the client presented: `Authorization: Bearer <token>`, or else the `session`
+/// cookie. A present `Authorization` header that is not a bearer token is not overridden by the
+/// cookie: the request is rejected.
 fn presented_token(headers: &HeaderMap) -> Result<String, ApiError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let bearer = value
@@ -472,7 +624,7 @@ fn presented_token(headers: &HeaderMap) -> Result<String, ApiError> {
             .filter(|token| !token.is_empty());
         return match bearer {
             Some(token) => Ok(token.to_owned()),
-            None => Err(ApiError::invalid_session("the Authorization header is not `Bearer <session token>`")),
+            None => Err(ApiError::invalid_session("the Authorization header is not `Bearer <token>`")),
         };
     }
     let from_cookie = headers
@@ -491,6 +643,13 @@ fn presented_token(headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
+/// Whether a presented bearer token is shaped like a JWT (three parts, two dots) rather than a
+/// session token (43 base64url characters, which never contain a dot). Anything else is treated
+/// as a (malformed) session token and answered `invalid_session`.
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
 /// The token presented with the request, not yet validated.
 pub(crate) struct PresentedToken(String);
 
@@ -502,11 +661,24 @@ impl<St: Send + Sync> FromRequestParts<St> for PresentedToken {
     }
 }
 
-/// The validated session of the request (through [`SessionManager::validate`], which also counts
-/// the request and slides the idle deadline), and the token it was found by.
+/// What a request authenticated with.
+pub(crate) enum Credential {
+    /// A session token, validated with [`SessionManager::validate`].
+    SessionToken(String),
+    /// A verified access token.
+    AccessToken(AccessClaims),
+}
+
+/// The validated session of the request and the credential it was found by.
+///
+/// With a session token the session comes from [`SessionManager::validate`], which also counts
+/// the request and slides the idle deadline. With an access token it is verified
+/// ([`SessionManager::verify_access`]: signature, expiry, denylist) and the session is then
+/// read by the token's `sid` without counting or renewing it: clients on access tokens keep
+/// their session alive through `/api/v1/auth/refresh-token`.
 pub(crate) struct CurrentSession {
     session: Session,
-    token: String,
+    credential: Credential,
 }
 
 impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for CurrentSession {
@@ -514,9 +686,54 @@ impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for CurrentSess
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
         let PresentedToken(token) = PresentedToken::from_request_parts(parts, state).await?;
-        let session = state.manager.validate(&token).await?;
-        Ok(Self { session, token })
+        authenticate(state, token).await
     }
+}
+
+async fn authenticate<S: SessionStore, C: Clock>(
+    state: &AppState<S, C>,
+    token: String,
+) -> Result<CurrentSession, ApiError> {
+    if looks_like_jwt(&token) {
+        let claims = state.manager.verify_access(&token).await?;
+        let session = session_of_access_token(state, &claims).await?;
+        Ok(CurrentSession { session, credential: Credential::AccessToken(claims) })
+    } else {
+        let session = state.manager.validate(&token).await?;
+        Ok(CurrentSession { session, credential: Credential::SessionToken(token) })
+    }
+}
+
+/// The live session a verified access token belongs to. The denylist has already refused the
+/// tokens of revoked sessions; what is left is a session that has expired (still in the store:
+/// `session_expired` with its reason), one revoked since the check (`session_revoked`), or one
+/// that is gone (swept after expiring: `invalid_session`).
+async fn session_of_access_token<S: SessionStore, C: Clock>(
+    state: &AppState<S, C>,
+    claims: &AccessClaims,
+) -> Result<Session, ApiError> {
+    if let Some(session) = state.manager.get(&claims.session_id).await? {
+        if session.user() != &claims.user {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_access_token",
+                "access token does not match its session",
+            ));
+        }
+        return Ok(session);
+    }
+    // Why it is not live: the manager's `get` does not say, so ask the store (failure path only).
+    let store = state.manager.store();
+    let now = state.manager.clock().now();
+    if let Some(record) = store.get_by_id(&claims.session_id).await.map_err(Error::Store)?
+        && let Err(reason) = sessionkit::expiry::check(now, record.idle_deadline, record.absolute_deadline)
+    {
+        return Err(Error::Expired { reason }.into());
+    }
+    if let Some(reason) = store.access_denied(&claims.session_id, now).await.map_err(Error::Store)? {
+        return Err(Error::Revoked { reason }.into());
+    }
+    Err(ApiError::invalid_session("the session of this access token has ended"))
 }
 
 /// A [`CurrentSession`] of an administrator; 403 `forbidden` for other users.
@@ -638,7 +855,7 @@ async fn login<S: SessionStore, C: Clock>(
         let now = state.manager.clock().now().to_offset_date_time();
         (session.absolute_expires_at() - now).whole_seconds().max(0)
     });
-    let body = json!({
+    let mut body = json!({
         "session_token": token,
         "session_id": session.id().to_string(),
         "user": session.user().as_str(),
@@ -647,7 +864,51 @@ async fn login<S: SessionStore, C: Clock>(
         "idle_expires_at": rfc3339(session.idle_expires_at())?,
         "absolute_expires_at": rfc3339(session.absolute_expires_at())?,
     });
+    // The manager always has keys (`from_options` sets them), so the pair is always there.
+    if let (Some(pair), Value::Object(map)) = (&created.tokens, &mut body)
+        && let Value::Object(tokens) = token_pair_view(&state, pair)
+    {
+        map.extend(tokens);
+    }
     with_cookie(Json(body).into_response(), &state.session_cookie(token, max_age))
+}
+
+/// The OAuth-style token fields of a login or refresh answer.
+fn token_pair_view<S: SessionStore, C: Clock>(state: &AppState<S, C>, pair: &TokenPair) -> Value {
+    json!({
+        "access_token": pair.access_token.expose_secret(),
+        "refresh_token": pair.refresh_token.expose_secret(),
+        "token_type": "Bearer",
+        "expires_in": pair.expires_in(state.manager.clock().now()),
+    })
+}
+
+#[derive(Deserialize)]
+struct RefreshTokenRequest {
+    refresh_token: String,
+}
+
+/// `POST /api/v1/auth/refresh-token`: spends a refresh token for a new access token and a new
+/// refresh token. The session must still be live; the refresh renews its idle deadline.
+async fn refresh_token<S: SessionStore, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    ApiJson(body): ApiJson<RefreshTokenRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let pair = state.manager.refresh(&body.refresh_token).await?;
+    Ok(Json(token_pair_view(&state, &pair)))
+}
+
+/// `GET /.well-known/jwks.json`: the public keys that verify access tokens (none under HS256,
+/// whose secret is not public). Cacheable for five minutes.
+async fn jwks<S: SessionStore, C: Clock>(State(state): State<AppState<S, C>>) -> Result<Response, ApiError> {
+    let body = match state.manager.keys() {
+        Some(keys) => serde_json::to_value(keys.jwks())
+            .map_err(|e| ApiError::internal(format!("JWKS cannot be serialised: {e}")))?,
+        None => json!({ "keys": [] }),
+    };
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    Ok(response)
 }
 
 /// `GET /api/v1/auth/session`.
@@ -656,20 +917,37 @@ async fn current_session(current: CurrentSession) -> Result<Json<Value>, ApiErro
 }
 
 /// `POST /api/v1/auth/sessions/refresh`: pushes the idle deadline out by a full idle timeout.
+///
+/// [`SessionManager::extend`] takes a session token. With an access token the session is
+/// answered unchanged (still authenticated and checked): such clients renew the idle deadline
+/// through `/api/v1/auth/refresh-token`.
 async fn refresh<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
     PresentedToken(token): PresentedToken,
 ) -> Result<Json<Value>, ApiError> {
-    let session = state.manager.extend(&token).await?;
+    let session = if looks_like_jwt(&token) {
+        authenticate(&state, token).await?.session
+    } else {
+        state.manager.extend(&token).await?
+    };
     session_view(&session).map(Json)
 }
 
-/// `POST /api/v1/auth/logout`.
+/// `POST /api/v1/auth/logout`: ends the session the request authenticated with (reason
+/// `logout`, whichever credential was used).
 async fn logout<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
     current: CurrentSession,
 ) -> Result<Response, ApiError> {
-    state.manager.revoke(&current.token).await?;
+    match &current.credential {
+        Credential::SessionToken(token) => {
+            state.manager.revoke(token).await?;
+        }
+        Credential::AccessToken(claims) => {
+            // `revoke_by_id` would record the reason `admin`; this is the user's own logout.
+            state.manager.revoke_own(current.session.user(), &claims.session_id).await?;
+        }
+    }
     with_cookie(StatusCode::NO_CONTENT.into_response(), &state.clearing_cookie())
 }
 

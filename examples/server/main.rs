@@ -1,5 +1,6 @@
 //! An HTTP login server on sessionkit, with axum and tokio: password login, bearer-token or
-//! cookie authentication, session listing and revocation, and admin endpoints.
+//! cookie authentication, signed access tokens (JWT) with rotating refresh tokens, session
+//! listing and revocation, and admin endpoints.
 //!
 //! ```text
 //! cargo run --example server -- --listen 127.0.0.1:8080 \
@@ -10,20 +11,36 @@
 //! Other flags (all optional): `--idle-timeout 15m`, `--absolute-timeout 8h`,
 //! `--remember-me-idle-timeout 7days`, `--remember-me-absolute-timeout 30days`,
 //! `--max-sessions-per-user N|unlimited`, `--on-limit evict-oldest|evict-lru|reject`,
-//! `--config FILE` (a `SessionConfig` in TOML, which the flags override) and
-//! `--insecure-cookies` (no `Secure` cookie attribute, for plain-HTTP development). Port 0
-//! picks a free port; the server prints `listening on http://ADDR` once it accepts connections,
-//! and shuts down gracefully on Ctrl-C or SIGTERM.
+//! `--config FILE` (a `SessionConfig` in TOML, which the flags override; the file is checked
+//! only together with the flags) and `--insecure-cookies` (no `Secure` cookie attribute, for
+//! plain-HTTP development). Port 0 picks a free port; the server prints
+//! `listening on http://ADDR` once it accepts connections, and shuts down gracefully on Ctrl-C
+//! or SIGTERM.
+//!
+//! Access tokens: `--access-token-ttl 15m` (their lifetime, at most a day),
+//! `--refresh-reuse-grace 5s` (how long a just-spent refresh token still returns the same pair;
+//! `0s` for strictly single-use), `--jwt-issuer ISS` and `--jwt-audience AUD` (claims put in and
+//! required). They are signed with HS256 under `--jwt-secret BASE64URL` (base64url without
+//! padding, at least 32 bytes decoded; `head -c 32 /dev/urandom | basenc --base64url | tr -d =`;
+//! note that a command line is visible to other local users), or with EdDSA under
+//! `--jwt-ed25519-key FILE` (a PKCS#8 private key, DER or PEM, e.g. from
+//! `openssl genpkey -algorithm ed25519`; its `kid` is its RFC 7638 thumbprint). Without either,
+//! a random HS256 secret is generated at startup and every access token dies with the process.
 //!
 //! JSON in and out; every error is `{"error": "<code>", "message": "<text>"}` (expired and
 //! revoked sessions add `"reason"`). Authenticated endpoints take
-//! `Authorization: Bearer <session_token>` or the `session` cookie.
+//! `Authorization: Bearer <session_token>`, `Authorization: Bearer <access_token>` or the
+//! `session` cookie; a bearer token with two dots is taken for an access token, anything else
+//! for a session token. A request on an access token is not counted in the session's
+//! `request_count` and does not slide its idle deadline (refreshing the tokens does).
 //!
 //! | Endpoint | Answer |
 //! |---|---|
-//! | `POST /api/v1/auth/login` `{"username","password","remember_me"?}` | 200 token, id and deadlines; sets the `session` cookie. 401 `invalid_credentials`, 409 `session_limit_reached` |
+//! | `POST /api/v1/auth/login` `{"username","password","remember_me"?}` | 200 session token, id and deadlines, and `access_token`, `refresh_token`, `token_type` (`"Bearer"`), `expires_in` (seconds); sets the `session` cookie. 401 `invalid_credentials`, 409 `session_limit_reached` |
+//! | `POST /api/v1/auth/refresh-token` `{"refresh_token"}` | 200 `{"access_token","refresh_token","token_type","expires_in"}`: a new pair; the old refresh token is spent. Presented again within the grace window it returns the same pair; later, 401 `refresh_token_reused` and the session is revoked (`reason` `refresh_reuse`). 401 `invalid_refresh_token`, `session_expired` |
+//! | `GET /.well-known/jwks.json` | 200 `{"keys": [...]}`: the Ed25519 public key (`OKP`), or no key under HS256 |
 //! | `GET /api/v1/auth/session` | 200 the current session |
-//! | `POST /api/v1/auth/sessions/refresh` | 200 the session with its idle deadline extended |
+//! | `POST /api/v1/auth/sessions/refresh` | 200 the session with its idle deadline extended (with an access token: the session unchanged; use `refresh-token`) |
 //! | `POST /api/v1/auth/logout` | 204, clears the cookie |
 //! | `POST /api/v1/auth/logout-all` | 200 `{"revoked": n}`: every session of the user |
 //! | `GET /api/v1/auth/sessions` | 200 `{"sessions": [...]}`, the caller's, with `current` |
@@ -33,14 +50,20 @@
 //! | `DELETE /api/v1/admin/users/{name}/sessions` | 200 `{"revoked": n}` |
 //!
 //! Unauthenticated requests get 401 `invalid_session`, `session_expired` (`reason` `idle` or
-//! `absolute`) or `session_revoked` (`reason` `logout`, `logout_all`, `admin`, `evicted`); a
-//! store failure 503 `store_unavailable`; bodies over 64 KiB 413 `payload_too_large`; malformed
-//! JSON 400 `invalid_request`; unknown routes 404 `not_found`.
+//! `absolute`) or `session_revoked` (`reason` `logout`, `logout_all`, `admin`, `evicted`,
+//! `refresh_reuse`; an access token of a revoked session is refused at once, before it
+//! expires), and with an access token also `access_token_expired` (past its `exp` and the
+//! leeway) or `invalid_access_token` (bad signature, unknown key, wrong issuer or audience,
+//! malformed). A store failure answers 503 `store_unavailable`; bodies over 64 KiB 413
+//! `payload_too_large`; malformed JSON 400 `invalid_request`; unknown routes 404 `not_found`.
 //!
 //! ```text
 //! curl -s -X POST localhost:8080/api/v1/auth/login -H 'content-type: application/json' \
 //!     -d '{"username":"alice","password":"wonderland"}'
 //! curl -s localhost:8080/api/v1/auth/session -H "authorization: Bearer $TOKEN"
+//! curl -s -X POST localhost:8080/api/v1/auth/refresh-token -H 'content-type: application/json' \
+//!     -d "{\"refresh_token\":\"$REFRESH\"}"
+//! curl -s localhost:8080/.well-known/jwks.json
 //! ```
 
 mod app;
@@ -52,9 +75,8 @@ use std::time::Duration;
 use clap::Parser;
 use sessionkit::{MemoryStore, SystemClock};
 
-/// How often expired sessions are swept from the store, and how many at most per sweep.
+/// How often expired sessions are swept from the store.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
-const SWEEP_BATCH: usize = 10_000;
 
 /// An HTTP login server on sessionkit.
 #[derive(Debug, Parser)]
@@ -94,6 +116,15 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             names.join(", ")
         );
     }
+    if let Some(keys) = state.manager.keys() {
+        let key = keys.active();
+        println!("access tokens: {} (kid {})", key.algorithm(), key.kid());
+    }
+    if cli.options.jwt_secret.is_none() && cli.options.jwt_ed25519_key.is_none() {
+        println!(
+            "note: no --jwt-secret or --jwt-ed25519-key: access tokens are signed with a random secret and stop working when the server stops"
+        );
+    }
     if !state.secure_cookies {
         println!(
             "note: --insecure-cookies: the session cookie is sent without `Secure`; use only over plain-HTTP loopback"
@@ -110,7 +141,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
             let mut ticks = tokio::time::interval(SWEEP_EVERY);
             loop {
                 ticks.tick().await;
-                if let Err(e) = state.sweep_expired(SWEEP_BATCH).await {
+                if let Err(e) = state.sweep_expired().await {
                     eprintln!("sweeping expired sessions failed: {e}");
                 }
             }
