@@ -71,6 +71,8 @@ struct ConfigValues {
     refresh_reuse_grace: Duration,
     jwt_issuer: Option<String>,
     jwt_audience: Option<String>,
+    #[serde(with = "humantime_serde")]
+    sweep_interval: Duration,
 }
 
 impl Default for ConfigValues {
@@ -90,6 +92,7 @@ impl Default for ConfigValues {
             refresh_reuse_grace: Duration::from_secs(5),
             jwt_issuer: None,
             jwt_audience: None,
+            sweep_interval: Duration::from_secs(15 * MINUTE),
         }
     }
 }
@@ -172,6 +175,7 @@ impl TryFrom<ConfigValues> for SessionConfig {
         range_check("access_token_ttl", v.access_token_ttl.as_secs(), 1, DAY)?;
         range_check("access_token_leeway", v.access_token_leeway.as_secs(), 0, 5 * MINUTE)?;
         range_check("refresh_reuse_grace", v.refresh_reuse_grace.as_secs(), 0, MINUTE)?;
+        range_check("sweep_interval", v.sweep_interval.as_secs(), 1, DAY)?;
         for (field, value) in [("jwt_issuer", &v.jwt_issuer), ("jwt_audience", &v.jwt_audience)] {
             if let Some(value) = value {
                 range_check(field, value.len() as u64, 1, 256)?;
@@ -292,6 +296,12 @@ impl SessionConfig {
     #[must_use]
     pub fn jwt_audience(&self) -> Option<&str> {
         self.values.jwt_audience.as_deref()
+    }
+
+    /// How often the background sweeper removes expired sessions. Default 15 minutes.
+    #[must_use]
+    pub fn sweep_interval(&self) -> Duration {
+        self.values.sweep_interval
     }
 
     /// The `(idle, absolute)` lifetimes of a session, by its remember-me flag.
@@ -427,6 +437,15 @@ impl SessionConfigBuilder {
         self
     }
 
+    /// How often the background sweeper
+    /// ([`SessionManager::spawn_sweeper`](crate::SessionManager::spawn_sweeper)) removes
+    /// expired sessions. Default 15 minutes; 1 second to 1 day. Expired sessions are refused
+    /// on validation whatever this is; it only bounds how long they occupy memory.
+    pub fn sweep_interval(mut self, d: Duration) -> Self {
+        self.values.sweep_interval = d;
+        self
+    }
+
     /// Checks the combination and returns the configuration.
     ///
     /// # Errors
@@ -519,7 +538,8 @@ mod tests {
         let c: SessionConfig = serde_json::from_str(r#"{"max_sessions_per_user":3}"#).unwrap();
         assert_eq!(c.max_sessions_per_user(), Some(3));
         assert!(serde_json::from_str::<SessionConfig>(r#"{"max_sessions_per_user":"lots"}"#).is_err());
-        let json = serde_json::to_string(&SessionConfig::builder().max_sessions_per_user(None).build().unwrap()).unwrap();
+        let json =
+            serde_json::to_string(&SessionConfig::builder().max_sessions_per_user(None).build().unwrap()).unwrap();
         assert!(json.contains(r#""max_sessions_per_user":"unlimited""#), "{json}");
     }
 

@@ -83,19 +83,26 @@
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod expiry;
+pub mod export;
 pub mod manager;
 pub mod policy;
 pub mod session;
+pub mod stats;
 pub mod store;
+#[cfg(feature = "tokio")]
+pub mod sweeper;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use config::{SessionConfig, SessionConfigBuilder};
 pub use error::{ConfigError, Error, ExpiryReason, RevocationReason, StoreError};
+pub use events::{EventListener, SessionEvent};
 pub use manager::{Created, NewSession, Rotated, SessionManager, TokenPair};
 pub use policy::LimitPolicy;
 pub use session::{DataPatch, Session, SessionData, SessionId, UserId};
+pub use stats::SessionStats;
 pub use store::SessionStore;
 #[cfg(feature = "memory")]
 pub use store::memory::MemoryStore;

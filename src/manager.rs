@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::SessionConfig;
-use crate::error::{Error, RevocationReason, StoreError};
+use crate::error::{Error, ExpiryReason, RevocationReason, StoreError};
+use crate::events::{EventInfo, EventListener, Hub, ObservedBy, SessionEvent};
 use crate::expiry;
 use crate::policy::Limit;
 use crate::session::{
@@ -69,6 +70,27 @@ struct Inner<S, C> {
     /// token lifetime plus the verification leeway.
     deny_for: std::time::Duration,
     keys: ArcSwapOption<KeySet>,
+    events: Hub,
+}
+
+/// A weak reference to a manager, which does not keep it alive.
+#[cfg(feature = "tokio")]
+pub(crate) struct WeakManager<S, C> {
+    inner: std::sync::Weak<Inner<S, C>>,
+}
+
+#[cfg(feature = "tokio")]
+impl<S, C> WeakManager<S, C> {
+    pub(crate) fn upgrade(&self) -> Option<SessionManager<S, C>> {
+        self.inner.upgrade().map(|inner| SessionManager { inner })
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl<S, C> SessionManager<S, C> {
+    pub(crate) fn downgrade(&self) -> WeakManager<S, C> {
+        WeakManager { inner: Arc::downgrade(&self.inner) }
+    }
 }
 
 impl<S, C> Clone for SessionManager<S, C> {
@@ -206,6 +228,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 access,
                 deny_for,
                 keys: ArcSwapOption::empty(),
+                events: Hub::default(),
             }),
         }
     }
@@ -226,6 +249,119 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
 
     fn revocation(&self, reason: RevocationReason, at: crate::clock::Timestamp) -> Revocation {
         Revocation { reason, at, deny_access_until: Some(at.saturating_add(self.inner.deny_for)) }
+    }
+
+    /// Registers a listener for [`SessionEvent`]s. It runs on a thread of its own with a queue
+    /// of [`LISTENER_QUEUE`](crate::events::LISTENER_QUEUE) events: a slow listener loses
+    /// events (counted by [`dropped_events`](Self::dropped_events)) rather than slowing
+    /// requests, and a panicking one is caught. The thread ends when the manager is dropped.
+    ///
+    /// # Errors
+    /// The operating system refused to start the thread.
+    pub fn subscribe(&self, listener: impl EventListener) -> std::io::Result<()> {
+        self.inner.events.subscribe(listener)
+    }
+
+    /// Events that could not be queued because a listener was behind.
+    #[must_use]
+    pub fn dropped_events(&self) -> u64 {
+        self.inner.events.dropped()
+    }
+
+    /// Panics caught in listeners.
+    #[must_use]
+    pub fn listener_panics(&self) -> u64 {
+        self.inner.events.listener_panics()
+    }
+
+    /// Counters of what happened since this manager started.
+    #[must_use]
+    pub fn counters(&self) -> crate::events::CounterSnapshot {
+        self.inner.events.counters.snapshot()
+    }
+
+    /// A snapshot of the sessions in the store: counts, top users, IPs and user agents,
+    /// logins per hour over the last day, session ages, and the counters. Reads the store page
+    /// by page without blocking validations.
+    ///
+    /// # Errors
+    /// [`Error::Store`].
+    pub async fn stats(&self) -> Result<crate::stats::SessionStats, Error> {
+        let now = self.inner.clock.now();
+        let mut builder = crate::stats::StatsBuilder::new(now);
+        let mut cursor = Some(0);
+        while let Some(at) = cursor {
+            let page = self.inner.store.scan(at, crate::store::SCAN_PAGE).await?;
+            for item in &page.items {
+                if let crate::store::StoredItem::Session { record, .. } = item {
+                    builder.add(record);
+                }
+            }
+            cursor = page.next;
+            YieldNow(false).await;
+        }
+        Ok(builder.finish(self.counters()))
+    }
+
+    /// Writes every session, remembered revocation and denylist entry as JSON Lines (see
+    /// [`crate::export`]), page by page. Answers the number of items. No token is written.
+    ///
+    /// # Errors
+    /// [`ExportError`](crate::export::ExportError) if writing or reading the store fails.
+    pub async fn export(&self, out: &mut impl std::io::Write) -> Result<u64, crate::export::ExportError> {
+        crate::export::write_header(out, self.inner.clock.now())?;
+        let mut count = 0;
+        let mut cursor = Some(0);
+        while let Some(at) = cursor {
+            let page = self.inner.store.scan(at, crate::store::SCAN_PAGE).await?;
+            for item in &page.items {
+                crate::export::write_item(out, item)?;
+                count += 1;
+            }
+            cursor = page.next;
+        }
+        crate::export::write_end(out, count)?;
+        Ok(count)
+    }
+
+    /// Reads an export (see [`crate::export`]), checks every line, then adds everything to the
+    /// store at once. Answers the number of items. On any error nothing is added.
+    ///
+    /// # Errors
+    /// [`ImportError`](crate::export::ImportError), naming the first bad line.
+    pub async fn import(&self, input: impl std::io::BufRead) -> Result<usize, crate::export::ImportError> {
+        let items = crate::export::read(input)?;
+        let count = items.len();
+        self.inner.store.restore(items).await.map_err(crate::export::ImportError::Store)?;
+        Ok(count)
+    }
+
+    fn emit(&self, event: SessionEvent) {
+        self.inner.events.emit(event);
+    }
+
+    fn emit_revoked(&self, records: &[SessionRecord], reason: RevocationReason, at: crate::clock::Timestamp) {
+        for record in records {
+            self.emit(SessionEvent::Revoked { info: EventInfo::of(record, at), reason });
+        }
+    }
+
+    fn emit_expired(
+        &self,
+        record: &SessionRecord,
+        reason: ExpiryReason,
+        observed_by: ObservedBy,
+        at: crate::clock::Timestamp,
+    ) {
+        self.emit(SessionEvent::Expired { info: EventInfo::of(record, at), reason, observed_by });
+    }
+
+    /// Turns a lookup into the caller's answer, reporting an expiry seen on the way.
+    fn answer(&self, lookup: Lookup, now: crate::clock::Timestamp) -> Result<Session, Error> {
+        if let Lookup::Expired { reason, record } = &lookup {
+            self.emit_expired(record, *reason, ObservedBy::Validation, now);
+        }
+        lookup_result(lookup)
     }
 
     /// The configuration.
@@ -300,6 +436,11 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             let refresh_digest = refresh.as_ref().map(|(_, d)| *d);
             match self.inner.store.insert(record.clone(), refresh_digest, self.inner.limit, eviction).await {
                 Ok(InsertOutcome::Inserted { evicted }) => {
+                    self.emit(SessionEvent::Created {
+                        info: EventInfo::of(&record, now),
+                        remember_me: record.remember_me,
+                    });
+                    self.emit_revoked(&evicted, RevocationReason::Evicted, now);
                     let tokens = match (&keys, refresh) {
                         (Some(keys), Some((refresh_token, refresh_digest))) => {
                             Some(self.pair(keys, &record, refresh_token, &refresh_digest, now))
@@ -315,6 +456,9 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 }
                 Ok(InsertOutcome::LimitReached) => {
                     let limit = self.inner.limit.map_or(0, |l| l.max);
+                    let mut info = EventInfo::of(&record, now);
+                    info.session_id = None;
+                    self.emit(SessionEvent::LoginRejected { info, limit });
                     return Err(Error::LimitReached { limit });
                 }
                 Err(StoreError::Conflict) => last_error = StoreError::Conflict,
@@ -339,7 +483,11 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     pub async fn validate(&self, token: &str) -> Result<Session, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
         let now = self.inner.clock.now();
-        lookup_result(self.inner.store.touch(&digest, now, self.inner.touch).await?)
+        let lookup = self.inner.store.touch(&digest, now, self.inner.touch).await?;
+        match lookup {
+            Lookup::Live(record) => Ok(Session::from(record)),
+            other => self.answer(other, now),
+        }
     }
 
     /// Extends a session: pushes its idle deadline to now plus the idle timeout, whatever the
@@ -351,7 +499,9 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
         let now = self.inner.clock.now();
         let policy = TouchPolicy { interval: std::time::Duration::ZERO, count_request: false, ..self.inner.touch };
-        lookup_result(self.inner.store.touch(&digest, now, policy).await?)
+        let session = self.answer(self.inner.store.touch(&digest, now, policy).await?, now)?;
+        self.emit(SessionEvent::Extended { info: EventInfo::of(session.record(), now) });
+        Ok(session)
     }
 
     /// Replaces a session's token, keeping the session: call it whenever the session's
@@ -368,7 +518,11 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             let (token, new) = SessionToken::generate().map_err(Error::Random)?;
             let now = self.inner.clock.now();
             match self.inner.store.rotate(&old, new, now).await {
-                Ok(lookup) => return lookup_result(lookup).map(|session| Rotated { token, session }),
+                Ok(lookup) => {
+                    let session = self.answer(lookup, now)?;
+                    self.emit(SessionEvent::Rotated { info: EventInfo::of(session.record(), now) });
+                    return Ok(Rotated { token, session });
+                }
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(Error::Store(e)),
             }
@@ -406,7 +560,20 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             return Ok(false);
         };
         let now = self.inner.clock.now();
-        Ok(self.inner.store.remove(&record.id, self.revocation(RevocationReason::Logout, now)).await?.is_some())
+        self.remove(&record.id, RevocationReason::Logout, now).await
+    }
+
+    async fn remove(
+        &self,
+        id: &SessionId,
+        reason: RevocationReason,
+        now: crate::clock::Timestamp,
+    ) -> Result<bool, Error> {
+        let removed = self.inner.store.remove(id, self.revocation(reason, now)).await?;
+        if let Some(record) = &removed {
+            self.emit_revoked(std::slice::from_ref(record), reason, now);
+        }
+        Ok(removed.is_some())
     }
 
     /// Ends the session `id`, whoever owns it: for administrators. Answers whether a session
@@ -416,7 +583,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// [`Error::Store`].
     pub async fn revoke_by_id(&self, id: &SessionId) -> Result<bool, Error> {
         let now = self.inner.clock.now();
-        Ok(self.inner.store.remove(id, self.revocation(RevocationReason::Admin, now)).await?.is_some())
+        self.remove(id, RevocationReason::Admin, now).await
     }
 
     /// Ends the session `id` if it belongs to `user`: self-service revocation from a session
@@ -429,7 +596,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         match self.inner.store.get_by_id(id).await? {
             Some(record) if record.user == *user => {
                 let now = self.inner.clock.now();
-                Ok(self.inner.store.remove(id, self.revocation(RevocationReason::Logout, now)).await?.is_some())
+                self.remove(id, RevocationReason::Logout, now).await
             }
             _ => Ok(false),
         }
@@ -460,7 +627,9 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         reason: RevocationReason,
     ) -> Result<usize, Error> {
         let now = self.inner.clock.now();
-        Ok(self.inner.store.remove_user(user, keep, self.revocation(reason, now)).await?.len())
+        let removed = self.inner.store.remove_user(user, keep, self.revocation(reason, now)).await?;
+        self.emit_revoked(&removed, reason, now);
+        Ok(removed.len())
     }
 
     /// The live sessions of `user`, oldest first.
@@ -513,6 +682,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             let next = Successor { digest: successor_digest, sealed };
             match self.inner.store.rotate_refresh(&presented_digest, next, now, grace, touch, reuse).await {
                 Ok(RefreshOutcome::Rotated(record)) => {
+                    self.emit(SessionEvent::Refreshed { info: EventInfo::of(&record, now) });
                     return Ok(self.pair(&keys, &record, successor, &successor_digest, now));
                 }
                 Ok(RefreshOutcome::Replayed { record, sealed, spent_at }) => {
@@ -520,8 +690,15 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                     let digest = successor.digest();
                     return Ok(self.pair(&keys, &record, successor, &digest, spent_at));
                 }
-                Ok(RefreshOutcome::Reused(_)) => return Err(Error::RefreshTokenReused),
-                Ok(RefreshOutcome::Expired(reason)) => return Err(Error::Expired { reason }),
+                Ok(RefreshOutcome::Reused(record)) => {
+                    self.emit(SessionEvent::RefreshTokenReused { info: EventInfo::of(&record, now) });
+                    self.emit_revoked(std::slice::from_ref(&record), RevocationReason::RefreshReuse, now);
+                    return Err(Error::RefreshTokenReused);
+                }
+                Ok(RefreshOutcome::Expired { reason, record }) => {
+                    self.emit_expired(&record, reason, ObservedBy::Validation, now);
+                    return Err(Error::Expired { reason });
+                }
                 Ok(RefreshOutcome::NotFound) => return Err(Error::InvalidRefreshToken),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(Error::Store(e)),
@@ -579,8 +756,15 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         loop {
             let now = self.inner.clock.now();
             let removed = self.inner.store.remove_expired(now, SWEEP_BATCH).await?;
-            total += removed;
-            if removed < SWEEP_BATCH {
+            total += removed.len();
+            for record in &removed {
+                let reason = match expiry::check(now, record.idle_deadline, record.absolute_deadline) {
+                    Err(reason) => reason,
+                    Ok(()) => ExpiryReason::Idle,
+                };
+                self.emit_expired(record, reason, ObservedBy::Sweeper, now);
+            }
+            if removed.len() < SWEEP_BATCH {
                 return Ok(total);
             }
             YieldNow(false).await;
@@ -596,7 +780,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
 fn lookup_result(lookup: Lookup) -> Result<Session, Error> {
     match lookup {
         Lookup::Live(record) => Ok(Session::from(record)),
-        Lookup::Expired(reason) => Err(Error::Expired { reason }),
+        Lookup::Expired { reason, .. } => Err(Error::Expired { reason }),
         Lookup::Revoked(reason) => Err(Error::Revoked { reason }),
         Lookup::NotFound => Err(Error::UnknownSession),
     }

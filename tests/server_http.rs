@@ -21,7 +21,9 @@ use serde_json::{Value, json};
 use sessionkit::clock::MockClock;
 use sessionkit::policy::Limit;
 use sessionkit::session::SessionRecord;
-use sessionkit::store::{DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, Successor, TouchPolicy};
+use sessionkit::store::{
+    DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanPage, StoredItem, Successor, TouchPolicy,
+};
 use sessionkit::token::TokenDigest;
 use sessionkit::{
     DataPatch, LimitPolicy, MemoryStore, RevocationReason, SessionId, SessionStore, StoreError, Timestamp, UserId,
@@ -133,9 +135,19 @@ impl SessionStore for SwitchableStore {
         self.inner.count().await
     }
 
-    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
         self.check()?;
         self.inner.remove_expired(now, max).await
+    }
+
+    async fn scan(&self, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        self.check()?;
+        self.inner.scan(cursor, count).await
+    }
+
+    async fn restore(&self, items: Vec<StoredItem>) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.restore(items).await
     }
 }
 

@@ -44,8 +44,8 @@ use crate::expiry;
 use crate::policy::{Candidate, Limit, select_evictions};
 use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
 use crate::store::{
-    DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, SessionStore, Successor,
-    TouchPolicy,
+    DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshDigests, RefreshOutcome, Revocation, ScanPage,
+    SessionStore, StoredItem, Successor, TouchPolicy,
 };
 use crate::token::TokenDigest;
 
@@ -312,6 +312,15 @@ impl Entry {
         }
     }
 
+    /// The session with its refresh digests, for export.
+    fn stored_item(&self) -> StoredItem {
+        let refresh = self.extra.lock().as_ref().and_then(|x| x.refresh.as_ref()).map(|f| RefreshDigests {
+            current: f.current,
+            spent: f.last_spent.iter().map(|s| s.digest).chain(f.older.iter().copied()).collect(),
+        });
+        StoredItem::Session { record: self.record(), refresh }
+    }
+
     /// Renews the session as `touch` would, if due (the caller has checked it is live).
     fn renew(&self, now: Timestamp, policy: TouchPolicy) {
         if policy.count_request {
@@ -476,6 +485,39 @@ impl Inner {
         }
     }
 
+    /// Links a restored entry into every index; `false` (and nothing linked) if a key is taken.
+    fn link(&self, entry: &Arc<Entry>) -> bool {
+        let linked = self.with_user(&entry.user, true, |state| {
+            if !self.sessions.insert_unique(
+                entry.digest.shard_bits(),
+                entry.digest.hash_bits(),
+                entry,
+                |e| e.digest == entry.digest,
+                by_digest,
+            ) {
+                return false;
+            }
+            if !self.by_id.insert_unique(
+                entry.id.shard_bits(),
+                entry.id.hash_bits(),
+                entry,
+                |e| e.id == entry.id,
+                by_id,
+            ) {
+                self.sessions.remove(entry.digest.shard_bits(), entry.digest.hash_bits(), |e| Arc::ptr_eq(e, entry));
+                return false;
+            }
+            if let Some(family) = entry.extra.lock().as_ref().and_then(|x| x.refresh.as_ref()) {
+                for d in family.digests() {
+                    self.refresh_index.insert(*d, entry.id);
+                }
+            }
+            state.sessions.push(Arc::clone(entry));
+            true
+        });
+        linked.unwrap_or(false)
+    }
+
     /// Whether `entry` is still the stored session under its digest.
     fn is_current(&self, entry: &Arc<Entry>) -> bool {
         self.find(&entry.digest).is_some_and(|e| Arc::ptr_eq(&e, entry))
@@ -569,7 +611,7 @@ impl SessionStore for MemoryStore {
             |e| e.digest == *digest,
             |e| {
                 if let Err(reason) = e.check(now) {
-                    return Lookup::Expired(reason);
+                    return Lookup::Expired { reason, record: Box::new(e.record()) };
                 }
                 e.renew(now, policy);
                 Lookup::Live(e.record())
@@ -597,7 +639,7 @@ impl SessionStore for MemoryStore {
                 return Ok(inner.revocation(old, now));
             }
             if let Err(reason) = entry.check(now) {
-                return Ok(Lookup::Expired(reason));
+                return Ok(Lookup::Expired { reason, record: Box::new(entry.record()) });
             }
             let fresh = Arc::new(entry.rekeyed(new));
             if !inner.sessions.insert_unique(new.shard_bits(), new.hash_bits(), &fresh, |e| e.digest == new, by_digest)
@@ -712,12 +754,12 @@ impl SessionStore for MemoryStore {
                     Ok(RefreshOutcome::Reused(entry.record()))
                 }
                 RefreshStep::Replay { sealed, spent_at } => match entry.check(now) {
-                    Err(reason) => Ok(RefreshOutcome::Expired(reason)),
+                    Err(reason) => Ok(RefreshOutcome::Expired { reason, record: Box::new(entry.record()) }),
                     Ok(()) => Ok(RefreshOutcome::Replayed { record: entry.record(), sealed, spent_at }),
                 },
                 RefreshStep::Rotate => {
                     if let Err(reason) = entry.check(now) {
-                        return Ok(RefreshOutcome::Expired(reason));
+                        return Ok(RefreshOutcome::Expired { reason, record: Box::new(entry.record()) });
                     }
                     match inner.refresh_index.entry(successor.digest) {
                         dashmap::Entry::Occupied(_) => return Err(StoreError::Conflict),
@@ -753,6 +795,14 @@ impl SessionStore for MemoryStore {
         Ok(self.inner.denied.get(id).and_then(|t| (t.until > now).then_some(t.reason)))
     }
 
+    async fn scan(&self, cursor: u64, _count: usize) -> Result<ScanPage, StoreError> {
+        Ok(self.page(cursor))
+    }
+
+    async fn restore(&self, items: Vec<StoredItem>) -> Result<(), StoreError> {
+        self.restore_items(items)
+    }
+
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
         let list = self.inner.with_user(user, false, |state| {
             let mut live: Vec<SessionRecord> =
@@ -767,14 +817,101 @@ impl SessionStore for MemoryStore {
         Ok(self.inner.sessions.len())
     }
 
-    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<usize, StoreError> {
+    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
+        Ok(self.sweep(now, max))
+    }
+}
+
+impl MemoryStore {
+    /// One page of the store's contents: one shard of the session table (about 1/64 of the
+    /// sessions), then the remembered revocations, then the denylist.
+    fn page(&self, cursor: u64) -> ScanPage {
         let inner = &*self.inner;
-        let mut removed = 0;
+        let shards = SHARDS as u64;
+        let items = match cursor {
+            c if c < shards => {
+                // Usize from a u64 below 64.
+                let entries = inner.sessions.collect_in_shard(c as usize, usize::MAX, |_| true);
+                entries.iter().map(|e| e.stored_item()).collect()
+            }
+            c if c == shards => inner
+                .revoked
+                .iter()
+                .map(|t| StoredItem::Revoked { digest: *t.key(), reason: t.reason, until: t.until })
+                .collect(),
+            c if c == shards + 1 => inner
+                .denied
+                .iter()
+                .map(|t| StoredItem::Denied { session_id: *t.key(), reason: t.reason, until: t.until })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let next = (cursor < shards + 1).then_some(cursor + 1);
+        ScanPage { items, next }
+    }
+
+    fn restore_items(&self, items: Vec<StoredItem>) -> Result<(), StoreError> {
+        let inner = &*self.inner;
+        let mut sessions = Vec::new();
+        let mut seen_ids = std::collections::HashSet::new();
+        let mut seen_digests = std::collections::HashSet::new();
+        for item in &items {
+            if let StoredItem::Session { record, refresh } = item {
+                let refresh_digests = refresh.iter().flat_map(|r| std::iter::once(&r.current).chain(&r.spent));
+                for d in std::iter::once(&record.digest).chain(refresh_digests) {
+                    if !seen_digests.insert(*d.as_bytes())
+                        || inner.find(d).is_some()
+                        || inner.refresh_index.contains_key(d)
+                    {
+                        return Err(StoreError::Conflict);
+                    }
+                }
+                if !seen_ids.insert(record.id) || inner.find_id(&record.id).is_some() {
+                    return Err(StoreError::Conflict);
+                }
+            }
+        }
+        for item in items {
+            match item {
+                StoredItem::Session { record, refresh } => {
+                    let family = refresh.map(|r| RefreshFamily {
+                        current: r.current,
+                        last_spent: None,
+                        older: r.spent.into_iter().take(REFRESH_REUSE_HISTORY + 1).collect(),
+                    });
+                    sessions.push(Arc::new(Entry::with_family(record, family)));
+                }
+                StoredItem::Revoked { digest, reason, until } => {
+                    inner.revoked.insert(digest, Tombstone { reason, until });
+                }
+                StoredItem::Denied { session_id, reason, until } => {
+                    inner.denied.insert(session_id, Tombstone { reason, until });
+                }
+            }
+        }
+        for (i, entry) in sessions.iter().enumerate() {
+            if !inner.link(entry) {
+                // A concurrent insert took a key after the check: undo, so nothing is half-restored.
+                for linked in &sessions[..i] {
+                    inner.with_user(&linked.user, false, |state| {
+                        state.sessions.retain(|e| !Arc::ptr_eq(e, linked));
+                        inner.unlink(linked);
+                    });
+                }
+                return Err(StoreError::Conflict);
+            }
+        }
+        Ok(())
+    }
+
+    fn sweep(&self, now: Timestamp, max: usize) -> Vec<SessionRecord> {
+        let inner = &*self.inner;
+        let mut removed = Vec::new();
         for shard in 0..SHARDS {
-            if removed >= max {
+            if removed.len() >= max {
                 break;
             }
-            let batch = inner.sessions.collect_in_shard(shard, max - removed, |e| !e.is_live(now));
+            let batch = inner.sessions.collect_in_shard(shard, max - removed.len(), |e| !e.is_live(now));
             for entry in batch {
                 let done = inner.with_user(&entry.user, false, |state| {
                     let pos = state.sessions.iter().position(|e| Arc::ptr_eq(e, &entry))?;
@@ -783,10 +920,10 @@ impl SessionStore for MemoryStore {
                     }
                     state.sessions.swap_remove(pos);
                     inner.unlink(&entry);
-                    Some(())
+                    Some(entry.record())
                 });
-                if done.flatten().is_some() {
-                    removed += 1;
+                if let Some(record) = done.flatten() {
+                    removed.push(record);
                 }
             }
             inner.sessions.shrink_shard_if_sparse(shard, by_digest);
@@ -794,8 +931,103 @@ impl SessionStore for MemoryStore {
         }
         inner.revoked.retain(|_, t| t.until > now);
         inner.denied.retain(|_, t| t.until > now);
-        Ok(removed)
+        removed
     }
+
+    /// Writes everything the store holds to `path`, atomically: into a temporary file beside
+    /// it, flushed to disk, then renamed over it, so that a crash mid-write leaves the previous
+    /// snapshot intact. The format is the export format ([`crate::export`]): digests only.
+    /// Answers the number of items written.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Io`].
+    pub fn save_snapshot(&self, path: impl AsRef<std::path::Path>, now: Timestamp) -> Result<u64, SnapshotError> {
+        let path = path.as_ref();
+        let io = |source| SnapshotError::Io { path: path.to_owned(), source };
+        let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        let tmp = path.with_file_name(tmp_name);
+        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let mut out = std::io::BufWriter::new(file);
+        let written = (|| -> std::io::Result<u64> {
+            crate::export::write_header(&mut out, now)?;
+            let mut count = 0;
+            let mut cursor = Some(0);
+            while let Some(at) = cursor {
+                let page = self.page(at);
+                for item in &page.items {
+                    crate::export::write_item(&mut out, item)?;
+                    count += 1;
+                }
+                cursor = page.next;
+            }
+            crate::export::write_end(&mut out, count)?;
+            let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+            file.sync_all()?;
+            Ok(count)
+        })();
+        let count = match written {
+            Ok(count) => count,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io(e));
+            }
+        };
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // Make the rename itself durable.
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        }
+        Ok(count)
+    }
+
+    /// Adds everything in the snapshot at `path` to this store (normally empty, at startup).
+    /// A missing file is not an error (a first start): it answers 0. A file that exists but
+    /// cannot be read completely is refused, and nothing is added: a corrupt snapshot never
+    /// silently starts an empty store.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Io`], [`SnapshotError::Corrupt`], [`SnapshotError::Conflict`].
+    pub fn load_snapshot(&self, path: impl AsRef<std::path::Path>) -> Result<usize, SnapshotError> {
+        let path = path.as_ref();
+        let file = match std::fs::File::open(path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => return Err(SnapshotError::Io { path: path.to_owned(), source }),
+        };
+        let items = crate::export::read(std::io::BufReader::new(file))
+            .map_err(|source| SnapshotError::Corrupt { path: path.to_owned(), source })?;
+        let count = items.len();
+        self.restore_items(items).map_err(|_| SnapshotError::Conflict)?;
+        Ok(count)
+    }
+}
+
+/// A snapshot could not be written or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Reading or writing the file failed.
+    #[error("snapshot {path}: {source}", path = path.display())]
+    Io {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a complete, valid snapshot.
+    #[error("snapshot {path} is corrupt: {source}", path = path.display())]
+    Corrupt {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+        /// What is wrong, with the line.
+        #[source]
+        source: crate::export::ImportError,
+    },
+    /// The store already holds sessions that the snapshot also holds.
+    #[error("the store already holds sessions of the snapshot")]
+    Conflict,
 }
 
 /// The hash of an entry in the digest index.

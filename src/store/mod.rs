@@ -67,7 +67,12 @@ pub enum Lookup {
     /// The session is live; the record reflects the lookup's own renewal and count.
     Live(SessionRecord),
     /// The session exists but has expired. It is left for the sweeper.
-    Expired(ExpiryReason),
+    Expired {
+        /// Which deadline passed.
+        reason: ExpiryReason,
+        /// The session as stored (for events and audit).
+        record: Box<SessionRecord>,
+    },
     /// The session was revoked, and the store still remembers why.
     Revoked(RevocationReason),
     /// No such session (never existed, rotated away, swept, or its revocation forgotten).
@@ -122,7 +127,12 @@ pub enum RefreshOutcome {
     /// been removed with the `reuse` revocation.
     Reused(SessionRecord),
     /// The session has expired; nothing changed.
-    Expired(ExpiryReason),
+    Expired {
+        /// Which deadline passed.
+        reason: ExpiryReason,
+        /// The session as stored.
+        record: Box<SessionRecord>,
+    },
     /// No session has this refresh token (never issued, too old, or its session is gone).
     NotFound,
 }
@@ -135,7 +145,9 @@ impl std::fmt::Debug for RefreshOutcome {
                 f.debug_struct("Replayed").field("id", &record.id).field("spent_at", spent_at).finish_non_exhaustive()
             }
             Self::Reused(r) => f.debug_tuple("Reused").field(&r.id).finish(),
-            Self::Expired(reason) => f.debug_tuple("Expired").field(reason).finish(),
+            Self::Expired { reason, record } => {
+                f.debug_struct("Expired").field("reason", reason).field("id", &record.id).finish()
+            }
             Self::NotFound => f.write_str("NotFound"),
         }
     }
@@ -144,6 +156,83 @@ impl std::fmt::Debug for RefreshOutcome {
 /// How many spent refresh tokens of a session a store must recognise as reuse, most recent
 /// first. Older spent tokens may read as unknown: still refused, but without revoking.
 pub const REFRESH_REUSE_HISTORY: usize = 16;
+
+impl Lookup {
+    /// The expiry reason, if this is [`Lookup::Expired`].
+    #[must_use]
+    pub fn expired_reason(&self) -> Option<ExpiryReason> {
+        match self {
+            Self::Expired { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+impl RefreshOutcome {
+    /// The expiry reason, if this is [`RefreshOutcome::Expired`].
+    #[must_use]
+    pub fn expired_reason(&self) -> Option<ExpiryReason> {
+        match self {
+            Self::Expired { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+}
+
+/// A page of [`SessionStore::scan`] pages hold about this many items.
+pub const SCAN_PAGE: usize = 4096;
+
+/// One page of a store's contents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPage {
+    /// The items of this page.
+    pub items: Vec<StoredItem>,
+    /// The cursor of the next page, or `None` after the last.
+    pub next: Option<u64>,
+}
+
+/// Everything a store holds, one item at a time: what export, import and snapshots carry.
+/// Digests only: no item contains a token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum StoredItem {
+    /// A session, with its refresh tokens.
+    Session {
+        /// The session.
+        #[serde(flatten)]
+        record: SessionRecord,
+        /// Its refresh-token family, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refresh: Option<RefreshDigests>,
+    },
+    /// A remembered revocation: the token `digest` answers "revoked" until `until`.
+    Revoked {
+        /// Digest of the revoked session's token.
+        digest: TokenDigest,
+        /// Why it was revoked.
+        reason: RevocationReason,
+        /// When the store may forget it.
+        until: Timestamp,
+    },
+    /// A denylist entry: access tokens of `session_id` are refused until `until`.
+    Denied {
+        /// The revoked session.
+        session_id: SessionId,
+        /// Why it was revoked.
+        reason: RevocationReason,
+        /// When the last access token it covers expires.
+        until: Timestamp,
+    },
+}
+
+/// A session's refresh-token digests.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RefreshDigests {
+    /// The current refresh token's digest.
+    pub current: TokenDigest,
+    /// Spent refresh tokens still recognised as reuse, most recent first.
+    pub spent: Vec<TokenDigest>,
+}
 
 /// The answer of [`SessionStore::insert`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,11 +435,37 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`StoreError`] only if the store cannot answer.
     fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
 
-    /// Removes up to `max` sessions that have expired at `now`, with their refresh tokens and
-    /// index entries, and forgets revocations and denylist entries whose time has passed. Answers how many sessions were removed;
-    /// fewer than `max` means none are left. Expired sessions are not remembered as revoked.
+    /// One page of everything the store holds (sessions with their refresh digests, remembered
+    /// revocations, denylist entries), starting at `cursor` (0 for the first page), about
+    /// `count` items long. Pages are read without blocking concurrent operations; items
+    /// changed during a scan may appear in their old or new state, or (if removed) not at all.
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
-    fn remove_expired(&self, now: Timestamp, max: usize) -> impl Future<Output = Result<usize, StoreError>> + Send;
+    fn scan(&self, cursor: u64, count: usize) -> impl Future<Output = Result<ScanPage, StoreError>> + Send;
+
+    /// Adds `items` (as exported by [`scan`](Self::scan), possibly from another store), all or
+    /// nothing: if any session id, token digest or refresh digest is already stored, nothing
+    /// is added. No per-user limit applies. Meant for a store that is not yet serving traffic.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] on a collision (nothing added); other [`StoreError`]s if the
+    /// store cannot answer.
+    fn restore(&self, items: Vec<StoredItem>) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Removes up to `max` sessions that have expired at `now`, with their refresh tokens and
+    /// index entries, and forgets revocations and denylist entries whose time has passed.
+    /// Answers the removed sessions; fewer than `max` means none are left. Expired sessions are
+    /// not remembered as revoked.
+    ///
+    /// The cost should grow with the number of expired sessions, not with all sessions, and a
+    /// call should not hold up concurrent validations for long: `max` bounds a batch.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn remove_expired(
+        &self,
+        now: Timestamp,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
 }
