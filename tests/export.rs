@@ -1,0 +1,110 @@
+//! Export and import as JSON Lines: round trip, digests only, and every rejection case.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{config, login, manager, user};
+use sessionkit::export::ImportError;
+use sessionkit::token::keys::{KeySet, SigningKey};
+use sessionkit::{Error, NewSession, RevocationReason};
+
+async fn populated() -> (common::Manager, Vec<String>, String, sessionkit::TokenPair) {
+    let (m, _) = manager(config());
+    m.set_keys(KeySet::new(SigningKey::hs256("k", &[3; 32]).unwrap()).unwrap());
+    let mut tokens = Vec::new();
+    for name in ["alice", "alice", "bob"] {
+        tokens.push(login(&m, name).await);
+    }
+    let c =
+        m.create(NewSession::new(user("carol")).data("role", "admin").ip("192.0.2.4".parse().unwrap())).await.unwrap();
+    tokens.push(c.token.expose_secret().to_owned());
+    let revoked = login(&m, "dave").await;
+    m.revoke(&revoked).await.unwrap();
+    (m, tokens, revoked, c.tokens.unwrap())
+}
+
+async fn export(m: &common::Manager) -> String {
+    let mut out = Vec::new();
+    m.export(&mut out).await.unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+#[tokio::test]
+async fn a_restored_store_accepts_the_original_tokens_and_still_refuses_revoked_ones() {
+    let (m, tokens, revoked, pair) = populated().await;
+    let text = export(&m).await;
+    for t in tokens.iter().chain([&revoked]) {
+        assert!(!text.contains(t.as_str()), "an export holds digests only");
+    }
+    assert!(!text.contains(pair.refresh_token.expose_secret()));
+
+    let (fresh, clock) = manager(config());
+    clock.set(m.clock().now_utc());
+    fresh.set_keys(m.keys().unwrap().as_ref().clone());
+    let count = fresh.import(text.as_bytes()).await.unwrap();
+    assert_eq!(count, 4 + 1 + 1, "sessions, one remembered revocation, one denylist entry");
+    for t in &tokens {
+        fresh.validate(t).await.unwrap();
+    }
+    let carol = fresh.validate(&tokens[3]).await.unwrap();
+    assert_eq!(carol.data().get_as::<String>("role").as_deref(), Some("admin"));
+    assert_eq!(carol.ip(), Some("192.0.2.4".parse().unwrap()));
+    assert!(matches!(fresh.validate(&revoked).await, Err(Error::Revoked { reason: RevocationReason::Logout })));
+    fresh.refresh(pair.refresh_token.expose_secret()).await.expect("refresh tokens survive too");
+    assert_eq!(fresh.list(&user("alice")).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn import_reports_the_first_bad_line_and_adds_nothing() {
+    let (m, _, _, _) = populated().await;
+    let good = export(&m).await;
+    let lines: Vec<&str> = good.lines().collect();
+    let (fresh, _) = manager(config());
+
+    let mut bad = lines.clone();
+    bad[2] = "{\"type\":\"session\",\"id\":\"nope\"}";
+    match fresh.import(bad.join("\n").as_bytes()).await {
+        Err(ImportError::Malformed { line: 3, .. }) => {}
+        other => panic!("expected a malformed line 3, got {other:?}"),
+    }
+
+    let truncated = lines[..lines.len() - 1].join("\n");
+    assert!(matches!(fresh.import(truncated.as_bytes()).await, Err(ImportError::Truncated(_))));
+    let cut_mid_line = &good[..good.len() / 2];
+    assert!(fresh.import(cut_mid_line.as_bytes()).await.is_err());
+
+    let mut miscounted = lines.clone();
+    miscounted.remove(1);
+    assert!(matches!(fresh.import(miscounted.join("\n").as_bytes()).await, Err(ImportError::Truncated(_))));
+
+    let mut dup = lines.clone();
+    dup.insert(2, lines[1]);
+    let last = dup.len() - 1;
+    let end = format!("{{\"type\":\"end\",\"items\":{}}}", dup.len() - 2);
+    dup[last] = &end;
+    assert!(matches!(
+        fresh.import(dup.join("\n").as_bytes()).await,
+        Err(ImportError::Duplicate { line: 3, what: "id" })
+    ));
+
+    let future = good.replacen("\"version\":1", "\"version\":2", 1);
+    assert!(matches!(fresh.import(future.as_bytes()).await, Err(ImportError::UnsupportedVersion(2))));
+    assert!(matches!(fresh.import("hello\n".as_bytes()).await, Err(ImportError::NotAnExport)));
+    assert!(matches!(fresh.import("".as_bytes()).await, Err(ImportError::NotAnExport)));
+
+    let mut trailing = lines.clone();
+    trailing.push(lines[1]);
+    assert!(matches!(fresh.import(trailing.join("\n").as_bytes()).await, Err(ImportError::TrailingData(_))));
+
+    assert_eq!(fresh.store().len(), 0, "nothing was half-imported");
+    assert_eq!(fresh.store().tracked_revocations(), 0);
+}
+
+#[tokio::test]
+async fn importing_into_a_store_that_already_holds_a_session_adds_nothing() {
+    let (m, _, _, _) = populated().await;
+    let text = export(&m).await;
+    assert!(matches!(m.import(text.as_bytes()).await, Err(ImportError::Store(_))));
+    assert_eq!(m.store().len(), 4);
+}

@@ -1,0 +1,122 @@
+//! Restart persistence of the embedded store: atomic snapshots, restart, corruption.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{config, login, user};
+use sessionkit::clock::MockClock;
+use sessionkit::store::memory::SnapshotError;
+use sessionkit::token::keys::{KeySet, SigningKey};
+use sessionkit::{Clock, Error, MemoryStore, NewSession, SessionManager};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("sessionkit-snapshot-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn a_restarted_manager_accepts_old_tokens_and_rejects_revoked_ones() {
+    let dir = scratch("restart");
+    let path = dir.join("sessions.jsonl");
+    let clock = MockClock::new();
+    let keys = KeySet::new(SigningKey::hs256("k", &[9; 32]).unwrap()).unwrap();
+    let (kept, revoked, access) = {
+        let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
+        m.set_keys(keys.clone());
+        let kept = login(&m, "alice").await;
+        let gone = m.create(NewSession::new(user("bob"))).await.unwrap();
+        m.revoke(gone.token.expose_secret()).await.unwrap();
+        let written = m.store().save_snapshot(&path, clock.now()).unwrap();
+        assert_eq!(written, 3, "one session, one revocation, one denylist entry");
+        (kept, gone.token.expose_secret().to_owned(), gone.tokens.unwrap().access_token)
+    };
+    let store = MemoryStore::new();
+    assert_eq!(store.load_snapshot(&path).unwrap(), 3);
+    let m = SessionManager::with_clock(store, config().build().unwrap(), clock.clone());
+    m.set_keys(keys);
+    m.validate(&kept).await.unwrap();
+    assert!(matches!(m.validate(&revoked).await, Err(Error::Revoked { .. })));
+    assert!(
+        matches!(m.verify_access(access.expose_secret()).await, Err(Error::Revoked { .. })),
+        "the denylist survives"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_missing_snapshot_is_a_first_start_and_a_corrupt_one_is_refused() {
+    let dir = scratch("corrupt");
+    let path = dir.join("sessions.jsonl");
+    assert_eq!(MemoryStore::new().load_snapshot(&path).unwrap(), 0);
+
+    let clock = MockClock::new();
+    let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
+    for i in 0..10 {
+        login(&m, &format!("u{i}")).await;
+    }
+    m.store().save_snapshot(&path, clock.now()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    for corrupt in [
+        text[..text.len() / 2].to_owned(),
+        text.replacen("\"user\":\"u3\"", "\"user\":3", 1),
+        text.replacen("sessionkit", "other", 1),
+        String::new(),
+    ] {
+        std::fs::write(&path, &corrupt).unwrap();
+        let store = MemoryStore::new();
+        match store.load_snapshot(&path) {
+            Err(SnapshotError::Corrupt { .. }) => {}
+            other => panic!("a corrupt snapshot must be refused, got {other:?}"),
+        }
+        assert!(store.is_empty(), "nothing is loaded from a corrupt snapshot");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_failed_write_leaves_the_previous_snapshot_intact() {
+    let dir = scratch("atomic");
+    let path = dir.join("sessions.jsonl");
+    let clock = MockClock::new();
+    let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
+    let token = login(&m, "alice").await;
+    m.store().save_snapshot(&path, clock.now()).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // A write that cannot complete: the temporary file's name is taken by a directory.
+    let tmp = dir.join(format!("sessions.jsonl.tmp-{}", std::process::id()));
+    std::fs::create_dir(&tmp).unwrap();
+    login(&m, "bob").await;
+    assert!(matches!(m.store().save_snapshot(&path, clock.now()), Err(SnapshotError::Io { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the previous snapshot is untouched");
+    let store = MemoryStore::new();
+    store.load_snapshot(&path).unwrap();
+    let restored = SessionManager::with_clock(store, config().build().unwrap(), clock);
+    restored.validate(&token).await.unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_snapshots_write_a_final_one_on_shutdown() {
+    let dir = scratch("periodic");
+    let path = dir.join("sessions.jsonl");
+    let clock = MockClock::new();
+    let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
+    let handle = m.store().spawn_snapshots(&path, std::time::Duration::from_secs(300), clock.clone());
+    login(&m, "alice").await;
+    tokio::time::sleep(std::time::Duration::from_secs(301)).await;
+    let store = MemoryStore::new();
+    assert_eq!(store.load_snapshot(&path).unwrap(), 1, "written after one interval");
+    let late = login(&m, "bob").await;
+    handle.shutdown().await;
+    let store = MemoryStore::new();
+    assert_eq!(store.load_snapshot(&path).unwrap(), 2, "and once more at shutdown");
+    SessionManager::with_clock(store, config().build().unwrap(), clock).validate(&late).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
