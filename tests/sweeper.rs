@@ -71,6 +71,7 @@ async fn a_million_sessions_come_and_go_in_bounded_memory() {
         m.sweep_expired().await.unwrap();
         assert_eq!(m.store().len(), 0, "round {round}: everything expired was swept");
         assert_eq!(m.store().user_count(), 0, "round {round}: no orphaned user index entries");
+        assert_eq!(m.store().expiry_index_len(), 0, "round {round}: the expiry index drains with the sessions");
     }
     assert!(high_water.0 <= 10_000 && high_water.1 <= 2000, "{high_water:?}");
     // Revocations are remembered until the absolute deadline (8 h, 16 rounds of 31 min).

@@ -129,6 +129,7 @@ where
     rotate_refuses_dead_and_taken(make().await).await;
     update_data_is_capped(make().await).await;
     remove_expired_cleans_every_index(make().await).await;
+    remove_expired_spares_renewed_sessions(make().await).await;
     concurrent_logins_never_exceed_the_limit(make().await).await;
     concurrent_rotations_have_one_winner(make().await).await;
     concurrent_revoke_all_and_logins(make().await).await;
@@ -493,6 +494,18 @@ pub async fn remove_expired_cleans_every_index<S: SessionStore>(store: S) {
     // Users whose sessions were all swept can log in again under a limit of one.
     let limit = Some(Limit { max: 1, policy: LimitPolicy::Reject });
     insert_ok(&store, &record(&users[1], now), limit, now).await;
+}
+
+pub async fn remove_expired_spares_renewed_sessions<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    live(&store, &r.digest, at(20 * 60 * SECOND)).await;
+    assert!(store.remove_expired(at(IDLE + SECOND), usize::MAX).await.unwrap().is_empty(), "renewed: not expired");
+    live(&store, &r.digest, at(IDLE + 2 * SECOND)).await;
+    let later = at(IDLE + 2 * SECOND + IDLE);
+    let swept = store.remove_expired(later, usize::MAX).await.unwrap();
+    assert_eq!(swept.iter().map(|x| x.id).collect::<Vec<_>>(), vec![r.id], "swept once its renewed deadline passed");
+    assert_eq!(store.count().await.unwrap(), 0);
 }
 
 /// 64 concurrent logins of one user at limit 3: never more than 3 live, and every evicted

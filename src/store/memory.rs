@@ -167,6 +167,59 @@ struct Inner {
     max_tracked_revocations: usize,
     denied: DashMap<SessionId, Tombstone>,
     refresh_index: DashMap<TokenDigest, SessionId>,
+    expiry: ExpiryIndex,
+}
+
+/// Sessions by the second their effective deadline fell in when last indexed, for the sweeper.
+///
+/// Absolute deadlines are fixed but idle deadlines move on every renewal, and renewals must
+/// not pay for index upkeep. So the index is lazy: a session is filed under its deadline when
+/// it is stored, and when that second has passed the sweeper re-checks it and either removes it
+/// (expired) or files it again under its current deadline (renewed meanwhile). A sweep costs
+/// the number of sessions whose filed deadline has passed, not the number of sessions. Entries
+/// are weak, so a session removed otherwise costs the index nothing but its slot until then.
+#[derive(Default)]
+struct ExpiryIndex {
+    buckets: Mutex<std::collections::BTreeMap<i64, Vec<std::sync::Weak<Entry>>>>,
+}
+
+const BUCKET_NANOS: i64 = 1_000_000_000;
+
+/// How many candidates a sweep takes from the index at a time (the index lock is held that long).
+const SWEEP_CHUNK: usize = 256;
+
+impl ExpiryIndex {
+    fn file(&self, entry: &Arc<Entry>) {
+        let deadline = entry.idle_deadline().min(entry.absolute_deadline).unix_nanos();
+        // Filed under the first whole second at or after it (the ceiling), so a bucket whose
+        // second has come holds only deadlines that have passed.
+        let bucket = deadline.saturating_add(BUCKET_NANOS - 1).div_euclid(BUCKET_NANOS);
+        self.buckets.lock().entry(bucket).or_default().push(Arc::downgrade(entry));
+    }
+
+    /// Up to `max` entries filed under seconds that have come at `now`.
+    fn take_due(&self, now: Timestamp, max: usize) -> Vec<std::sync::Weak<Entry>> {
+        let due = now.unix_nanos().div_euclid(BUCKET_NANOS);
+        let mut buckets = self.buckets.lock();
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(mut first) = buckets.first_entry() else { break };
+            if *first.key() > due {
+                break;
+            }
+            let bucket = first.get_mut();
+            let take = bucket.len().min(max - out.len());
+            out.extend(bucket.drain(bucket.len() - take..));
+            if bucket.is_empty() {
+                first.remove();
+            }
+        }
+        out
+    }
+
+    fn len(&self) -> usize {
+        self.buckets.lock().values().map(Vec::len).sum()
+    }
 }
 
 impl Default for Inner {
@@ -382,6 +435,7 @@ impl Inner {
             max_tracked_revocations,
             denied: DashMap::new(),
             refresh_index: DashMap::new(),
+            expiry: ExpiryIndex::default(),
         }
     }
 
@@ -513,6 +567,7 @@ impl Inner {
                 }
             }
             state.sessions.push(Arc::clone(entry));
+            self.expiry.file(entry);
             true
         });
         linked.unwrap_or(false)
@@ -598,6 +653,7 @@ impl SessionStore for MemoryStore {
                 !evict.contains(&(i - 1))
             });
             state.sessions.push(Arc::clone(&entry));
+            inner.expiry.file(&entry);
             Ok(InsertOutcome::Inserted { evicted })
         });
         outcome.unwrap_or(Err(StoreError::Conflict))
@@ -654,6 +710,7 @@ impl SessionStore for MemoryStore {
                     *slot = Arc::clone(&fresh);
                 }
             }
+            inner.expiry.file(&fresh);
             Ok(Lookup::Live(fresh.record()))
         });
         outcome.unwrap_or_else(|| Ok(inner.revocation(old, now)))
@@ -907,17 +964,23 @@ impl MemoryStore {
     fn sweep(&self, now: Timestamp, max: usize) -> Vec<SessionRecord> {
         let inner = &*self.inner;
         let mut removed = Vec::new();
-        for shard in 0..SHARDS {
-            if removed.len() >= max {
+        while removed.len() < max {
+            let due = inner.expiry.take_due(now, SWEEP_CHUNK.min(max - removed.len()));
+            if due.is_empty() {
                 break;
             }
-            let batch = inner.sessions.collect_in_shard(shard, max - removed.len(), |e| !e.is_live(now));
-            for entry in batch {
+            for entry in due.iter().filter_map(std::sync::Weak::upgrade) {
+                // Rotated-away or removed sessions are no longer current: nothing to do.
+                if !inner.is_current(&entry) {
+                    continue;
+                }
+                if entry.is_live(now) {
+                    // Renewed since it was filed: file it under its new deadline.
+                    inner.expiry.file(&entry);
+                    continue;
+                }
                 let done = inner.with_user(&entry.user, false, |state| {
                     let pos = state.sessions.iter().position(|e| Arc::ptr_eq(e, &entry))?;
-                    if entry.is_live(now) {
-                        return None;
-                    }
                     state.sessions.swap_remove(pos);
                     inner.unlink(&entry);
                     Some(entry.record())
@@ -926,12 +989,24 @@ impl MemoryStore {
                     removed.push(record);
                 }
             }
-            inner.sessions.shrink_shard_if_sparse(shard, by_digest);
-            inner.by_id.shrink_shard_if_sparse(shard, by_id);
         }
-        inner.revoked.retain(|_, t| t.until > now);
-        inner.denied.retain(|_, t| t.until > now);
+        if removed.len() < max {
+            // The last batch of a sweep: forget what has run out, and give memory back.
+            inner.revoked.retain(|_, t| t.until > now);
+            inner.denied.retain(|_, t| t.until > now);
+            for shard in 0..SHARDS {
+                inner.sessions.shrink_shard_if_sparse(shard, by_digest);
+                inner.by_id.shrink_shard_if_sparse(shard, by_id);
+            }
+        }
         removed
+    }
+
+    /// Number of entries in the expiry index (live sessions, plus removed ones whose filed
+    /// deadline has not come yet). For monitoring and tests.
+    #[must_use]
+    pub fn expiry_index_len(&self) -> usize {
+        self.inner.expiry.len()
     }
 
     /// Writes everything the store holds to `path`, atomically: into a temporary file beside
@@ -1127,6 +1202,12 @@ impl<T: Clone> Table<T> {
 
     /// Gives memory back when a shard has shrunk to under a quarter of its capacity.
     fn shrink_shard_if_sparse(&self, shard: usize, rehash: impl Fn(&T) -> u64) {
+        {
+            let map = self.shards[shard].map.read();
+            if map.len() * 4 >= map.capacity() {
+                return;
+            }
+        }
         let mut map = self.shards[shard].map.write();
         if map.len() * 4 < map.capacity() {
             let target = map.len() * 2;
