@@ -73,6 +73,7 @@ struct ConfigValues {
     jwt_audience: Option<String>,
     #[serde(with = "humantime_serde")]
     sweep_interval: Duration,
+    access_token_cache_size: usize,
 }
 
 impl Default for ConfigValues {
@@ -93,6 +94,7 @@ impl Default for ConfigValues {
             jwt_issuer: None,
             jwt_audience: None,
             sweep_interval: Duration::from_secs(15 * MINUTE),
+            access_token_cache_size: 16_384,
         }
     }
 }
@@ -176,6 +178,7 @@ impl TryFrom<ConfigValues> for SessionConfig {
         range_check("access_token_leeway", v.access_token_leeway.as_secs(), 0, 5 * MINUTE)?;
         range_check("refresh_reuse_grace", v.refresh_reuse_grace.as_secs(), 0, MINUTE)?;
         range_check("sweep_interval", v.sweep_interval.as_secs(), 1, DAY)?;
+        range_check("access_token_cache_size", v.access_token_cache_size as u64, 0, 10_000_000)?;
         for (field, value) in [("jwt_issuer", &v.jwt_issuer), ("jwt_audience", &v.jwt_audience)] {
             if let Some(value) = value {
                 range_check(field, value.len() as u64, 1, 256)?;
@@ -296,6 +299,12 @@ impl SessionConfig {
     #[must_use]
     pub fn jwt_audience(&self) -> Option<&str> {
         self.values.jwt_audience.as_deref()
+    }
+
+    /// How many verified access tokens are cached. Default 16,384.
+    #[must_use]
+    pub fn access_token_cache_size(&self) -> usize {
+        self.values.access_token_cache_size
     }
 
     /// How often the background sweeper removes expired sessions. Default 15 minutes.
@@ -434,6 +443,15 @@ impl SessionConfigBuilder {
     /// The `aud` claim to put in access tokens and require on verification. Default none.
     pub fn jwt_audience(mut self, audience: Option<String>) -> Self {
         self.values.jwt_audience = audience;
+        self
+    }
+
+    /// How many verified access tokens are remembered, so that a token presented again skips
+    /// signature verification and parsing (it is still compared in full, its `exp`/`nbf` are
+    /// still checked, and the denylist is still consulted, so revocation stays immediate).
+    /// Default 16,384 (about 6 MB at most); zero disables the cache.
+    pub fn access_token_cache_size(mut self, n: usize) -> Self {
+        self.values.access_token_cache_size = n;
         self
     }
 

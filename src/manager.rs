@@ -70,6 +70,7 @@ struct Inner<S, C> {
     /// token lifetime plus the verification leeway.
     deny_for: std::time::Duration,
     keys: ArcSwapOption<KeySet>,
+    verified: access::VerifiedCache,
     events: Hub,
 }
 
@@ -218,6 +219,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         };
         // One extra second covers the rounding of `iat` down to whole seconds.
         let deny_for = config.access_token_ttl() + config.access_token_leeway() + std::time::Duration::from_secs(1);
+        let verified = access::VerifiedCache::new(config.access_token_cache_size());
         Self {
             inner: Arc::new(Inner {
                 store,
@@ -228,6 +230,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 access,
                 deny_for,
                 keys: ArcSwapOption::empty(),
+                verified,
                 events: Hub::default(),
             }),
         }
@@ -239,6 +242,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// invalidating tokens in flight, pass [`KeySet::rotated`].
     pub fn set_keys(&self, keys: KeySet) {
         self.inner.keys.store(Some(Arc::new(keys)));
+        self.inner.verified.clear();
     }
 
     /// The current key set, if any.
@@ -722,7 +726,14 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         let keys = self.inner.keys.load();
         let keys = keys.as_deref().ok_or(Error::NoSigningKeys)?;
         let now = self.inner.clock.now();
-        let claims = access::verify(keys, &self.inner.access, token, now)?;
+        let claims = match self.inner.verified.get(token, &self.inner.access, now) {
+            Some(hit) => hit?,
+            None => {
+                let (claims, nbf) = access::verify(keys, &self.inner.access, token, now)?;
+                self.inner.verified.insert(token, &claims, nbf, now);
+                claims
+            }
+        };
         match self.inner.store.access_denied(&claims.session_id, now).await? {
             Some(reason) => Err(Error::Revoked { reason }),
             None => Ok(claims),

@@ -11,6 +11,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,9 +26,6 @@ use crate::token::keys::{Algorithm, KeySet};
 /// Longest access token accepted for verification, in bytes. Anything longer is refused
 /// before it is decoded.
 pub const MAX_ACCESS_TOKEN_LEN: usize = 4096;
-
-/// Decoded header and payload are read into stack buffers of this size.
-const MAX_DECODED_PART: usize = MAX_ACCESS_TOKEN_LEN * 3 / 4 + 3;
 
 /// Why an access token was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -107,8 +105,8 @@ pub struct AccessClaims {
     pub user: UserId,
     /// `sid`: the session the token belongs to.
     pub session_id: SessionId,
-    /// `jti`: the token's unique id.
-    pub token_id: String,
+    /// `jti`: the token's unique id (empty if the token has none).
+    pub token_id: Arc<str>,
     /// `iat`, seconds since the Unix epoch.
     pub issued_at: i64,
     /// `exp`, seconds since the Unix epoch.
@@ -237,19 +235,36 @@ pub(crate) fn issue(
     let signature = key.sign(encoded.as_bytes()).unwrap_or_default();
     encoded.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut encoded);
-    let claims =
-        AccessClaims { user: user.clone(), session_id: *session_id, token_id: jti, issued_at: iat, expires_at: exp };
+    let claims = AccessClaims {
+        user: user.clone(),
+        session_id: *session_id,
+        token_id: jti.into(),
+        issued_at: iat,
+        expires_at: exp,
+    };
     (AccessToken { encoded }, claims)
 }
 
+/// Decodes a base64url part into `small` when it fits, else into `large`.
+fn decode_part<'b>(b64: &str, small: &'b mut [u8; 512], large: &'b mut Vec<u8>) -> Result<&'b [u8], AccessTokenError> {
+    if b64.len() / 4 * 3 + 3 <= small.len() {
+        let n = URL_SAFE_NO_PAD.decode_slice(b64, &mut small[..]).map_err(|_| AccessTokenError::Malformed)?;
+        Ok(&small[..n])
+    } else {
+        URL_SAFE_NO_PAD.decode_vec(b64, large).map_err(|_| AccessTokenError::Malformed)?;
+        Ok(large.as_slice())
+    }
+}
+
 /// Verifies a presented access token's structure, key, algorithm, signature and claims (not
-/// the denylist: that is the manager's, as it needs the store).
+/// the denylist: that is the manager's, as it needs the store). Answers the claims and the
+/// `nbf` claim, if any.
 pub(crate) fn verify(
     keys: &KeySet,
     policy: &AccessPolicy,
     token: &str,
     now: Timestamp,
-) -> Result<AccessClaims, AccessTokenError> {
+) -> Result<(AccessClaims, Option<i64>), AccessTokenError> {
     if token.len() > MAX_ACCESS_TOKEN_LEN {
         return Err(AccessTokenError::Malformed);
     }
@@ -259,24 +274,33 @@ pub(crate) fn verify(
     else {
         return Err(AccessTokenError::Malformed);
     };
-    let mut buf = [0u8; MAX_DECODED_PART];
-    let n = URL_SAFE_NO_PAD.decode_slice(header_b64, &mut buf).map_err(|_| AccessTokenError::Malformed)?;
-    let header: HeaderIn<'_> = serde_json::from_slice(&buf[..n]).map_err(|_| AccessTokenError::Malformed)?;
-    let alg = match &*header.alg {
-        "HS256" => Algorithm::Hs256,
-        "EdDSA" => Algorithm::EdDsa,
-        _ => return Err(AccessTokenError::UnsupportedAlgorithm),
+    let mut small = [0u8; 512];
+    let mut large = Vec::new();
+    // Tokens this key set issued carry exactly a key's own header: recognise it without
+    // decoding. Any other header is decoded and checked field by field.
+    let key = match keys.by_encoded_header(header_b64) {
+        Some(key) => key,
+        None => {
+            let decoded = decode_part(header_b64, &mut small, &mut large)?;
+            let header: HeaderIn<'_> = serde_json::from_slice(decoded).map_err(|_| AccessTokenError::Malformed)?;
+            let alg = match &*header.alg {
+                "HS256" => Algorithm::Hs256,
+                "EdDSA" => Algorithm::EdDsa,
+                _ => return Err(AccessTokenError::UnsupportedAlgorithm),
+            };
+            if header.crit.is_some() {
+                return Err(AccessTokenError::UnsupportedAlgorithm);
+            }
+            let key = header.kid.as_deref().and_then(|kid| keys.get(kid)).ok_or(AccessTokenError::UnknownKey)?;
+            if key.algorithm() != alg {
+                return Err(AccessTokenError::AlgorithmMismatch);
+            }
+            if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+                return Err(AccessTokenError::InvalidClaims);
+            }
+            key
+        }
     };
-    if header.crit.is_some() {
-        return Err(AccessTokenError::UnsupportedAlgorithm);
-    }
-    let key = header.kid.as_deref().and_then(|kid| keys.get(kid)).ok_or(AccessTokenError::UnknownKey)?;
-    if key.algorithm() != alg {
-        return Err(AccessTokenError::AlgorithmMismatch);
-    }
-    if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
-        return Err(AccessTokenError::InvalidClaims);
-    }
     let mut signature = [0u8; 66];
     let sig_len =
         URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature).map_err(|_| AccessTokenError::BadSignature)?;
@@ -285,16 +309,8 @@ pub(crate) fn verify(
         return Err(AccessTokenError::BadSignature);
     }
     // Only now, with the signature verified, is the payload read.
-    let mut payload = [0u8; MAX_DECODED_PART];
-    let n = URL_SAFE_NO_PAD.decode_slice(payload_b64, &mut payload).map_err(|_| AccessTokenError::Malformed)?;
-    let claims: ClaimsIn<'_> = serde_json::from_slice(&payload[..n]).map_err(|_| AccessTokenError::InvalidClaims)?;
-    let now = unix_secs(now);
-    if now >= claims.exp.saturating_add(policy.leeway_secs) {
-        return Err(AccessTokenError::Expired);
-    }
-    if claims.nbf.is_some_and(|nbf| nbf > now.saturating_add(policy.leeway_secs)) {
-        return Err(AccessTokenError::NotYetValid);
-    }
+    let payload = decode_part(payload_b64, &mut small, &mut large)?;
+    let claims: ClaimsIn<'_> = serde_json::from_slice(payload).map_err(|_| AccessTokenError::InvalidClaims)?;
     if let Some(issuer) = &policy.issuer
         && claims.iss.as_deref() != Some(issuer.as_str())
     {
@@ -306,12 +322,197 @@ pub(crate) fn verify(
         return Err(AccessTokenError::WrongAudience);
     }
     let session_id = claims.sid.parse::<SessionId>().map_err(|_| AccessTokenError::InvalidClaims)?;
-    let user = UserId::new(claims.sub.into_owned()).map_err(|_| AccessTokenError::InvalidClaims)?;
-    Ok(AccessClaims {
+    let user = UserId::new(&*claims.sub).map_err(|_| AccessTokenError::InvalidClaims)?;
+    let verified = AccessClaims {
         user,
         session_id,
-        token_id: claims.jti.map(Cow::into_owned).unwrap_or_default(),
+        token_id: claims.jti.as_deref().map_or_else(|| Arc::from(""), Arc::from),
         issued_at: claims.iat.unwrap_or(0),
         expires_at: claims.exp,
-    })
+    };
+    check_times(&verified, claims.nbf, policy, now)?;
+    Ok((verified, claims.nbf))
+}
+
+/// Checks `exp` and `nbf` at `now`, with the policy's leeway.
+pub(crate) fn check_times(
+    claims: &AccessClaims,
+    nbf: Option<i64>,
+    policy: &AccessPolicy,
+    now: Timestamp,
+) -> Result<(), AccessTokenError> {
+    let now = unix_secs(now);
+    if now >= claims.expires_at.saturating_add(policy.leeway_secs) {
+        return Err(AccessTokenError::Expired);
+    }
+    if nbf.is_some_and(|nbf| nbf > now.saturating_add(policy.leeway_secs)) {
+        return Err(AccessTokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// A bounded cache of verified access tokens, so that a token presented again (an API client
+/// reuses its access token for every request until it expires) skips decoding, signature and
+/// parsing. Only tokens that passed full verification are cached; a hit compares the whole
+/// token in constant time, re-checks `exp`/`nbf` against the current time, and the caller still
+/// checks the denylist, so revocation stays immediate. Replacing the key set empties it.
+pub(crate) struct VerifiedCache {
+    shards: Box<[parking_lot::RwLock<std::collections::HashMap<u64, Cached, PassThrough>>]>,
+    per_shard: usize,
+}
+
+struct Cached {
+    token: Box<str>,
+    claims: AccessClaims,
+    nbf: Option<i64>,
+}
+
+/// The cache keys are already mixed; hash them no further.
+#[derive(Default, Clone, Copy)]
+struct PassThrough;
+
+impl std::hash::BuildHasher for PassThrough {
+    type Hasher = PassThroughHasher;
+
+    fn build_hasher(&self) -> PassThroughHasher {
+        PassThroughHasher(0)
+    }
+}
+
+struct PassThroughHasher(u64);
+
+impl std::hash::Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+const CACHE_SHARDS: usize = 16;
+
+impl VerifiedCache {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let per_shard = capacity.div_ceil(CACHE_SHARDS);
+        let shards = (0..if capacity == 0 { 0 } else { CACHE_SHARDS })
+            .map(|_| parking_lot::RwLock::new(std::collections::HashMap::with_hasher(PassThrough)))
+            .collect();
+        Self { shards, per_shard }
+    }
+
+    /// A key from the token's signature part, which is high-entropy for genuine tokens. A
+    /// crafted collision only costs the crafter a cache miss: a hit compares the whole token.
+    fn key(token: &str) -> u64 {
+        let tail = &token.as_bytes()[token.len().saturating_sub(32)..];
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for chunk in tail.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3).rotate_left(29);
+        }
+        h
+    }
+
+    fn shard(&self, key: u64) -> Option<&parking_lot::RwLock<std::collections::HashMap<u64, Cached, PassThrough>>> {
+        // Truncation intended: the top bits choose the shard.
+        self.shards.get((key >> 60) as usize % CACHE_SHARDS.max(1))
+    }
+
+    /// The verified claims of `token`, if it is cached and still within its times.
+    pub(crate) fn get(
+        &self,
+        token: &str,
+        policy: &AccessPolicy,
+        now: Timestamp,
+    ) -> Option<Result<AccessClaims, AccessTokenError>> {
+        let key = Self::key(token);
+        let shard = self.shard(key)?.read();
+        let cached = shard.get(&key)?;
+        if !crate::token::ct_eq(cached.token.as_bytes(), token.as_bytes()) {
+            return None;
+        }
+        Some(check_times(&cached.claims, cached.nbf, policy, now).map(|()| cached.claims.clone()))
+    }
+
+    /// Remembers a token that passed full verification.
+    pub(crate) fn insert(&self, token: &str, claims: &AccessClaims, nbf: Option<i64>, now: Timestamp) {
+        let key = Self::key(token);
+        let Some(shard) = self.shard(key) else { return };
+        let mut shard = shard.write();
+        if shard.len() >= self.per_shard {
+            let now = unix_secs(now);
+            shard.retain(|_, c| c.claims.expires_at > now);
+            if shard.len() >= self.per_shard
+                && let Some(&victim) = shard.keys().next()
+            {
+                shard.remove(&victim);
+            }
+        }
+        shard.insert(key, Cached { token: token.into(), claims: claims.clone(), nbf });
+    }
+
+    /// Forgets everything (the key set changed).
+    pub(crate) fn clear(&self) {
+        for shard in self.shards.iter() {
+            shard.write().clear();
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.read().len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> AccessPolicy {
+        AccessPolicy { ttl_secs: 900, leeway_secs: 0, issuer: None, audience: None }
+    }
+
+    fn claims(exp: i64) -> AccessClaims {
+        AccessClaims {
+            user: UserId::new("alice").unwrap(),
+            session_id: SessionId::from_bytes([1; 16]),
+            token_id: Arc::from("j"),
+            issued_at: 0,
+            expires_at: exp,
+        }
+    }
+
+    const NOW: Timestamp = Timestamp::from_unix_nanos(1_000 * 1_000_000_000);
+
+    #[test]
+    fn a_hit_needs_the_whole_token_and_rechecks_expiry() {
+        let cache = VerifiedCache::new(64);
+        cache.insert("header.payload.signature-one", &claims(2_000), None, NOW);
+        assert!(matches!(cache.get("header.payload.signature-one", &policy(), NOW), Some(Ok(_))));
+        assert!(cache.get("header.PAYLOAD.signature-one", &policy(), NOW).is_none(), "same key, other token");
+        let later = Timestamp::from_unix_nanos(2_000 * 1_000_000_000);
+        assert_eq!(cache.get("header.payload.signature-one", &policy(), later), Some(Err(AccessTokenError::Expired)));
+        cache.clear();
+        assert!(cache.get("header.payload.signature-one", &policy(), NOW).is_none());
+    }
+
+    #[test]
+    fn the_cache_stays_bounded() {
+        let cache = VerifiedCache::new(32);
+        for i in 0..1_000 {
+            cache.insert(&format!("h.p.signature-{i:08}"), &claims(2_000), None, NOW);
+        }
+        assert!(cache.len() <= 32 + CACHE_SHARDS, "{}", cache.len());
+        let disabled = VerifiedCache::new(0);
+        disabled.insert("h.p.s", &claims(2_000), None, NOW);
+        assert!(disabled.get("h.p.s", &policy(), NOW).is_none());
+    }
 }

@@ -352,6 +352,12 @@ impl KeySet {
         self.keys.iter().find(|k| k.kid() == kid)
     }
 
+    /// The key whose own JWS header is exactly `encoded` (base64url), as on every token this
+    /// key set issued.
+    pub(crate) fn by_encoded_header(&self, encoded: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.encoded_header() == encoded)
+    }
+
     /// Every key, the active one first.
     pub fn keys(&self) -> impl Iterator<Item = &SigningKey> {
         self.keys.iter()

@@ -14,3 +14,45 @@ pub(crate) mod refresh;
 pub use access::{AccessClaims, AccessToken, AccessTokenError};
 pub(crate) use opaque::RawToken;
 pub use opaque::{MalformedToken, RefreshToken, SessionToken, TOKEN_LEN, TokenDigest};
+
+/// Compares two byte strings in time that depends only on their lengths, a machine word at a
+/// time: no branch depends on the contents, and the final test goes through `subtle`.
+#[inline]
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u64;
+    let (a_words, a_tail) = a.split_at(a.len() - a.len() % 8);
+    let (b_words, b_tail) = b.split_at(a_words.len());
+    for (x, y) in a_words.chunks_exact(8).zip(b_words.chunks_exact(8)) {
+        let mut wx = [0u8; 8];
+        let mut wy = [0u8; 8];
+        wx.copy_from_slice(x);
+        wy.copy_from_slice(y);
+        diff |= u64::from_le_bytes(wx) ^ u64::from_le_bytes(wy);
+    }
+    for (x, y) in a_tail.iter().zip(b_tail) {
+        diff |= u64::from(x ^ y);
+    }
+    diff.ct_eq(&0).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ct_eq;
+
+    #[test]
+    fn ct_eq_compares_every_byte() {
+        let a: Vec<u8> = (0..=255).collect();
+        assert!(ct_eq(&a, &a.clone()));
+        for i in 0..a.len() {
+            let mut b = a.clone();
+            b[i] ^= 0x80;
+            assert!(!ct_eq(&a, &b), "difference at {i}");
+        }
+        assert!(!ct_eq(&a, &a[..255]));
+        assert!(ct_eq(b"", b""));
+    }
+}

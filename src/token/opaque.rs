@@ -6,7 +6,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::TryRng as _;
 use ring::digest::{SHA256, digest};
-use subtle::ConstantTimeEq as _;
 use zeroize::Zeroize as _;
 
 use crate::error::RandomError;
@@ -74,7 +73,7 @@ macro_rules! opaque_token {
         impl PartialEq for $name {
             /// Constant-time comparison.
             fn eq(&self, other: &Self) -> bool {
-                self.encoded.as_bytes().ct_eq(other.encoded.as_bytes()).into()
+                super::ct_eq(self.encoded.as_bytes(), other.encoded.as_bytes())
             }
         }
 
@@ -240,7 +239,7 @@ impl PartialEq for TokenDigest {
     /// Constant-time comparison.
     #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        super::ct_eq(&self.0, &other.0)
     }
 }
 

@@ -24,8 +24,10 @@ fn key_for(presented: &RawToken) -> Option<LessSafeKey> {
 
 /// Seals `successor` so that only the holder of `presented` can open it.
 pub(crate) fn seal(presented: &RawToken, successor: &RefreshToken) -> Result<Vec<u8>, RandomError> {
+    // A nonce must be unique, not secret: the thread-local generator (ChaCha12, seeded and
+    // reseeded from the OS) saves a system call per refresh.
     let mut nonce = [0u8; NONCE_LEN];
-    rand::TryRng::try_fill_bytes(&mut rand::rngs::SysRng, &mut nonce).map_err(|e| RandomError(Some(e)))?;
+    rand::Rng::fill_bytes(&mut rand::rng(), &mut nonce);
     let key = key_for(presented).ok_or(RandomError(None))?;
     let mut sealed = Vec::with_capacity(NONCE_LEN + successor.expose_secret().len() + 16);
     sealed.extend_from_slice(&nonce);
