@@ -740,6 +740,26 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         }
     }
 
+    /// Verifies an access token as [`verify_access`](Self::verify_access) does, then loads its
+    /// session (without counting or renewing it), for handlers that need the session itself.
+    ///
+    /// # Errors
+    /// As `verify_access`; [`Error::Expired`] if the session has expired since the token was
+    /// issued, [`Error::UnknownSession`] if it is gone (swept), [`Error::AccessToken`] with
+    /// `InvalidClaims` if the token's `sub` is not the session's user.
+    pub async fn authenticate_access(&self, token: &str) -> Result<(AccessClaims, Session), Error> {
+        let claims = self.verify_access(token).await?;
+        let now = self.inner.clock.now();
+        let record = self.inner.store.get_by_id(&claims.session_id).await?.ok_or(Error::UnknownSession)?;
+        if record.user != claims.user {
+            return Err(Error::AccessToken(crate::token::AccessTokenError::InvalidClaims));
+        }
+        if let Err(reason) = expiry::check(now, record.idle_deadline, record.absolute_deadline) {
+            return Err(Error::Expired { reason });
+        }
+        Ok((claims, Session::from(record)))
+    }
+
     fn pair(
         &self,
         keys: &KeySet,

@@ -355,3 +355,19 @@ mod interop {
         parts.join(".")
     }
 }
+
+#[tokio::test]
+async fn authenticate_access_returns_the_session_or_why_it_is_gone() {
+    // Access tokens outliving the idle timeout, so that the session can expire under a valid token.
+    let (m, clock, access, _) = setup(config().access_token_ttl(2 * 60 * MINUTE)).await;
+    let (claims, session) = m.authenticate_access(&access).await.unwrap();
+    assert_eq!(session.id(), claims.session_id);
+    assert_eq!(session.request_count(), 0, "reading the session does not count a request");
+    clock.advance(30 * MINUTE);
+    assert!(matches!(
+        m.authenticate_access(&access).await,
+        Err(Error::Expired { reason: sessionkit::ExpiryReason::Idle })
+    ));
+    m.sweep_expired().await.unwrap();
+    assert!(matches!(m.authenticate_access(&access).await, Err(Error::UnknownSession)), "swept");
+}
