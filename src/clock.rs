@@ -1,7 +1,7 @@
 //! Time, injected.
 //!
 //! Every deadline in sessionkit is computed from a [`Clock`], never from the system time directly,
-//! so applications and tests can replace it. [`SystemClock`] is the default; [`MockClock`]
+//! so applications and tests can replace it. [`SystemClock`] is the default; `MockClock`
 //! (feature `test-util`) is set and advanced by hand, so timeouts are tested without sleeping.
 //!
 //! Internally, instants are [`Timestamp`]s: UTC nanoseconds since the Unix epoch in an `i64`

@@ -456,7 +456,7 @@ impl SessionConfigBuilder {
     }
 
     /// How often the background sweeper
-    /// ([`SessionManager::spawn_sweeper`](crate::SessionManager::spawn_sweeper)) removes
+    /// (`SessionManager::spawn_sweeper`, feature `tokio`) removes
     /// expired sessions. Default 15 minutes; 1 second to 1 day. Expired sessions are refused
     /// on validation whatever this is; it only bounds how long they occupy memory.
     pub fn sweep_interval(mut self, d: Duration) -> Self {

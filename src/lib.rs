@@ -72,7 +72,7 @@
 //! # Features
 //!
 //! * `memory` (default): [`MemoryStore`].
-//! * `test-util`: [`clock::MockClock`] and the store conformance suite.
+//! * `test-util`: `clock::MockClock` and the store conformance suite.
 //!
 //! # Minimum supported Rust version
 //!

@@ -53,7 +53,7 @@ impl std::future::Future for YieldNow {
 /// Cheap to clone (one reference count) and `Send + Sync`: build it once at startup and hand
 /// clones to every request handler. Do not wrap it in `Arc<Mutex<_>>`.
 ///
-/// `C` is the [`Clock`]; tests inject a [`MockClock`](crate::clock::MockClock) (feature
+/// `C` is the [`Clock`]; tests inject a `clock::MockClock` (feature
 /// `test-util`) through [`with_clock`](Self::with_clock) to move time without sleeping.
 pub struct SessionManager<S, C = SystemClock> {
     inner: Arc<Inner<S, C>>,
@@ -481,7 +481,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     ///
     /// # Errors
     /// [`Error::MalformedToken`], [`Error::UnknownSession`], [`Error::Expired`] (with
-    /// [`ExpiryReason`](crate::ExpiryReason)), [`Error::Revoked`] (with
+    /// [`ExpiryReason`]), [`Error::Revoked`] (with
     /// [`RevocationReason`]), or [`Error::Store`].
     #[inline]
     pub async fn validate(&self, token: &str) -> Result<Session, Error> {

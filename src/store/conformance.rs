@@ -49,7 +49,7 @@ pub const POLICY: TouchPolicy = TouchPolicy {
 /// How long the checks denylist revoked sessions' access tokens.
 const DENY_FOR: Duration = Duration::from_secs(15 * 60);
 
-/// A revocation at `now` that denylists access tokens for [`DENY_FOR`].
+/// A revocation at `now` that denylists access tokens for 15 minutes.
 pub fn revocation(reason: RevocationReason, now: Timestamp) -> Revocation {
     Revocation { reason, at: now, deny_access_until: Some(now.saturating_add(DENY_FOR)) }
 }
