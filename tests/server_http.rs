@@ -1,6 +1,8 @@
 //! Integration test of the example HTTP server (`examples/server`): its router is booted
 //! in-process on a loopback port, over a store that the test can switch off and a
-//! [`MockClock`], and every endpoint of the contract is driven over HTTP with reqwest.
+//! [`MockClock`], and every endpoint of the contract is driven over HTTP with reqwest. The
+//! binary's startup and shutdown (`app::Running`: snapshot restore and save, the sweeper) run
+//! here too, over a [`MemoryStore`]. The access log is checked in `tests/server_logs.rs`.
 //!
 //! Only 127.0.0.1 is contacted (the client ignores proxy settings).
 
@@ -26,7 +28,8 @@ use sessionkit::store::{
 };
 use sessionkit::token::TokenDigest;
 use sessionkit::{
-    DataPatch, LimitPolicy, MemoryStore, RevocationReason, SessionId, SessionStore, StoreError, Timestamp, UserId,
+    DataPatch, Error, LimitPolicy, MemoryStore, RevocationReason, SessionId, SessionManager, SessionStore, StoreError,
+    Timestamp, UserId,
 };
 
 // -------------------------------------------------------------------------------------------
@@ -172,13 +175,15 @@ fn options() -> app::Options {
     }
 }
 
-struct Server {
+/// The router of the example served on a loopback port, over the store `S`.
+struct Server<S = SwitchableStore> {
     base: String,
     clock: MockClock,
     http: reqwest::Client,
-    store_down: Arc<AtomicBool>,
-    state: app::AppState<SwitchableStore, MockClock>,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    state: app::AppState<S, MockClock>,
+    /// Stops the HTTP server (gracefully) when sent to or dropped.
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    served: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 /// One HTTP answer: status, headers, and the body as JSON (`Null` when empty).
@@ -218,22 +223,47 @@ struct Login {
     answer: Answer,
 }
 
+/// Serves the options over a [`SwitchableStore`].
 async fn start(options: app::Options) -> Server {
     let clock = MockClock::new();
-    let store = SwitchableStore::default();
-    let store_down = Arc::clone(&store.down);
-    let state = app::AppState::from_options(&options, store, clock.clone()).expect("valid options");
+    let state =
+        app::AppState::from_options(&options, SwitchableStore::default(), clock.clone()).expect("valid options");
+    serve(state, clock).await
+}
+
+/// Serves `state` on a free loopback port.
+async fn serve<S: SessionStore>(state: app::AppState<S, MockClock>, clock: MockClock) -> Server<S> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app::serve(listener, app::router(state.clone()), async move {
+    let served = tokio::spawn(app::serve(listener, app::router(state.clone()), async move {
         let _ = stop.await;
     }));
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    Server { base: format!("http://{addr}"), clock, http, store_down, state, _shutdown: shutdown }
+    Server { base: format!("http://{addr}"), clock, http, state, shutdown: Some(shutdown), served: Some(served) }
 }
 
 impl Server {
+    fn set_store_down(&self, down: bool) {
+        self.state.manager.store().down.store(down, Ordering::SeqCst);
+    }
+}
+
+impl<S> Server<S> {
+    /// Shuts the HTTP server down and waits until it has drained, as on Ctrl-C.
+    async fn drain(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(served) = self.served.take() {
+            tokio::time::timeout(Duration::from_secs(10), served)
+                .await
+                .expect("the server drains within 10 s")
+                .unwrap()
+                .unwrap();
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -436,7 +466,7 @@ async fn idle_sessions_expire_and_used_ones_slide() {
     assert_eq!(server.session(&used.token).await.status, 200);
 
     // Expired sessions can be swept; the swept token then reads as unknown.
-    assert_eq!(server.state.sweep_expired().await.unwrap(), 1);
+    assert_eq!(server.state.manager.sweep_expired().await.unwrap(), 1);
     server.session(&idle.token).await.assert_error(401, "invalid_session");
 }
 
@@ -761,14 +791,14 @@ async fn store_failures_answer_503() {
     let server = start(options()).await;
     let login = server.login("alice", "wonderland").await;
 
-    server.store_down.store(true, Ordering::SeqCst);
+    server.set_store_down(true);
     server.session(&login.token).await.assert_error(503, "store_unavailable");
     server.get("/api/v1/auth/sessions", &login.token).await.assert_error(503, "store_unavailable");
     let answer = server.login_with(json!({ "username": "bob", "password": "builder" }), "t").await;
     answer.assert_error(503, "store_unavailable");
     assert!(answer.headers.get(SET_COOKIE).is_none());
 
-    server.store_down.store(false, Ordering::SeqCst);
+    server.set_store_down(false);
     assert_eq!(server.session(&login.token).await.status, 200);
 }
 
@@ -955,7 +985,7 @@ async fn invalid_and_expired_refresh_tokens_are_refused() {
     server.session(&idle.access).await.assert_rejected("session_expired", "idle");
 
     // Once swept, the session is unknown.
-    assert!(server.state.sweep_expired().await.unwrap() >= 1);
+    assert!(server.state.manager.sweep_expired().await.unwrap() >= 1);
     server.refresh_token(&idle.refresh).await.assert_error(401, "invalid_refresh_token");
     server.session(&idle.access).await.assert_error(401, "invalid_session");
 
@@ -1381,4 +1411,281 @@ async fn demo_users_without_user_flags() {
     assert!(!explicit.state.users.is_admin(&UserId::new("bob").unwrap()));
     let answer = explicit.login_with(json!({ "username": "carol", "password": "wonderland" }), "t").await;
     answer.assert_error(401, "invalid_credentials");
+}
+
+// -------------------------------------------------------------------------------------------
+// Operations: statistics, export, sweeper, snapshots
+// -------------------------------------------------------------------------------------------
+
+const STATS: &str = "/api/v1/admin/sessions/stats";
+const EXPORT: &str = "/api/v1/admin/sessions/export";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_stats_count_the_live_sessions() {
+    let server = start(options()).await;
+    let alice = server.login_as("alice", "wonderland", "Browser/1").await;
+    let bob1 = server.login_as("bob", "builder", "Browser/1").await;
+    let _bob2 = server.login_as("bob", "builder", "Phone/2").await;
+    let carol = server.login("carol", "pass:with:colons").await;
+    assert_eq!(server.post("/api/v1/auth/logout", &carol.token, None).await.status, 204);
+
+    // Admins only.
+    server.send(server.http.get(server.url(STATS))).await.assert_error(401, "invalid_session");
+    server.get(STATS, &bob1.token).await.assert_error(403, "forbidden");
+    server.get(STATS, &bob1.access).await.assert_error(403, "forbidden");
+
+    let answer = server.get(STATS, &alice.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.headers.get(CACHE_CONTROL).unwrap(), "no-store");
+    let stats = &answer.body;
+    assert_eq!(stats["active_sessions"], 3, "carol logged out: {stats}");
+    assert_eq!(stats["users"], 2, "{stats}");
+    let hours = stats["created_last_24h"].as_array().unwrap();
+    assert_eq!(hours.len(), 24, "{stats}");
+    assert_eq!(hours[23], 3, "created in the current hour: {stats}");
+    assert_eq!(hours.iter().map(|h| h.as_u64().unwrap()).sum::<u64>(), 3, "{stats}");
+    assert_eq!(stats["top_ips"], json!([{ "ip": "127.0.0.1", "sessions": 3 }]), "{stats}");
+    assert_eq!(stats["sessions_per_user"][0], json!({ "user": "bob", "sessions": 2 }), "{stats}");
+    assert_eq!(stats["top_user_agents"][0], json!({ "user_agent": "Browser/1", "sessions": 2 }), "{stats}");
+    assert_eq!(stats["generated_at"], "2024-01-01T00:00:00Z", "{stats}");
+    assert!(stats["counters"].is_object(), "{stats}");
+
+    // Expired sessions are not counted, swept or not: bob's two idle out, alice's was used.
+    server.clock.advance(5 * MINUTE);
+    assert_eq!(server.session(&alice.token).await.status, 200);
+    server.clock.advance(6 * MINUTE);
+    let answer = server.get(STATS, &alice.access).await;
+    assert_eq!(answer.status, 200, "an admin's access token works too: {}", answer.body);
+    assert_eq!(answer.body["active_sessions"], 1, "{}", answer.body);
+    assert_eq!(answer.body["users"], 1, "{}", answer.body);
+    assert_eq!(answer.body["top_ips"], json!([{ "ip": "127.0.0.1", "sessions": 1 }]), "{}", answer.body);
+
+    // `stats` and `export` do not shadow the revocation route, nor the other way round.
+    let answer = server.delete(STATS, &alice.token).await;
+    answer.assert_error(405, "method_not_allowed");
+    let by_id = format!("/api/v1/admin/sessions/{}", bob1.session_id);
+    server.get(&by_id, &alice.token).await.assert_error(405, "method_not_allowed");
+    server.delete(EXPORT, &alice.token).await.assert_error(405, "method_not_allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_export_is_json_lines_without_a_token() {
+    let server = start(options()).await;
+    let alice = server.login("alice", "wonderland").await;
+    let bob = server.login("bob", "builder").await;
+    let refreshed = server.refresh_token(&bob.refresh).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let carol = server.login("carol", "pass:with:colons").await;
+    assert_eq!(server.post("/api/v1/auth/logout", &carol.token, None).await.status, 204);
+
+    server.send(server.http.get(server.url(EXPORT))).await.assert_error(401, "invalid_session");
+    server.get(EXPORT, &bob.token).await.assert_error(403, "forbidden");
+
+    let response = server.http.get(server.url(EXPORT)).bearer_auth(&alice.token).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers().get("content-type").unwrap(), "application/x-ndjson");
+    assert_eq!(response.headers().get(CACHE_CONTROL).unwrap(), "no-store");
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with('\n'), "{text}");
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
+    assert!(lines.len() >= 2, "{text}");
+    assert_eq!(lines[0]["format"], "sessionkit", "{text}");
+    assert_eq!(lines[0]["version"], 1, "{text}");
+    assert_eq!(lines[0]["exported_at"], "2024-01-01T00:00:00Z", "{text}");
+    let items = &lines[1..lines.len() - 1];
+    assert_eq!(lines[lines.len() - 1], json!({ "type": "end", "items": items.len() }), "{text}");
+    let of_type = |t: &str| items.iter().filter(|i| i["type"] == t).count();
+    assert_eq!(of_type("session"), 2, "alice and bob: {text}");
+    assert!(of_type("revoked") >= 1 && of_type("denied") >= 1, "carol's logout is remembered: {text}");
+
+    let secrets = [&alice, &bob, &carol]
+        .iter()
+        .flat_map(|l| [l.token.clone(), l.access.clone(), l.refresh.clone()])
+        .chain(["access_token", "refresh_token"].map(|f| refreshed.body[f].as_str().unwrap().to_owned()))
+        .collect::<Vec<_>>();
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "the export contains a token");
+    }
+
+    // The export is complete: imported elsewhere, the tokens keep working, and carol's stays
+    // revoked.
+    let config = app::session_config(&options()).unwrap();
+    let restored = SessionManager::with_clock(MemoryStore::new(), config, server.clock.clone());
+    assert_eq!(restored.import(text.as_bytes()).await.unwrap(), items.len());
+    assert_eq!(restored.validate(&alice.token).await.unwrap().id().to_string(), alice.session_id);
+    assert!(restored.validate(&bob.token).await.is_ok());
+    assert!(matches!(restored.validate(&carol.token).await, Err(Error::Revoked { reason: RevocationReason::Logout })));
+}
+
+#[test]
+fn operations_flags_parse() {
+    let cli =
+        Cli::try_parse_from(["server", "--sweep-interval", "30s", "--snapshot", "/var/lib/sessions.jsonl"]).unwrap();
+    assert_eq!(cli.options.sweep_interval, Some(Duration::from_secs(30)));
+    assert_eq!(cli.options.snapshot.as_deref(), Some(std::path::Path::new("/var/lib/sessions.jsonl")));
+    assert_eq!(app::session_config(&cli.options).unwrap().sweep_interval(), Duration::from_secs(30));
+
+    let cli = Cli::try_parse_from(["server"]).unwrap();
+    assert_eq!(cli.options.snapshot, None);
+    assert_eq!(app::session_config(&cli.options).unwrap().sweep_interval(), 15 * MINUTE, "the default");
+
+    assert!(Cli::try_parse_from(["server", "--sweep-interval", "often"]).is_err());
+    for out_of_range in ["0s", "2days"] {
+        let cli = Cli::try_parse_from(["server", "--sweep-interval", out_of_range]).unwrap();
+        let err = app::session_config(&cli.options).unwrap_err();
+        assert!(err.to_string().contains("sweep_interval"), "{err}");
+    }
+}
+
+/// A directory under the system temporary directory, with a name no other test (or run) uses,
+/// removed with its contents when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+        let path =
+            std::env::temp_dir().join(format!("sessionkit-server-test-{}-{nanos}-{n}-{name}", std::process::id()));
+        std::fs::create_dir(&path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The item count of a snapshot file, checked against its header and end lines.
+fn snapshot_items(path: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["format"], "sessionkit", "{text}");
+    let end = lines.last().unwrap();
+    assert_eq!(end["type"], "end", "{text}");
+    assert_eq!(end["items"].as_u64().unwrap(), lines.len() as u64 - 2, "{text}");
+    end["items"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_through_the_snapshot() {
+    let dir = TempDir::new("restart");
+    let path = dir.0.join("sessions.jsonl");
+    let secret = B64.encode([7u8; 32]);
+    let options =
+        || app::Options { snapshot: Some(path.clone()), jwt_secret: Some(secret.as_str().into()), ..options() };
+
+    // First run: no file yet, a first start. The file is written at once (a writable path).
+    let clock = MockClock::new();
+    let first = app::Running::start(&options(), clock.clone()).expect("a missing snapshot is a first start");
+    assert_eq!(first.loaded, 0);
+    assert_eq!(first.snapshot_path(), Some(path.as_path()));
+    assert_eq!(snapshot_items(&path), 0);
+    let mut server = serve(first.state.clone(), clock.clone()).await;
+    let kept = server.login("alice", "wonderland").await;
+    let revoked = server.login("bob", "builder").await;
+    assert_eq!(server.post("/api/v1/auth/logout", &revoked.token, None).await.status, 204);
+    assert_eq!(server.session(&kept.token).await.status, 200);
+    let old_base = server.base.clone();
+
+    // Ctrl-C: the HTTP server drains, then the sweeper stops and the store is saved.
+    server.drain().await;
+    assert!(server.http.get(format!("{old_base}/api/v1/auth/session")).send().await.is_err(), "still serving");
+    let saved = first.shut_down().await.unwrap().expect("a snapshot path was given");
+    assert!(saved >= 3, "alice's session and bob's revocation: {saved}");
+    assert_eq!(snapshot_items(&path), saved);
+    let text = std::fs::read_to_string(&path).unwrap();
+    for secret in [&kept.token, &kept.access, &kept.refresh, &revoked.token, &revoked.access, &revoked.refresh] {
+        assert!(!text.contains(secret.as_str()), "the snapshot contains a token");
+    }
+
+    // Second run, a minute later, from the same file.
+    clock.advance(MINUTE);
+    let second = app::Running::start(&options(), clock.clone()).expect("the snapshot loads");
+    assert_eq!(second.loaded as u64, saved);
+    let mut server = serve(second.state.clone(), clock.clone()).await;
+    let answer = server.session(&kept.token).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["session_id"], kept.session_id.as_str());
+    assert_eq!(answer.body["request_count"], 2, "one request before the restart, one after: {}", answer.body);
+    server.session(&revoked.token).await.assert_rejected("session_revoked", "logout");
+    // With the same --jwt-secret, access tokens survive too, and so does the denylist.
+    assert_eq!(server.session(&kept.access).await.status, 200);
+    server.session(&revoked.access).await.assert_rejected("session_revoked", "logout");
+    assert_eq!(server.refresh_token(&kept.refresh).await.status, 200, "the refresh token survived");
+    server.refresh_token(&revoked.refresh).await.assert_error(401, "invalid_refresh_token");
+
+    server.drain().await;
+    assert!(second.shut_down().await.unwrap().is_some());
+    assert!(snapshot_items(&path) >= saved);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_snapshot_stops_the_startup() {
+    let dir = TempDir::new("corrupt");
+    let header = br#"{"format":"sessionkit","version":1,"exported_at":"2024-01-01T00:00:00Z"}"#;
+    let truncated = [&header[..], b"\n"].concat();
+    let future_version = br#"{"format":"sessionkit","version":2,"exported_at":"2024-01-01T00:00:00Z"}
+{"type":"end","items":0}
+"#;
+    let bad_item = [&header[..], b"\n{\"type\":\"session\",\"id\":42}\n{\"type\":\"end\",\"items\":1}\n"].concat();
+    let cases: [(&str, &[u8]); 5] = [
+        ("garbage", b"this is not a snapshot\n"),
+        ("empty", b""),
+        ("truncated", &truncated),
+        ("future-version", future_version),
+        ("bad-item", &bad_item),
+    ];
+    let with_snapshot = |path: std::path::PathBuf| app::Options { snapshot: Some(path), ..options() };
+    for (name, contents) in cases {
+        let path = dir.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        let Err(err) = app::Running::start(&with_snapshot(path.clone()), MockClock::new()) else {
+            panic!("{name}: the server started over a corrupt snapshot");
+        };
+        let message = err.to_string();
+        assert!(message.contains("corrupt") && message.contains(&path.display().to_string()), "{name}: {message}");
+        assert_eq!(std::fs::read(&path).unwrap(), contents, "{name}: the file was changed");
+    }
+
+    // A directory, and a path whose directory does not exist: refused at startup too, not
+    // discovered when the sessions are to be saved.
+    assert!(app::Running::start(&with_snapshot(dir.0.clone()), MockClock::new()).is_err());
+    let unwritable = with_snapshot(dir.0.join("missing-dir").join("sessions.jsonl"));
+    let Err(err) = app::Running::start(&unwritable, MockClock::new()) else {
+        panic!("started with an unwritable snapshot path");
+    };
+    assert!(err.to_string().contains("not writable"), "{err}");
+
+    // The valid file next to them still loads.
+    let good = dir.0.join("good");
+    std::fs::write(&good, [&header[..], b"\n{\"type\":\"end\",\"items\":0}\n"].concat()).unwrap();
+    let running = app::Running::start(&with_snapshot(good), MockClock::new()).unwrap();
+    assert_eq!(running.loaded, 0);
+    assert!(running.shut_down().await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_runs_every_sweep_interval_until_shutdown() {
+    let clock = MockClock::new();
+    let options = app::Options { sweep_interval: Some(Duration::from_secs(1)), ..options() };
+    let running = app::Running::start(&options, clock.clone()).unwrap();
+    assert_eq!(running.snapshot_path(), None);
+    let server = serve(running.state.clone(), clock.clone()).await;
+    server.login("alice", "wonderland").await;
+    server.login("bob", "builder").await;
+    let store = running.state.manager.store();
+    assert_eq!(store.count().await.unwrap(), 2);
+
+    // Past the absolute deadline: the next sweep (within a second of real time) removes both.
+    clock.advance(2 * 60 * MINUTE);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.count().await.unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the sweeper did not run");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(running.shut_down().await.unwrap(), None, "no --snapshot, nothing saved");
 }

@@ -6,21 +6,26 @@
 //! in-process with a [`MockClock`](sessionkit::clock::MockClock).
 //!
 //! The state is generic over the store `S` and the clock `C`, exactly like
-//! [`SessionManager<S, C>`]: the binary uses [`sessionkit::MemoryStore`] and the system clock.
+//! [`SessionManager<S, C>`]: the binary uses [`MemoryStore`] and the system clock, through
+//! [`Running`], which also restores and saves the `--snapshot` file and runs the background
+//! sweeper.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
-use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE};
+use axum::http::header::{
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE,
+};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router, middleware};
@@ -29,12 +34,15 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use sessionkit::export::ExportError;
+use sessionkit::store::memory::SnapshotError;
+use sessionkit::sweeper::SweeperHandle;
 use sessionkit::time::OffsetDateTime;
 use sessionkit::time::format_description::well_known::Rfc3339;
 use sessionkit::token::keys::{KeyError, MIN_HS256_SECRET_LEN};
 use sessionkit::{
-    AccessClaims, AccessTokenError, Clock, Error, KeySet, LimitPolicy, NewSession, Session, SessionConfig,
-    SessionConfigBuilder, SessionId, SessionManager, SessionStore, SigningKey, TokenPair, UserId,
+    AccessClaims, AccessTokenError, Clock, Error, KeySet, LimitPolicy, MemoryStore, NewSession, Session, SessionConfig,
+    SessionConfigBuilder, SessionId, SessionManager, SessionStats, SessionStore, SigningKey, TokenPair, UserId,
 };
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize as _;
@@ -119,6 +127,18 @@ pub(crate) struct Options {
     /// Leave the `Secure` attribute off the session cookie (for plain-HTTP development only).
     #[arg(long)]
     pub(crate) insecure_cookies: bool,
+
+    /// How often the background sweeper removes expired sessions from the store, e.g. "5m"
+    /// (default 15m, at least 1s, at most a day). Expired sessions are refused whether or not
+    /// they have been swept; sweeping only frees their memory.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) sweep_interval: Option<Duration>,
+
+    /// Keep sessions across restarts: load them from FILE at startup (a missing file is a first
+    /// start; a corrupt one stops the server from starting) and save them to it on shutdown.
+    /// The file holds token digests, never tokens, but also user names, IPs and user agents.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) snapshot: Option<PathBuf>,
 }
 
 /// The value of `--jwt-secret`, still encoded. `Debug` never shows it, and it is decoded (and
@@ -229,6 +249,9 @@ pub(crate) fn session_config(options: &Options) -> Result<SessionConfig, Startup
     }
     if let Some(audience) = &options.jwt_audience {
         builder = builder.jwt_audience(Some(audience.clone()));
+    }
+    if let Some(d) = options.sweep_interval {
+        builder = builder.sweep_interval(d);
     }
     builder.build().map_err(|e| StartupError(format!("invalid session configuration: {e}")))
 }
@@ -398,13 +421,6 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
         Ok(Self { manager, users: Arc::new(users), secure_cookies: !options.insecure_cookies })
     }
 
-    /// Removes every expired session from the store (and forgets revocations and denylist
-    /// entries past their deadline). Answers how many sessions were removed. `main.rs` calls it
-    /// periodically.
-    pub(crate) async fn sweep_expired(&self) -> Result<usize, Error> {
-        self.manager.sweep_expired().await
-    }
-
     /// A `Set-Cookie` value carrying `token`; with `Max-Age` when `max_age` is given.
     fn session_cookie(&self, token: &str, max_age: Option<i64>) -> String {
         let mut cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/");
@@ -423,9 +439,75 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
     }
 }
 
+/// The server as the binary runs it: the state over a [`MemoryStore`] restored from the
+/// `--snapshot` file, and the background sweeper. Startup ([`Running::start`]) and shutdown
+/// ([`Running::shut_down`]) are functions of their own so that the tests run exactly what
+/// `main.rs` runs.
+pub(crate) struct Running<C> {
+    /// The state to build the router with.
+    pub(crate) state: AppState<MemoryStore, C>,
+    /// Items (sessions, remembered revocations, denylist entries) read from the snapshot at
+    /// startup: 0 without `--snapshot`, or on a first start (no file yet).
+    pub(crate) loaded: usize,
+    snapshot: Option<PathBuf>,
+    sweeper: SweeperHandle,
+}
+
+impl<C: Clock> Running<C> {
+    /// Builds the state from the options over a new [`MemoryStore`], loads the `--snapshot`
+    /// file into it, and starts the sweeper (every `--sweep-interval`).
+    ///
+    /// A snapshot file that exists but cannot be read completely (corrupt, truncated, of
+    /// another format, unreadable) is an error: the server must not start with an empty store
+    /// and then overwrite the file on shutdown. The snapshot is also written once right after
+    /// loading, so that an unwritable path fails now rather than when the sessions are about
+    /// to be lost.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the sweeper is a tokio task).
+    pub(crate) fn start(options: &Options, clock: C) -> Result<Self, StartupError> {
+        let state = AppState::from_options(options, MemoryStore::new(), clock)?;
+        let loaded = match &options.snapshot {
+            Some(path) => {
+                let store = state.manager.store();
+                let loaded = store.load_snapshot(path).map_err(|e| {
+                    StartupError(format!(
+                        "cannot restore sessions: {e}; not starting with an empty store (move the file away to start without its sessions)"
+                    ))
+                })?;
+                store
+                    .save_snapshot(path, state.manager.clock().now())
+                    .map_err(|e| StartupError(format!("the --snapshot file is not writable: {e}")))?;
+                loaded
+            }
+            None => 0,
+        };
+        let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
+        Ok(Self { state, loaded, snapshot: options.snapshot.clone(), sweeper })
+    }
+
+    /// The `--snapshot` file, if any.
+    pub(crate) fn snapshot_path(&self) -> Option<&FsPath> {
+        self.snapshot.as_deref()
+    }
+
+    /// Shuts down, once the HTTP server has drained (no request can change the store any
+    /// more): stops the sweeper after the sweep in progress, then saves the store to the
+    /// `--snapshot` file. Answers how many items were saved (`None` without `--snapshot`).
+    pub(crate) async fn shut_down(self) -> Result<Option<u64>, SnapshotError> {
+        self.sweeper.shutdown().await;
+        let Some(path) = &self.snapshot else {
+            return Ok(None);
+        };
+        let now = self.state.manager.clock().now();
+        self.state.manager.store().save_snapshot(path, now).map(Some)
+    }
+}
+
 /// The router: every endpoint under `/api/v1` and the JWKS, JSON errors for unknown routes and
-/// methods, the 64 KiB body limit, and `Cache-Control: no-store` on every response that does
-/// not set its own (they carry tokens and per-user data; only the public JWKS is cacheable).
+/// methods, the 64 KiB body limit, `Cache-Control: no-store` on every response that does not
+/// set its own (they carry tokens and per-user data; only the public JWKS is cacheable), and
+/// one access-log line per request ([`access_log`]).
 pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router {
     Router::new()
         .route("/api/v1/auth/login", post(login::<S, C>))
@@ -438,13 +520,42 @@ pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router
         .route("/api/v1/auth/refresh-token", post(refresh_token::<S, C>))
         .route("/.well-known/jwks.json", get(jwks::<S, C>))
         .route("/api/v1/admin/sessions", get(admin_list_sessions::<S, C>))
+        // Static segments win over `{session_id}` in axum 0.8, whatever the order: `GET
+        // .../stats` is the statistics, `DELETE .../stats` is 405 (not a revocation attempt).
+        .route("/api/v1/admin/sessions/stats", get(admin_stats::<S, C>))
+        .route("/api/v1/admin/sessions/export", get(admin_export::<S, C>))
         .route("/api/v1/admin/sessions/{session_id}", delete(admin_revoke_session::<S, C>))
         .route("/api/v1/admin/users/{name}/sessions", delete(admin_revoke_user::<S, C>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(no_store))
+        .layer(middleware::from_fn(access_log))
         .with_state(state)
+}
+
+/// Logs one line per request under the target `access`, at INFO, once the response is ready:
+/// method, path, status, latency and client IP. Only the path is logged: never the query
+/// string, the headers (`Authorization`, `Cookie`) or a body, which is where tokens travel.
+async fn access_log(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let ip = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_canonical());
+    let response = next.run(request).await;
+    // Milliseconds with microsecond resolution, so that the field prints short (`0.042`).
+    #[allow(clippy::cast_precision_loss)] // Exact below 2^52 microseconds (142 years).
+    let latency_ms = started.elapsed().as_micros() as f64 / 1000.0;
+    tracing::info!(
+        target: "access",
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        latency_ms,
+        ip = ip.map(tracing::field::display),
+        "request",
+    );
+    response
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then finishes the requests in flight.
@@ -544,7 +655,7 @@ impl From<Error> for ApiError {
                 format!("this user already has the maximum of {limit} sessions; log out of one first"),
             ),
             Error::Store(e) => {
-                eprintln!("session store failure: {e}");
+                tracing::error!(target: "server", error = %e, "session store failure");
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store is unavailable")
             }
             Error::RefreshTokenReused => Self::new(
@@ -566,12 +677,24 @@ impl From<Error> for ApiError {
             Error::InvalidUserId(e) => Self::invalid_request(e.to_string()),
             // `from_options` always sets the keys: a server misconfiguration if it happens.
             Error::NoSigningKeys => {
-                eprintln!("internal error: no access-token signing keys");
+                tracing::error!(target: "server", "no access-token signing keys");
                 Self::internal("access tokens are not configured")
             }
             other => {
-                eprintln!("internal error: {other}");
+                tracing::error!(target: "server", error = %other, "internal error");
                 Self::internal("internal error")
+            }
+        }
+    }
+}
+
+impl From<ExportError> for ApiError {
+    fn from(e: ExportError) -> Self {
+        match e {
+            ExportError::Store(e) => Error::Store(e).into(),
+            other => {
+                tracing::error!(target: "server", error = %other, "export failed");
+                Self::internal("the export could not be written")
             }
         }
     }
@@ -1031,4 +1154,27 @@ async fn admin_revoke_user<S: SessionStore, C: Clock>(
     let user = UserId::new(name).map_err(|e| ApiError::invalid_request(e.to_string()))?;
     let revoked = state.manager.revoke_user_by_admin(&user).await?;
     Ok(Json(json!({ "revoked": revoked })))
+}
+
+/// `GET /api/v1/admin/sessions/stats`: the [`SessionStats`] of the whole store, as they
+/// serialise.
+async fn admin_stats<S: SessionStore, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _admin: AdminSession,
+) -> Result<Json<SessionStats>, ApiError> {
+    Ok(Json(state.manager.stats().await?))
+}
+
+/// `GET /api/v1/admin/sessions/export`: every session, remembered revocation and denylist entry
+/// as JSON Lines ([`sessionkit::export`]): token digests, never tokens. Built in memory, so it
+/// is meant for stores of moderate size.
+async fn admin_export<S: SessionStore, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    _admin: AdminSession,
+) -> Result<Response, ApiError> {
+    let mut body = Vec::new();
+    state.manager.export(&mut body).await?;
+    let mut response = body.into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    Ok(response)
 }

@@ -17,6 +17,24 @@
 //! `listening on http://ADDR` once it accepts connections, and shuts down gracefully on Ctrl-C
 //! or SIGTERM.
 //!
+//! Operations: `--sweep-interval 15m` (how often a background task removes expired sessions
+//! from the store; they are refused anyway, sweeping frees their memory). `--snapshot FILE`
+//! keeps sessions across restarts: at startup the file is loaded (a missing file is a first
+//! start; a corrupt or truncated one stops the server with an error rather than starting
+//! empty) and rewritten at once (so an unwritable path fails at startup); on Ctrl-C or SIGTERM,
+//! once the requests in flight are answered and the sweeper has stopped, the sessions are
+//! saved to it. The server prints how many items it loaded and saved. Session and refresh
+//! tokens survive a restart, and so do revocations: a token revoked before is still refused,
+//! with its reason (the file holds SHA-256 digests, never a token; it does hold user names, IPs
+//! and user agents). Access tokens survive only with a fixed `--jwt-secret` or
+//! `--jwt-ed25519-key`; sessions are saved only on a clean shutdown, not periodically.
+//!
+//! Logs go to stderr through `tracing`, at `--log-level info` by default (`off`, `error`,
+//! `warn`, `info`, `debug`, `trace`): session events under the target `sessionkit` (user, IP,
+//! user agent, never a token) and one line per request under the target `access` with
+//! `method`, `path`, `status`, `latency_ms` and `ip`. Only the path is logged, never the query
+//! string, a header or a body, so no token reaches the log.
+//!
 //! Access tokens: `--access-token-ttl 15m` (their lifetime, at most a day),
 //! `--refresh-reuse-grace 5s` (how long a just-spent refresh token still returns the same pair;
 //! `0s` for strictly single-use), `--jwt-issuer ISS` and `--jwt-audience AUD` (claims put in and
@@ -45,8 +63,10 @@
 //! | `POST /api/v1/auth/logout-all` | 200 `{"revoked": n}`: every session of the user |
 //! | `GET /api/v1/auth/sessions` | 200 `{"sessions": [...]}`, the caller's, with `current` |
 //! | `POST /api/v1/auth/sessions/revoke` `{"session_id"}` | 204; 404 `not_found` if not the caller's |
-//! | `GET /api/v1/admin/sessions?user=NAME` | 200 that user's sessions (admins only, else 403) |
+//! | `GET /api/v1/admin/sessions?user=NAME` | 200 that user's sessions (this and the admin endpoints below: admins only, else 403 `forbidden`) |
 //! | `DELETE /api/v1/admin/sessions/{session_id}` | 204; 404 `not_found` |
+//! | `GET /api/v1/admin/sessions/stats` | 200 the store's statistics: `active_sessions`, `users`, `remember_me_share`, `sessions_per_user`, `created_last_24h` (24 hourly counts, oldest first), `top_ips`, `top_user_agents`, `average_session_age_secs`, `median_session_age_secs`, `counters` |
+//! | `GET /api/v1/admin/sessions/export` | 200 `application/x-ndjson`: every session, remembered revocation and denylist entry as JSON Lines, from the header `{"format":"sessionkit","version":1,...}` to `{"type":"end","items":N}`; token digests, never tokens |
 //! | `DELETE /api/v1/admin/users/{name}/sessions` | 200 `{"revoked": n}` |
 //!
 //! Unauthenticated requests get 401 `invalid_session`, `session_expired` (`reason` `idle` or
@@ -64,19 +84,19 @@
 //! curl -s -X POST localhost:8080/api/v1/auth/refresh-token -H 'content-type: application/json' \
 //!     -d "{\"refresh_token\":\"$REFRESH\"}"
 //! curl -s localhost:8080/.well-known/jwks.json
+//! curl -s localhost:8080/api/v1/admin/sessions/stats -H "authorization: Bearer $TOKEN"
+//! curl -s localhost:8080/api/v1/admin/sessions/export -H "authorization: Bearer $TOKEN"
 //! ```
 
 mod app;
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
-use sessionkit::{MemoryStore, SystemClock};
-
-/// How often expired sessions are swept from the store.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
+use sessionkit::SystemClock;
+use tracing_subscriber::filter::LevelFilter;
 
 /// An HTTP login server on sessionkit.
 #[derive(Debug, Parser)]
@@ -86,6 +106,10 @@ struct Cli {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
 
+    /// Most verbose log level written to stderr: off, error, warn, info, debug or trace.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: LevelFilter,
+
     #[command(flatten)]
     options: app::Options,
 }
@@ -93,6 +117,11 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log_level)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -103,7 +132,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let state = app::AppState::from_options(&cli.options, MemoryStore::new(), SystemClock)?;
+    let running = app::Running::start(&cli.options, SystemClock)?;
+    if let Some(path) = running.snapshot_path() {
+        println!("snapshot: loaded {} items from {}", running.loaded, path.display());
+    }
+    let state = running.state.clone();
     if state.users.are_demo_users() {
         let names: Vec<String> = state
             .users
@@ -135,25 +168,24 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
         tokio::net::TcpListener::bind(cli.listen).await.map_err(|e| format!("cannot listen on {}: {e}", cli.listen))?;
     let addr = listener.local_addr()?;
 
-    let sweeper = {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                ticks.tick().await;
-                if let Err(e) = state.sweep_expired().await {
-                    eprintln!("sweeping expired sessions failed: {e}");
-                }
-            }
-        })
-    };
-
     println!("listening on http://{addr}");
     let served = app::serve(listener, app::router(state), shutdown_signal()).await;
-    sweeper.abort();
-    served?;
-    println!("shut down");
-    Ok(())
+    // The requests in flight have been answered (or serving failed): stop the sweeper, then
+    // save the store, even after a serving error, so that no session is lost.
+    let snapshot = running.snapshot_path().map(std::path::Path::to_owned);
+    let saved = running.shut_down().await;
+    if let (Ok(Some(items)), Some(path)) = (&saved, &snapshot) {
+        println!("snapshot: saved {items} items to {}", path.display());
+    }
+    match (served, saved) {
+        (Ok(()), Ok(_)) => {
+            println!("shut down");
+            Ok(())
+        }
+        (Err(serve), Ok(_)) => Err(serve.into()),
+        (Ok(()), Err(save)) => Err(format!("cannot save the sessions: {save}").into()),
+        (Err(serve), Err(save)) => Err(format!("{serve}; and cannot save the sessions: {save}").into()),
+    }
 }
 
 /// Completes on Ctrl-C or, on Unix, SIGTERM. A signal that cannot be listened for never fires
