@@ -86,6 +86,7 @@ pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod export;
+mod hash;
 pub mod manager;
 pub mod policy;
 pub mod session;

@@ -41,6 +41,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::Timestamp;
 use crate::error::{RevocationReason, StoreError};
 use crate::expiry;
+use crate::hash::RandomKeys;
 use crate::policy::{Candidate, Limit, select_evictions};
 use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
 use crate::store::{
@@ -1103,38 +1104,6 @@ pub enum SnapshotError {
     /// The store already holds sessions that the snapshot also holds.
     #[error("the store already holds sessions of the snapshot")]
     Conflict,
-}
-
-/// Hashing for maps keyed by digests and session ids. Both are uniformly random values the
-/// server drew (a lookup with a chosen key only probes, it never inserts), so their own bits
-/// are the hash: the last eight bytes written are kept, nothing is mixed.
-#[derive(Clone, Copy, Default)]
-struct RandomKeys;
-
-impl BuildHasher for RandomKeys {
-    type Hasher = RandomKeyHasher;
-
-    fn build_hasher(&self) -> RandomKeyHasher {
-        RandomKeyHasher(0)
-    }
-}
-
-struct RandomKeyHasher(u64);
-
-impl std::hash::Hasher for RandomKeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// The hash of an entry in the digest index.

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize as _;
 
 use crate::clock::Timestamp;
+use crate::hash::RandomKeys;
 use crate::session::{SessionId, UserId};
 use crate::token::TokenDigest;
 use crate::token::keys::{Algorithm, KeySet};
@@ -357,7 +358,7 @@ pub(crate) fn check_times(
 /// token in constant time, re-checks `exp`/`nbf` against the current time, and the caller still
 /// checks the denylist, so revocation stays immediate. Replacing the key set empties it.
 pub(crate) struct VerifiedCache {
-    shards: Box<[parking_lot::RwLock<std::collections::HashMap<u64, Cached, PassThrough>>]>,
+    shards: Box<[parking_lot::RwLock<std::collections::HashMap<u64, Cached, RandomKeys>>]>,
     per_shard: usize,
 }
 
@@ -367,43 +368,13 @@ struct Cached {
     nbf: Option<i64>,
 }
 
-/// The cache keys are already mixed; hash them no further.
-#[derive(Default, Clone, Copy)]
-struct PassThrough;
-
-impl std::hash::BuildHasher for PassThrough {
-    type Hasher = PassThroughHasher;
-
-    fn build_hasher(&self) -> PassThroughHasher {
-        PassThroughHasher(0)
-    }
-}
-
-struct PassThroughHasher(u64);
-
-impl std::hash::Hasher for PassThroughHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | u64::from(b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
 const CACHE_SHARDS: usize = 16;
 
 impl VerifiedCache {
     pub(crate) fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(CACHE_SHARDS);
         let shards = (0..if capacity == 0 { 0 } else { CACHE_SHARDS })
-            .map(|_| parking_lot::RwLock::new(std::collections::HashMap::with_hasher(PassThrough)))
+            .map(|_| parking_lot::RwLock::new(std::collections::HashMap::with_hasher(RandomKeys)))
             .collect();
         Self { shards, per_shard }
     }
@@ -421,7 +392,7 @@ impl VerifiedCache {
         h
     }
 
-    fn shard(&self, key: u64) -> Option<&parking_lot::RwLock<std::collections::HashMap<u64, Cached, PassThrough>>> {
+    fn shard(&self, key: u64) -> Option<&parking_lot::RwLock<std::collections::HashMap<u64, Cached, RandomKeys>>> {
         // Truncation intended: the top bits choose the shard.
         self.shards.get((key >> 60) as usize % CACHE_SHARDS.max(1))
     }
