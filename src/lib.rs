@@ -72,6 +72,8 @@
 //! # Features
 //!
 //! * `memory` (default): [`MemoryStore`].
+//! * `tracing` (default): session events also logged as structured `tracing` events.
+//! * `tokio`: `SessionManager::spawn_sweeper` and `MemoryStore::spawn_snapshots`.
 //! * `test-util`: `clock::MockClock` and the store conformance suite.
 //!
 //! # Minimum supported Rust version

@@ -87,18 +87,28 @@ async fn a_failed_write_leaves_the_previous_snapshot_intact() {
     let token = login(&m, "alice").await;
     m.store().save_snapshot(&path, clock.now()).unwrap();
     let before = std::fs::read(&path).unwrap();
-    // A write that cannot complete: the temporary file's name is taken by a directory.
-    let tmp = dir.join(format!("sessions.jsonl.tmp-{}", std::process::id()));
-    std::fs::create_dir(&tmp).unwrap();
+    // A crash mid-write leaves a partial temporary file beside the snapshot, never a partial
+    // snapshot: writes go to a temporary file that is renamed only once complete.
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(dir.join("sessions.jsonl.tmp-999999-0"), &text[..text.len() / 2]).unwrap();
+    // A write that cannot complete reports the I/O error (the target's parent is a file).
     login(&m, "bob").await;
-    assert!(matches!(m.store().save_snapshot(&path, clock.now()), Err(SnapshotError::Io { .. })));
+    let blocked = dir.join("not-a-dir");
+    std::fs::write(&blocked, b"x").unwrap();
+    assert!(matches!(m.store().save_snapshot(blocked.join("s.jsonl"), clock.now()), Err(SnapshotError::Io { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), before, "the previous snapshot is untouched");
     let store = MemoryStore::new();
     store.load_snapshot(&path).unwrap();
     let restored = SessionManager::with_clock(store, config().build().unwrap(), clock);
     restored.validate(&token).await.unwrap();
     let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    assert_eq!(leftovers.len(), 3, "the snapshot, the crashed write's leftover, the blocker: {leftovers:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "snapshots are readable by their owner only");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -1020,10 +1020,17 @@ impl MemoryStore {
     pub fn save_snapshot(&self, path: impl AsRef<std::path::Path>, now: Timestamp) -> Result<u64, SnapshotError> {
         let path = path.as_ref();
         let io = |source| SnapshotError::Io { path: path.to_owned(), source };
+        // A fresh, exclusively created name per save: concurrent saves never share a file.
+        static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
+        tmp_name.push(format!(".tmp-{}-{}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)));
         let tmp = path.with_file_name(tmp_name);
-        let file = std::fs::File::create(&tmp).map_err(io)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        // The snapshot names users and their IPs: readable by its owner only.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&tmp).map_err(io)?;
         let mut out = std::io::BufWriter::new(file);
         let written = (|| -> std::io::Result<u64> {
             crate::export::write_header(&mut out, now)?;
@@ -1071,10 +1078,12 @@ impl MemoryStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
             Err(source) => return Err(SnapshotError::Io { path: path.to_owned(), source }),
         };
-        let items = crate::export::read(std::io::BufReader::new(file))
-            .map_err(|source| SnapshotError::Corrupt { path: path.to_owned(), source })?;
+        let items = crate::export::read(std::io::BufReader::new(file)).map_err(|source| match source {
+            crate::export::ImportError::Io(source) => SnapshotError::Io { path: path.to_owned(), source },
+            source => SnapshotError::Corrupt { path: path.to_owned(), source },
+        })?;
         let count = items.len();
-        self.restore_items(items).map_err(|_| SnapshotError::Conflict)?;
+        self.restore_items(items).map_err(|_| SnapshotError::Conflict { path: path.to_owned() })?;
         Ok(count)
     }
 }
@@ -1102,8 +1111,11 @@ pub enum SnapshotError {
         source: crate::export::ImportError,
     },
     /// The store already holds sessions that the snapshot also holds.
-    #[error("the store already holds sessions of the snapshot")]
-    Conflict,
+    #[error("the store already holds sessions of snapshot {path}", path = path.display())]
+    Conflict {
+        /// The snapshot file.
+        path: std::path::PathBuf,
+    },
 }
 
 /// The hash of an entry in the digest index.
