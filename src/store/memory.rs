@@ -166,6 +166,11 @@ struct Inner {
     user_hasher: std::collections::hash_map::RandomState,
     revoked: DashMap<TokenDigest, Tombstone, RandomKeys>,
     max_tracked_revocations: usize,
+    /// No remembered revocation expires before this instant (Unix nanoseconds), so sweeping a
+    /// full `revoked` table before then would free nothing. A lower bound: it may be stale-low
+    /// (which costs one useless sweep), and is stale-high only if a revocation is remembered
+    /// concurrently with a sweep (which costs remembering fewer revocations until the next one).
+    revocations_expire_from: AtomicI64,
     denied: DashMap<SessionId, Tombstone, RandomKeys>,
     refresh_index: DashMap<TokenDigest, SessionId, RandomKeys>,
     expiry: ExpiryIndex,
@@ -246,8 +251,13 @@ struct Entry {
     absolute_deadline: Timestamp,
     idle_deadline: AtomicI64,
     last_seen_at: AtomicI64,
-    request_count: AtomicU64,
-    remember_me: bool,
+    /// The request count in the low 62 bits, and two flags above it: [`REMEMBER_ME`] (fixed) and
+    /// [`HAS_EXTRA`] (whether `extra` has ever been set, so that `record` can skip the mutex for
+    /// the common sessions without metadata, data or refresh tokens; set under the mutex, never
+    /// cleared). Packed so that the entry takes 120 bytes rather than 128: two booleans beside
+    /// the 8-aligned fields would cost a word. 2^62 requests are beyond reach, so the count never
+    /// carries into the flags.
+    counter: AtomicU64,
     extra: Mutex<Option<Box<Extra>>>,
 }
 
@@ -285,7 +295,18 @@ enum RefreshStep {
     Unknown,
 }
 
+/// [`Entry::counter`]: the session was created with remember-me.
+const REMEMBER_ME: u64 = 1 << 63;
+/// [`Entry::counter`]: `extra` has been set.
+const HAS_EXTRA: u64 = 1 << 62;
+/// [`Entry::counter`]: the request count.
+const COUNT_MASK: u64 = HAS_EXTRA - 1;
+
 impl Entry {
+    fn remember_me(&self) -> bool {
+        self.counter.load(Ordering::Relaxed) & REMEMBER_ME != 0
+    }
+
     fn from_record(r: SessionRecord, refresh: Option<TokenDigest>) -> Self {
         Self::with_family(r, refresh.map(|current| RefreshFamily { current, last_spent: None, older: VecDeque::new() }))
     }
@@ -304,8 +325,11 @@ impl Entry {
             absolute_deadline: r.absolute_deadline,
             idle_deadline: AtomicI64::new(r.idle_deadline.unix_nanos()),
             last_seen_at: AtomicI64::new(r.last_seen_at.unix_nanos()),
-            request_count: AtomicU64::new(r.request_count),
-            remember_me: r.remember_me,
+            counter: AtomicU64::new(
+                r.request_count.min(COUNT_MASK)
+                    | if r.remember_me { REMEMBER_ME } else { 0 }
+                    | if extra.is_some() { HAS_EXTRA } else { 0 },
+            ),
             extra: Mutex::new(extra),
         }
     }
@@ -331,9 +355,14 @@ impl Entry {
     }
 
     fn record(&self) -> SessionRecord {
-        let (metadata, data) = match self.extra.lock().as_deref() {
-            Some(x) => (x.metadata.clone(), x.data.clone()),
-            None => (Metadata::default(), SessionData::default()),
+        let counter = self.counter.load(Ordering::Acquire);
+        let (metadata, data) = if counter & HAS_EXTRA != 0 {
+            match self.extra.lock().as_deref() {
+                Some(x) => (x.metadata.clone(), x.data.clone()),
+                None => (Metadata::default(), SessionData::default()),
+            }
+        } else {
+            (Metadata::default(), SessionData::default())
         };
         SessionRecord {
             id: self.id,
@@ -343,8 +372,8 @@ impl Entry {
             last_seen_at: self.last_seen_at(),
             idle_deadline: self.idle_deadline(),
             absolute_deadline: self.absolute_deadline,
-            remember_me: self.remember_me,
-            request_count: self.request_count.load(Ordering::Relaxed),
+            remember_me: counter & REMEMBER_ME != 0,
+            request_count: counter & COUNT_MASK,
             metadata,
             data,
         }
@@ -378,12 +407,12 @@ impl Entry {
     /// Renews the session as `touch` would, if due (the caller has checked it is live).
     fn renew(&self, now: Timestamp, policy: TouchPolicy) {
         if policy.count_request {
-            self.request_count.fetch_add(1, Ordering::Relaxed);
+            self.counter.fetch_add(1, Ordering::Relaxed);
         }
         if expiry::touch_due(now, self.last_seen_at(), policy.interval) {
             let idle = expiry::renewed_idle_deadline(
                 now,
-                policy.idle_timeout_for(self.remember_me),
+                policy.idle_timeout_for(self.remember_me()),
                 self.idle_deadline(),
                 self.absolute_deadline,
             );
@@ -413,16 +442,16 @@ impl Entry {
     }
 }
 
-/// The per-user index entry. `dead` is set, under the mutex, when the slot is unlinked from the
-/// user table; whoever finds a dead slot looks the user up again.
+/// The per-user index entry. Its state is set to `None` ("dead"), under the mutex, when the slot
+/// is unlinked from the user table; whoever finds a dead slot looks the user up again. (`None`
+/// rather than a flag beside the list: the option costs no space, a flag 8 bytes per user.)
 struct UserSlot {
     user: UserId,
-    state: Mutex<UserState>,
+    state: Mutex<Option<UserState>>,
 }
 
 struct UserState {
     sessions: Vec<Arc<Entry>>,
-    dead: bool,
 }
 
 impl Inner {
@@ -434,6 +463,7 @@ impl Inner {
             user_hasher: std::collections::hash_map::RandomState::new(),
             revoked: DashMap::with_hasher(RandomKeys),
             max_tracked_revocations,
+            revocations_expire_from: AtomicI64::new(i64::MAX),
             denied: DashMap::with_hasher(RandomKeys),
             refresh_index: DashMap::with_hasher(RandomKeys),
             expiry: ExpiryIndex::default(),
@@ -478,12 +508,27 @@ impl Inner {
             return;
         }
         if self.revoked.len() >= self.max_tracked_revocations {
-            self.revoked.retain(|_, t| t.until > now);
+            // Full. Sweep only if some revocation has expired since the last sweep: sweeping on
+            // every revocation made each eviction or logout O(max_tracked_revocations) once the
+            // table was full of live revocations.
+            if now.unix_nanos() < self.revocations_expire_from.load(Ordering::Relaxed) {
+                return;
+            }
+            let mut earliest = i64::MAX;
+            self.revoked.retain(|_, t| {
+                let keep = t.until > now;
+                if keep {
+                    earliest = earliest.min(t.until.unix_nanos());
+                }
+                keep
+            });
+            self.revocations_expire_from.store(earliest, Ordering::Relaxed);
             if self.revoked.len() >= self.max_tracked_revocations {
                 return;
             }
         }
         self.revoked.insert(entry.digest, Tombstone { reason, until: entry.absolute_deadline });
+        self.revocations_expire_from.fetch_min(entry.absolute_deadline.unix_nanos(), Ordering::Relaxed);
     }
 
     /// Unlinks `entry` from the digest, id and refresh indexes. The caller holds the user's
@@ -515,7 +560,7 @@ impl Inner {
                 None if create => {
                     let fresh = Arc::new(UserSlot {
                         user: user.clone(),
-                        state: Mutex::new(UserState { sessions: Vec::with_capacity(1), dead: false }),
+                        state: Mutex::new(Some(UserState { sessions: Vec::with_capacity(1) })),
                     });
                     self.users.insert_if_absent(
                         shard_bits,
@@ -527,13 +572,13 @@ impl Inner {
                 }
                 None => return None,
             };
-            let mut state = slot.state.lock();
-            if state.dead {
+            let mut guard = slot.state.lock();
+            let Some(state) = guard.as_mut() else {
                 continue;
-            }
-            let result = f(&mut state);
+            };
+            let result = f(state);
             if state.sessions.is_empty() {
-                state.dead = true;
+                *guard = None;
                 self.users.remove(shard_bits, hash, |s| Arc::ptr_eq(s, &slot));
             }
             return Some(result);
@@ -740,6 +785,7 @@ impl SessionStore for MemoryStore {
             Some(x) => x.data = next.clone(),
             None => {
                 *extra = Some(Box::new(Extra { metadata: Metadata::default(), data: next.clone(), refresh: None }));
+                entry.counter.fetch_or(HAS_EXTRA, Ordering::Release);
             }
         }
         Ok(DataOutcome::Updated(next))
