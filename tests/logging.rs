@@ -5,27 +5,11 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{config, manager, user};
+use common::{Captured, config, manager, user};
 use sessionkit::token::keys::{KeySet, SigningKey};
 use sessionkit::{LimitPolicy, NewSession};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[tokio::test]
 async fn logs_describe_every_step_and_never_contain_a_secret() {
@@ -52,7 +36,7 @@ async fn logs_describe_every_step_and_never_contain_a_secret() {
     clock.advance(Duration::from_secs(60));
     let _ = m.refresh(pair.refresh_token.expose_secret()).await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     for line in ["session created", "session token rotated", "refresh token exchanged", "session revoked"] {
         assert!(log.contains(line), "missing {line:?} in:\n{log}");
     }

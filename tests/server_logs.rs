@@ -12,34 +12,15 @@
 #[allow(dead_code)]
 #[path = "../examples/server/app.rs"]
 mod app;
+#[allow(dead_code)]
+mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use common::Captured;
 use std::time::Duration;
 
 use reqwest::header::COOKIE;
 use serde_json::{Value, json};
 use sessionkit::clock::MockClock;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
-}
 
 /// Sends a request and answers its status and JSON body (`Null` when empty or not JSON).
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {

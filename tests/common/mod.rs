@@ -36,3 +36,25 @@ pub fn user(name: &str) -> UserId {
 pub async fn login(m: &Manager, name: &str) -> String {
     m.create(NewSession::new(user(name))).await.unwrap().token.expose_secret().to_owned()
 }
+
+/// A `tracing` writer that keeps everything written, for tests that read log output.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
