@@ -12,7 +12,6 @@
 #[allow(dead_code)]
 #[path = "../examples/server/app.rs"]
 mod app;
-#[allow(dead_code)]
 mod common;
 
 use common::Captured;
