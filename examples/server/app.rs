@@ -796,9 +796,10 @@ pub(crate) enum Credential {
 ///
 /// With a session token the session comes from [`SessionManager::validate`], which also counts
 /// the request and slides the idle deadline. With an access token it is verified
-/// ([`SessionManager::verify_access`]: signature, expiry, denylist) and the session is then
-/// read by the token's `sid` without counting or renewing it: clients on access tokens keep
-/// their session alive through `/api/v1/auth/refresh-token`.
+/// and its session read by the token's `sid` without counting or renewing it
+/// ([`SessionManager::authenticate_access`]: signature, expiry, denylist, then the session or
+/// why it is gone): clients on access tokens keep their session alive through
+/// `/api/v1/auth/refresh-token`.
 pub(crate) struct CurrentSession {
     session: Session,
     credential: Credential,
@@ -818,45 +819,12 @@ async fn authenticate<S: SessionStore, C: Clock>(
     token: String,
 ) -> Result<CurrentSession, ApiError> {
     if looks_like_jwt(&token) {
-        let claims = state.manager.verify_access(&token).await?;
-        let session = session_of_access_token(state, &claims).await?;
+        let (claims, session) = state.manager.authenticate_access(&token).await?;
         Ok(CurrentSession { session, credential: Credential::AccessToken(claims) })
     } else {
         let session = state.manager.validate(&token).await?;
         Ok(CurrentSession { session, credential: Credential::SessionToken(token) })
     }
-}
-
-/// The live session a verified access token belongs to. The denylist has already refused the
-/// tokens of revoked sessions; what is left is a session that has expired (still in the store:
-/// `session_expired` with its reason), one revoked since the check (`session_revoked`), or one
-/// that is gone (swept after expiring: `invalid_session`).
-async fn session_of_access_token<S: SessionStore, C: Clock>(
-    state: &AppState<S, C>,
-    claims: &AccessClaims,
-) -> Result<Session, ApiError> {
-    if let Some(session) = state.manager.get(&claims.session_id).await? {
-        if session.user() != &claims.user {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_access_token",
-                "access token does not match its session",
-            ));
-        }
-        return Ok(session);
-    }
-    // Why it is not live: the manager's `get` does not say, so ask the store (failure path only).
-    let store = state.manager.store();
-    let now = state.manager.clock().now();
-    if let Some(record) = store.get_by_id(&claims.session_id).await.map_err(Error::Store)?
-        && let Err(reason) = sessionkit::expiry::check(now, record.idle_deadline, record.absolute_deadline)
-    {
-        return Err(Error::Expired { reason }.into());
-    }
-    if let Some(reason) = store.access_denied(&claims.session_id, now).await.map_err(Error::Store)? {
-        return Err(Error::Revoked { reason }.into());
-    }
-    Err(ApiError::invalid_session("the session of this access token has ended"))
 }
 
 /// A [`CurrentSession`] of an administrator; 403 `forbidden` for other users.
