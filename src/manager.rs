@@ -487,11 +487,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     pub async fn validate(&self, token: &str) -> Result<Session, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
         let now = self.inner.clock.now();
-        let lookup = self.inner.store.touch(&digest, now, self.inner.touch).await?;
-        match lookup {
-            Lookup::Live(record) => Ok(Session::from(record)),
-            other => self.answer(other, now),
-        }
+        self.answer(self.inner.store.touch(&digest, now, self.inner.touch).await?, now)
     }
 
     /// Extends a session: pushes its idle deadline to now plus the idle timeout, whatever the

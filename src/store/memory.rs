@@ -935,7 +935,7 @@ impl MemoryStore {
         let items = match cursor {
             c if c < shards => {
                 // Usize from a u64 below 64.
-                let entries = inner.sessions.collect_in_shard(c as usize, usize::MAX, |_| true);
+                let entries = inner.sessions.shard_values(c as usize);
                 entries.iter().map(|e| e.stored_item()).collect()
             }
             c if c == shards => inner
@@ -1253,10 +1253,9 @@ impl<T: Clone> Table<T> {
         }
     }
 
-    /// Up to `max` values of one shard matching `pred`, collected under a short read lock.
-    fn collect_in_shard(&self, shard: usize, max: usize, mut pred: impl FnMut(&T) -> bool) -> Vec<T> {
-        let map = self.shards[shard].map.read();
-        map.iter().filter(|v| pred(v)).take(max).cloned().collect()
+    /// The values of one shard, copied out under a short read lock.
+    fn shard_values(&self, shard: usize) -> Vec<T> {
+        self.shards[shard].map.read().iter().cloned().collect()
     }
 
     /// Gives memory back when a shard has shrunk to under a quarter of its capacity.
