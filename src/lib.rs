@@ -109,6 +109,8 @@ pub use stats::SessionStats;
 pub use store::SessionStore;
 #[cfg(feature = "memory")]
 pub use store::memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use store::redis::RedisStore;
 pub use token::keys::{KeySet, SigningKey};
 pub use token::{AccessClaims, AccessToken, AccessTokenError, RefreshToken, SessionToken};
 

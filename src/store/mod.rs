@@ -37,6 +37,9 @@ use crate::token::TokenDigest;
 #[cfg(feature = "memory")]
 pub mod memory;
 
+#[cfg(feature = "redis")]
+pub mod redis;
+
 #[cfg(feature = "test-util")]
 pub mod conformance;
 

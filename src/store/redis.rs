@@ -1,0 +1,1103 @@
+//! [`RedisStore`]: sessions shared by any number of application instances through Redis or
+//! Valkey (feature `redis`).
+//!
+//! Every [`SessionStore`] operation is one Lua script run by the server, so each is atomic
+//! against every other instance: two instances can never both fill a user's last slot, fork a
+//! refresh-token family or bring a revoked session back. Validation ([`SessionStore::touch`])
+//! is exactly one round trip, with the throttled renewal folded into it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessionkit::store::redis::{RedisConfig, RedisStore};
+//! use sessionkit::{SessionConfig, SessionManager};
+//!
+//! let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379/")).await?;
+//! let manager = SessionManager::new(store, SessionConfig::default());
+//! # Ok(()) }
+//! ```
+//!
+//! # Key layout
+//!
+//! All keys start with the base `<prefix>:{<tag>}:` (default `sessionkit:{0}:`); the hash tag
+//! `{0}` puts every key in one Redis Cluster slot, which is what lets a script touch a session,
+//! its user's index and the denylist together. A digest lookup cannot know its user, so keys are
+//! not split per user; a Redis Cluster therefore serves one store from one shard (its replicas
+//! give fail-over, not write scaling). Separate applications use separate prefixes.
+//!
+//! | key | type | holds | expires |
+//! |---|---|---|---|
+//! | `s:<digest>` | hash | a session, by the SHA-256 digest of its token (base64url) | absolute deadline + retention |
+//! | `i:<session id>` | string | the digest of session `id` | with the session |
+//! | `u:<user id>` | sorted set | the user's session digests, in creation order | with the user's last session |
+//! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
+//! | `v:<digest>` | string | a remembered revocation: `reason\|until` | at the session's absolute deadline |
+//! | `d:<session id>` | string | a denylist entry: `reason\|until` | when the last access token expires |
+//! | `x` | sorted set | every session digest, scored by its idle deadline (the sweeper's index) | never (pruned by the sweeper) |
+//! | `q` | string | the creation sequence | never |
+//!
+//! Keys hold digests, never tokens: a dump of Redis cannot be replayed. Every per-session key
+//! has a TTL, so Redis forgets expired sessions even if no sweeper runs; the per-user index and
+//! the sweeper index are pruned of sessions Redis has forgotten whenever a script walks them.
+//! Sessions are kept for [`RedisConfig::expired_retention`] past their absolute deadline so
+//! that a late request is told "expired" rather than "unknown".
+//!
+//! Timestamps are stored as 20-digit strings (Unix nanoseconds + 2⁶³), so that scripts compare
+//! them exactly; TTLs are counted from the caller's `now`, never from Redis's clock.
+//!
+//! # Idle timeout across instances
+//!
+//! A session's last-seen time and idle deadline are written at most once per
+//! [`touch_interval`](crate::SessionConfig::touch_interval), by whichever instance validates it
+//! first in that interval. Idle expiry is therefore exact to within one touch interval: a
+//! session used only through instance B is renewed by B exactly as it would be by A.
+//!
+//! # The access-token denylist
+//!
+//! Revocations write `d:<session id>` and publish on the channel `<prefix>:denylist`. In
+//! [`DenylistMode::Subscribed`] (the default) each instance keeps a local copy of the denylist,
+//! fed by that channel, so [`SessionStore::access_denied`] makes no round trip; an access token
+//! of a session revoked elsewhere is refused as soon as the message arrives (a millisecond or
+//! so on a LAN). When the subscription is lost, the instance refuses every access token
+//! (a [`StoreError::Unavailable`]) until it has resubscribed and read the whole denylist back
+//! from Redis. [`DenylistMode::Strict`] asks Redis on every verification instead.
+//!
+//! # Failure behaviour
+//!
+//! [`RedisStore::connect`] never fails because Redis is down: the connection is made lazily
+//! and re-made after a failure. While Redis is unreachable every operation returns
+//! [`StoreError::Unavailable`] within [`RedisConfig::operation_timeout`] (1 second by default),
+//! so requests fail closed and do not pile up; once Redis is back, operations succeed again
+//! without a restart. Sessions survive a Redis restart if Redis persists its data (AOF or RDB).
+//!
+//! Supported servers: Redis 6.2 or later, and Valkey 7.2 or later.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError, Script, Value};
+
+use crate::clock::Timestamp;
+use crate::error::{ExpiryReason, RevocationReason, StoreError};
+use crate::policy::{Limit, LimitPolicy};
+use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
+use crate::store::{
+    DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshDigests, RefreshOutcome, Revocation, ScanPage,
+    SessionStore, StoredItem, Successor, TouchPolicy,
+};
+use crate::token::TokenDigest;
+
+/// How [`RedisStore`] answers [`SessionStore::access_denied`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DenylistMode {
+    /// A local copy kept current through Redis pub/sub: no round trip per verification. While
+    /// the subscription is down the store refuses every access token until it has resynchronised.
+    #[default]
+    Subscribed,
+    /// One Redis round trip per verification: a revocation anywhere is seen at once.
+    Strict,
+}
+
+/// How to reach Redis and lay out the keys. Build with [`RedisConfig::new`] and the `with_`
+/// methods; every option states its default.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The server, as a `redis://` (or `rediss://` with a TLS-enabled `redis` crate) URL.
+    pub url: String,
+    /// First part of every key and of the denylist channel. Default `"sessionkit"`.
+    pub key_prefix: String,
+    /// Longest any operation may take, including reconnecting, before it fails with
+    /// [`StoreError::Unavailable`]. Default 1 second.
+    pub operation_timeout: Duration,
+    /// Longest a connection attempt may take. Default 500 ms.
+    pub connect_timeout: Duration,
+    /// How long a session stays in Redis after its absolute deadline, so that a late request
+    /// is answered "expired" rather than "unknown". Default 15 minutes (the sweeper's default
+    /// interval, so the answer matches [`MemoryStore`](crate::MemoryStore)'s).
+    pub expired_retention: Duration,
+    /// How access-token denylist checks are answered. Default [`DenylistMode::Subscribed`].
+    pub denylist: DenylistMode,
+    /// In subscribed mode, how often the subscription is checked with a `PING`; a lost
+    /// subscription is noticed within about this long. Default 1 second.
+    pub subscription_check: Duration,
+}
+
+impl RedisConfig {
+    /// The defaults, for the server at `url`.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: "sessionkit".to_owned(),
+            operation_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(500),
+            expired_retention: Duration::from_secs(15 * 60),
+            denylist: DenylistMode::Subscribed,
+            subscription_check: Duration::from_secs(1),
+        }
+    }
+
+    /// Sets [`key_prefix`](Self::key_prefix).
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`operation_timeout`](Self::operation_timeout).
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`expired_retention`](Self::expired_retention).
+    #[must_use]
+    pub fn with_expired_retention(mut self, retention: Duration) -> Self {
+        self.expired_retention = retention;
+        self
+    }
+
+    /// Sets [`denylist`](Self::denylist).
+    #[must_use]
+    pub fn with_denylist(mut self, mode: DenylistMode) -> Self {
+        self.denylist = mode;
+        self
+    }
+
+    /// Sets [`subscription_check`](Self::subscription_check).
+    #[must_use]
+    pub fn with_subscription_check(mut self, every: Duration) -> Self {
+        self.subscription_check = every;
+        self
+    }
+}
+
+/// Why a [`RedisStore`] could not be built. Redis being unreachable is not one of them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisConfigError {
+    /// The URL is not a Redis URL.
+    #[error("invalid Redis URL")]
+    Url(#[source] RedisError),
+    /// The key prefix is empty or contains `{`, `}` or a control character.
+    #[error("invalid key prefix {0:?}: it must be non-empty, without braces or control characters")]
+    Prefix(String),
+    /// A timeout is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroTimeout(&'static str),
+}
+
+/// A [`SessionStore`] in Redis (or Valkey), shared by every instance that uses the same server
+/// and key prefix. Cheap to clone. See the [module documentation](self).
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    base: String,
+    channel: String,
+    config: RedisConfig,
+    scripts: Scripts,
+    denylist: Option<Arc<LocalDenylist>>,
+    subscriber: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.subscriber {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password: show only the key base.
+        f.debug_struct("RedisStore")
+            .field("base", &self.inner.base)
+            .field("denylist", &self.inner.config.denylist)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Scripts {
+    insert: Script,
+    touch: Script,
+    get: Script,
+    rotate: Script,
+    data_get: Script,
+    data_set: Script,
+    remove: Script,
+    remove_user: Script,
+    list_user: Script,
+    refresh: Script,
+    remove_expired: Script,
+    scan: Script,
+    restore: Script,
+}
+
+const PRELUDE: &str = include_str!("redis/prelude.lua");
+
+fn script(body: &str) -> Script {
+    Script::new(&format!("{PRELUDE}\n{body}"))
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            insert: script(include_str!("redis/insert.lua")),
+            touch: script(include_str!("redis/touch.lua")),
+            get: script(include_str!("redis/get.lua")),
+            rotate: script(include_str!("redis/rotate.lua")),
+            data_get: script(include_str!("redis/data_get.lua")),
+            data_set: script(include_str!("redis/data_set.lua")),
+            remove: script(include_str!("redis/remove.lua")),
+            remove_user: script(include_str!("redis/remove_user.lua")),
+            list_user: script(include_str!("redis/list_user.lua")),
+            refresh: script(include_str!("redis/refresh.lua")),
+            remove_expired: script(include_str!("redis/remove_expired.lua")),
+            scan: script(include_str!("redis/scan.lua")),
+            restore: script(include_str!("redis/restore.lua")),
+        }
+    }
+}
+
+/// The subscribed mode's local copy of the denylist.
+struct LocalDenylist {
+    entries: DashMap<SessionId, (RevocationReason, Timestamp)>,
+    /// `false` until the first resynchronisation, and from a lost subscription until the next.
+    synced: AtomicBool,
+}
+
+impl LocalDenylist {
+    fn add(&self, id: SessionId, reason: RevocationReason, until: Timestamp) {
+        self.entries
+            .entry(id)
+            .and_modify(|e| {
+                if until > e.1 {
+                    *e = (reason, until);
+                }
+            })
+            .or_insert((reason, until));
+    }
+}
+
+impl RedisStore {
+    /// A store on the server `config.url`. Connects lazily: an unreachable server is not an
+    /// error here, but every operation fails with [`StoreError::Unavailable`] until it is
+    /// reachable. In [`DenylistMode::Subscribed`] this waits (at most
+    /// [`operation_timeout`](RedisConfig::operation_timeout)) for the first denylist
+    /// synchronisation, and a background task keeps the copy current.
+    ///
+    /// Must be called within a tokio runtime.
+    ///
+    /// # Errors
+    /// [`RedisConfigError`] if the URL, prefix or a timeout is invalid.
+    pub async fn connect(config: RedisConfig) -> Result<Self, RedisConfigError> {
+        if config.key_prefix.is_empty() || config.key_prefix.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
+            return Err(RedisConfigError::Prefix(config.key_prefix));
+        }
+        for (name, d) in [
+            ("operation_timeout", config.operation_timeout),
+            ("connect_timeout", config.connect_timeout),
+            ("subscription_check", config.subscription_check),
+        ] {
+            if d.is_zero() {
+                return Err(RedisConfigError::ZeroTimeout(name));
+            }
+        }
+        let client = Client::open(config.url.as_str()).map_err(RedisConfigError::Url)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.operation_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(config.operation_timeout);
+        let conn =
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config).map_err(RedisConfigError::Url)?;
+        let base = format!("{}:{{0}}:", config.key_prefix);
+        let channel = format!("{}:denylist", config.key_prefix);
+        let (denylist, subscriber) = match config.denylist {
+            DenylistMode::Strict => (None, None),
+            DenylistMode::Subscribed => {
+                let local = Arc::new(LocalDenylist { entries: DashMap::new(), synced: AtomicBool::new(false) });
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                let task = tokio::spawn(subscribe_loop(
+                    client,
+                    conn.clone(),
+                    Arc::clone(&local),
+                    SubscriberSettings {
+                        base: base.clone(),
+                        channel: channel.clone(),
+                        check: config.subscription_check,
+                        timeout: config.operation_timeout,
+                    },
+                    ready_tx,
+                ));
+                // Redis may be down: then the store starts unsynced and fails closed.
+                let _ = tokio::time::timeout(config.operation_timeout, ready_rx).await;
+                (Some(local), Some(task.abort_handle()))
+            }
+        };
+        Ok(Self {
+            inner: Arc::new(Inner { conn, base, channel, config, scripts: Scripts::new(), denylist, subscriber }),
+        })
+    }
+
+    /// The configuration the store was built with.
+    #[must_use]
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// Whether the local denylist is synchronised with Redis (always `true` in
+    /// [`DenylistMode::Strict`]). While `false`, [`SessionStore::access_denied`] fails closed.
+    #[must_use]
+    pub fn denylist_synced(&self) -> bool {
+        self.inner.denylist.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
+    }
+
+    /// Runs `script` with the base and channel as its first two arguments, then `args`.
+    async fn run(&self, script: &Script, key: &str, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
+        let inner = &*self.inner;
+        let mut invocation = script.key(key);
+        invocation.arg(inner.base.as_str()).arg(inner.channel.as_str());
+        for a in args {
+            invocation.arg(a);
+        }
+        let mut conn = inner.conn.clone();
+        match tokio::time::timeout(inner.config.operation_timeout, invocation.invoke_async::<Value>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(redis_error(e)),
+            Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+        }
+    }
+
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.inner.base)
+    }
+
+    fn note_denied(&self, records: &[SessionRecord], revocation: &Revocation) {
+        if let (Some(local), Some(until)) = (&self.inner.denylist, revocation.deny_access_until)
+            && until > revocation.at
+        {
+            for r in records {
+                local.add(r.id, revocation.reason, until);
+            }
+        }
+    }
+
+    fn retention_ms(&self) -> Vec<u8> {
+        let ms = u64::try_from(self.inner.config.expired_retention.as_millis()).unwrap_or(u64::MAX);
+        ms.to_string().into_bytes()
+    }
+}
+
+/// Runs one command on `conn`, failing with [`StoreError::Unavailable`] after `timeout`.
+async fn query<T: redis::FromRedisValue>(
+    conn: &ConnectionManager,
+    cmd: redis::Cmd,
+    timeout: Duration,
+) -> Result<T, StoreError> {
+    let mut conn = conn.clone();
+    match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(redis_error(e)),
+        Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+    }
+}
+
+fn redis_error(e: RedisError) -> StoreError {
+    if e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal() {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
+}
+
+// ---- encoding -----------------------------------------------------------------------------
+
+/// A timestamp as 20 decimal digits whose string order is time order.
+fn ts(t: Timestamp) -> Vec<u8> {
+    #[allow(clippy::cast_sign_loss)] // the bit flip maps i64 order onto u64 order
+    let v = (t.unix_nanos() as u64) ^ (1 << 63);
+    format!("{v:020}").into_bytes()
+}
+
+fn parse_ts(s: &[u8]) -> Result<Timestamp, StoreError> {
+    let v: u64 = std::str::from_utf8(s)
+        .ok()
+        .filter(|s| s.len() == 20)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt("timestamp"))?;
+    #[allow(clippy::cast_possible_wrap)]
+    Ok(Timestamp::from_unix_nanos((v ^ (1 << 63)) as i64))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unreadable {what} in Redis"))
+}
+
+fn bytes(v: &Value) -> Result<&[u8], StoreError> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        _ => Err(corrupt("script reply")),
+    }
+}
+
+fn text(v: &Value) -> Result<&str, StoreError> {
+    std::str::from_utf8(bytes(v)?).map_err(|_| corrupt("text"))
+}
+
+fn array(v: &Value) -> Result<&[Value], StoreError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        Value::Nil => Ok(&[]),
+        _ => Err(corrupt("script reply")),
+    }
+}
+
+fn int(v: &Value) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => text(other)?.parse().map_err(|_| corrupt("number")),
+    }
+}
+
+/// The reply's first element: which outcome the script reports.
+fn tag(v: &[Value]) -> Result<&str, StoreError> {
+    v.first().ok_or_else(|| corrupt("empty script reply")).and_then(text)
+}
+
+fn field(v: &[Value], i: usize) -> Result<&Value, StoreError> {
+    v.get(i).ok_or_else(|| corrupt("short script reply"))
+}
+
+fn digest(s: &str) -> Result<TokenDigest, StoreError> {
+    TokenDigest::from_base64(s).map_err(|_| corrupt("digest"))
+}
+
+fn reason(s: &str) -> Result<RevocationReason, StoreError> {
+    [
+        RevocationReason::Logout,
+        RevocationReason::LogoutAll,
+        RevocationReason::Admin,
+        RevocationReason::Evicted,
+        RevocationReason::RefreshReuse,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+    .ok_or_else(|| corrupt("revocation reason"))
+}
+
+fn expiry_reason(s: &str) -> Result<ExpiryReason, StoreError> {
+    match s {
+        "idle" => Ok(ExpiryReason::Idle),
+        "absolute" => Ok(ExpiryReason::Absolute),
+        _ => Err(corrupt("expiry reason")),
+    }
+}
+
+/// The 11 fields of `rec()` in the scripts' prelude.
+fn record(v: &Value) -> Result<SessionRecord, StoreError> {
+    let f = array(v)?;
+    if f.len() != 11 {
+        return Err(corrupt("session record"));
+    }
+    let metadata = match bytes(&f[9])? {
+        b"" => Metadata::default(),
+        m => serde_json::from_slice(m).map_err(|_| corrupt("session metadata"))?,
+    };
+    let data = match bytes(&f[10])? {
+        b"" => SessionData::default(),
+        d => SessionData::from_map(serde_json::from_slice(d).map_err(|_| corrupt("session data"))?),
+    };
+    Ok(SessionRecord {
+        id: text(&f[0])?.parse().map_err(|_| corrupt("session id"))?,
+        digest: digest(text(&f[1])?)?,
+        user: UserId::new(text(&f[2])?).map_err(|_| corrupt("user id"))?,
+        created_at: parse_ts(bytes(&f[3])?)?,
+        last_seen_at: parse_ts(bytes(&f[4])?)?,
+        idle_deadline: parse_ts(bytes(&f[5])?)?,
+        absolute_deadline: parse_ts(bytes(&f[6])?)?,
+        remember_me: bytes(&f[7])? == b"1",
+        request_count: text(&f[8])?.parse().map_err(|_| corrupt("request count"))?,
+        metadata,
+        data,
+    })
+}
+
+fn records(v: &Value) -> Result<Vec<SessionRecord>, StoreError> {
+    array(v)?.iter().map(record).collect()
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+fn deny_arg(revocation: &Revocation) -> Vec<u8> {
+    revocation.deny_access_until.map(ts).unwrap_or_default()
+}
+
+/// The arguments every renewal takes: `now - interval`, `now + idle` (ordinary, remember-me)
+/// and whether to count the request.
+fn touch_args(now: Timestamp, policy: &TouchPolicy) -> [Vec<u8>; 4] {
+    [
+        ts(now.saturating_sub(policy.interval)),
+        ts(now.saturating_add(policy.idle_timeout)),
+        ts(now.saturating_add(policy.remember_me_idle_timeout)),
+        if policy.count_request { b"1".to_vec() } else { b"0".to_vec() },
+    ]
+}
+
+/// Escapes the glob characters of a key base for `SCAN MATCH`.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 1);
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Expired sessions are removed in batches of at most this many per script run, so that a
+/// sweep never holds Redis up for long.
+const SWEEP_BATCH: usize = 512;
+
+impl SessionStore for RedisStore {
+    async fn insert(
+        &self,
+        record: SessionRecord,
+        refresh: Option<TokenDigest>,
+        limit: Option<Limit>,
+        eviction: Revocation,
+    ) -> Result<InsertOutcome, StoreError> {
+        let digest = record.digest.to_base64();
+        let (max, policy) = match limit {
+            Some(l) => (
+                l.max.to_string().into_bytes(),
+                match l.policy {
+                    LimitPolicy::EvictOldest => b"o".to_vec(),
+                    LimitPolicy::EvictLeastRecentlyUsed => b"l".to_vec(),
+                    LimitPolicy::Reject => b"r".to_vec(),
+                },
+            ),
+            None => (Vec::new(), b"o".to_vec()),
+        };
+        let args = vec![
+            ts(eviction.at),
+            digest.clone().into_bytes(),
+            record.id.to_string().into_bytes(),
+            record.user.as_str().as_bytes().to_vec(),
+            ts(record.created_at),
+            ts(record.last_seen_at),
+            ts(record.idle_deadline),
+            ts(record.absolute_deadline),
+            if record.remember_me { b"1".to_vec() } else { b"0".to_vec() },
+            record.request_count.to_string().into_bytes(),
+            json(&record.metadata)?,
+            json(&record.data)?,
+            refresh.map(|d| d.to_base64().into_bytes()).unwrap_or_default(),
+            max,
+            policy,
+            eviction.reason.as_str().as_bytes().to_vec(),
+            deny_arg(&eviction),
+            self.retention_ms(),
+        ];
+        let reply = self.run(&self.inner.scripts.insert, &self.key("s", &digest), args).await?;
+        let reply = array(&reply)?;
+        match tag(reply)? {
+            "ok" => {
+                let evicted = records(field(reply, 1)?)?;
+                self.note_denied(&evicted, &eviction);
+                Ok(InsertOutcome::Inserted { evicted })
+            }
+            "limit" => Ok(InsertOutcome::LimitReached),
+            "conflict" => Err(StoreError::Conflict),
+            _ => Err(corrupt("insert reply")),
+        }
+    }
+
+    async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
+        let d = digest.to_base64();
+        let [due, idle, idle_rm, count] = touch_args(now, &policy);
+        let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count];
+        let reply = self.run(&self.inner.scripts.touch, &self.key("s", &d), args).await?;
+        lookup(array(&reply)?)
+    }
+
+    async fn get(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
+        let d = digest.to_base64();
+        let reply =
+            self.run(&self.inner.scripts.get, &self.key("s", &d), vec![d.clone().into_bytes(), Vec::new()]).await?;
+        optional_record(array(&reply)?)
+    }
+
+    async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let id = id.to_string();
+        let reply =
+            self.run(&self.inner.scripts.get, &self.key("i", &id), vec![Vec::new(), id.clone().into_bytes()]).await?;
+        optional_record(array(&reply)?)
+    }
+
+    async fn rotate(&self, old: &TokenDigest, new: TokenDigest, now: Timestamp) -> Result<Lookup, StoreError> {
+        let old = old.to_base64();
+        let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes()];
+        let reply = self.run(&self.inner.scripts.rotate, &self.key("s", &old), args).await?;
+        let reply = array(&reply)?;
+        if tag(reply)? == "conflict" {
+            return Err(StoreError::Conflict);
+        }
+        lookup(reply)
+    }
+
+    async fn update_data(
+        &self,
+        id: &SessionId,
+        patch: &DataPatch,
+        max_bytes: usize,
+        now: Timestamp,
+    ) -> Result<DataOutcome, StoreError> {
+        let id = id.to_string();
+        let key = self.key("i", &id);
+        // Optimistic: read the data and its version, patch here, write if the version is
+        // unchanged. Patches of one session are rare, so retries are too.
+        loop {
+            let reply = self.run(&self.inner.scripts.data_get, &key, vec![ts(now), id.clone().into_bytes()]).await?;
+            let reply = array(&reply)?;
+            if tag(reply)? != "ok" {
+                return Ok(DataOutcome::NotFound);
+            }
+            let version = bytes(field(reply, 1)?)?.to_vec();
+            let current = match bytes(field(reply, 2)?)? {
+                b"" => SessionData::default(),
+                d => SessionData::from_map(serde_json::from_slice(d).map_err(|_| corrupt("session data"))?),
+            };
+            let (next, size) = current.patched(patch);
+            if size > max_bytes {
+                return Ok(DataOutcome::TooLarge { size });
+            }
+            let args = vec![ts(now), id.clone().into_bytes(), version, json(&next)?];
+            let reply = self.run(&self.inner.scripts.data_set, &key, args).await?;
+            match tag(array(&reply)?)? {
+                "ok" => return Ok(DataOutcome::Updated(next)),
+                "none" => return Ok(DataOutcome::NotFound),
+                "retry" => {}
+                _ => return Err(corrupt("update_data reply")),
+            }
+        }
+    }
+
+    async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
+        let sid = id.to_string();
+        let args = vec![
+            ts(revocation.at),
+            sid.clone().into_bytes(),
+            revocation.reason.as_str().as_bytes().to_vec(),
+            deny_arg(&revocation),
+        ];
+        let reply = self.run(&self.inner.scripts.remove, &self.key("i", &sid), args).await?;
+        let removed = optional_record(array(&reply)?)?;
+        if let Some(r) = &removed {
+            self.note_denied(std::slice::from_ref(r), &revocation);
+        }
+        Ok(removed)
+    }
+
+    async fn remove_user(
+        &self,
+        user: &UserId,
+        keep: Option<&SessionId>,
+        revocation: Revocation,
+    ) -> Result<Vec<SessionRecord>, StoreError> {
+        let args = vec![
+            ts(revocation.at),
+            user.as_str().as_bytes().to_vec(),
+            keep.map(|k| k.to_string().into_bytes()).unwrap_or_default(),
+            revocation.reason.as_str().as_bytes().to_vec(),
+            deny_arg(&revocation),
+        ];
+        let reply = self.run(&self.inner.scripts.remove_user, &self.key("u", user.as_str()), args).await?;
+        let removed = records(&reply)?;
+        self.note_denied(&removed, &revocation);
+        Ok(removed)
+    }
+
+    async fn rotate_refresh(
+        &self,
+        presented: &TokenDigest,
+        successor: Successor,
+        now: Timestamp,
+        grace: Duration,
+        touch: TouchPolicy,
+        reuse: Revocation,
+    ) -> Result<RefreshOutcome, StoreError> {
+        let p = presented.to_base64();
+        let [due, idle, idle_rm, count] = touch_args(now, &touch);
+        let args = vec![
+            ts(now),
+            p.clone().into_bytes(),
+            successor.digest.to_base64().into_bytes(),
+            successor.sealed,
+            ts(now.saturating_sub(grace)),
+            due,
+            idle,
+            idle_rm,
+            count,
+            reuse.reason.as_str().as_bytes().to_vec(),
+            deny_arg(&reuse),
+            (REFRESH_REUSE_HISTORY + 1).to_string().into_bytes(),
+        ];
+        let reply = self.run(&self.inner.scripts.refresh, &self.key("r", &p), args).await?;
+        let reply = array(&reply)?;
+        match tag(reply)? {
+            "rotated" => Ok(RefreshOutcome::Rotated(record(field(reply, 1)?)?)),
+            "replayed" => Ok(RefreshOutcome::Replayed {
+                record: record(field(reply, 1)?)?,
+                sealed: bytes(field(reply, 2)?)?.to_vec(),
+                spent_at: parse_ts(bytes(field(reply, 3)?)?)?,
+            }),
+            "reused" => {
+                let r = record(field(reply, 1)?)?;
+                self.note_denied(std::slice::from_ref(&r), &reuse);
+                Ok(RefreshOutcome::Reused(r))
+            }
+            "expired" => Ok(RefreshOutcome::Expired {
+                reason: expiry_reason(text(field(reply, 1)?)?)?,
+                record: Box::new(record(field(reply, 2)?)?),
+            }),
+            "conflict" => Err(StoreError::Conflict),
+            "none" => Ok(RefreshOutcome::NotFound),
+            _ => Err(corrupt("refresh reply")),
+        }
+    }
+
+    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+        if let Some(local) = &self.inner.denylist {
+            if !local.synced.load(Ordering::Acquire) {
+                return Err(StoreError::Unavailable("the Redis denylist subscription is resynchronising".into()));
+            }
+            return Ok(local.entries.get(id).and_then(|e| (e.1 > now).then_some(e.0)));
+        }
+        let mut get = redis::cmd("GET");
+        get.arg(self.key("d", &id.to_string()));
+        match query::<Option<String>>(&self.inner.conn, get, self.inner.config.operation_timeout).await? {
+            None => Ok(None),
+            Some(v) => {
+                let (reason_s, until) = v.split_once('|').ok_or_else(|| corrupt("denylist entry"))?;
+                Ok((parse_ts(until.as_bytes())? > now).then_some(reason(reason_s)?))
+            }
+        }
+    }
+
+    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
+        let args = vec![ts(now), user.as_str().as_bytes().to_vec()];
+        let reply = self.run(&self.inner.scripts.list_user, &self.key("u", user.as_str()), args).await?;
+        let mut live = records(&reply)?;
+        live.sort_by_key(|r| (r.created_at, r.id));
+        Ok(live)
+    }
+
+    async fn count(&self) -> Result<usize, StoreError> {
+        let mut zcard = redis::cmd("ZCARD");
+        zcard.arg(format!("{}x", self.inner.base));
+        query(&self.inner.conn, zcard, self.inner.config.operation_timeout).await
+    }
+
+    async fn scan(&self, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
+        let pattern = format!("{}*", glob_escape(&self.inner.base));
+        let args = vec![cursor.to_string().into_bytes(), count.max(1).to_string().into_bytes(), pattern.into_bytes()];
+        let reply = self.run(&self.inner.scripts.scan, &format!("{}x", self.inner.base), args).await?;
+        let reply = array(&reply)?;
+        let next: u64 = text(field(reply, 0)?)?.parse().map_err(|_| corrupt("scan cursor"))?;
+        let mut items = Vec::new();
+        for item in array(field(reply, 1)?)? {
+            let f = array(item)?;
+            items.push(match tag(f)? {
+                "s" => {
+                    let record = record(field(f, 1)?)?;
+                    let current = text(field(f, 2)?)?;
+                    let refresh = if current.is_empty() {
+                        None
+                    } else {
+                        let spent = text(field(f, 3)?)?
+                            .split(',')
+                            .filter(|s| !s.is_empty())
+                            .map(digest)
+                            .collect::<Result<_, _>>()?;
+                        Some(RefreshDigests { current: digest(current)?, spent })
+                    };
+                    StoredItem::Session { record, refresh }
+                }
+                "v" => StoredItem::Revoked {
+                    digest: digest(text(field(f, 1)?)?)?,
+                    reason: reason(text(field(f, 2)?)?)?,
+                    until: parse_ts(bytes(field(f, 3)?)?)?,
+                },
+                "d" => StoredItem::Denied {
+                    session_id: text(field(f, 1)?)?.parse().map_err(|_| corrupt("session id"))?,
+                    reason: reason(text(field(f, 2)?)?)?,
+                    until: parse_ts(bytes(field(f, 3)?)?)?,
+                },
+                _ => return Err(corrupt("scan item")),
+            });
+        }
+        Ok(ScanPage { items, next: (next != 0).then_some(next) })
+    }
+
+    async fn restore(&self, items: Vec<StoredItem>) -> Result<(), StoreError> {
+        // TTLs are counted from the latest activity among the items: the export was taken after
+        // it, so no entry (a denylist entry in particular) can expire before its time.
+        let reference = items
+            .iter()
+            .filter_map(|i| match i {
+                StoredItem::Session { record, .. } => Some(record.last_seen_at),
+                _ => None,
+            })
+            .max();
+        let reference = match reference {
+            Some(t) => t,
+            None => self.server_time().await?,
+        };
+        let mut args = vec![ts(reference), self.retention_ms()];
+        let mut denied = Vec::new();
+        for item in &items {
+            match item {
+                StoredItem::Session { record, refresh } => {
+                    args.extend([
+                        b"s".to_vec(),
+                        record.id.to_string().into_bytes(),
+                        record.digest.to_base64().into_bytes(),
+                        record.user.as_str().as_bytes().to_vec(),
+                        ts(record.created_at),
+                        ts(record.last_seen_at),
+                        ts(record.idle_deadline),
+                        ts(record.absolute_deadline),
+                        if record.remember_me { b"1".to_vec() } else { b"0".to_vec() },
+                        record.request_count.to_string().into_bytes(),
+                        json(&record.metadata)?,
+                        json(&record.data)?,
+                        refresh.as_ref().map(|r| r.current.to_base64().into_bytes()).unwrap_or_default(),
+                        refresh
+                            .as_ref()
+                            .map(|r| {
+                                r.spent.iter().map(TokenDigest::to_base64).collect::<Vec<_>>().join(",").into_bytes()
+                            })
+                            .unwrap_or_default(),
+                    ]);
+                }
+                StoredItem::Revoked { digest, reason, until } => {
+                    args.extend([
+                        b"v".to_vec(),
+                        digest.to_base64().into_bytes(),
+                        reason.as_str().as_bytes().to_vec(),
+                        ts(*until),
+                    ]);
+                }
+                StoredItem::Denied { session_id, reason, until } => {
+                    denied.push((*session_id, *reason, *until));
+                    args.extend([
+                        b"d".to_vec(),
+                        session_id.to_string().into_bytes(),
+                        reason.as_str().as_bytes().to_vec(),
+                        ts(*until),
+                    ]);
+                }
+            }
+        }
+        let reply = self.run(&self.inner.scripts.restore, &format!("{}x", self.inner.base), args).await?;
+        match tag(array(&reply)?)? {
+            "ok" => {
+                if let Some(local) = &self.inner.denylist {
+                    for (id, reason, until) in denied {
+                        local.add(id, reason, until);
+                    }
+                }
+                Ok(())
+            }
+            "conflict" => Err(StoreError::Conflict),
+            _ => Err(corrupt("restore reply")),
+        }
+    }
+
+    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
+        if let Some(local) = &self.inner.denylist {
+            local.entries.retain(|_, e| e.1 > now);
+        }
+        let mut removed = Vec::new();
+        let key = format!("{}x", self.inner.base);
+        while removed.len() < max {
+            let batch = (max - removed.len()).min(SWEEP_BATCH);
+            let args = vec![ts(now), batch.to_string().into_bytes()];
+            let reply = self.run(&self.inner.scripts.remove_expired, &key, args).await?;
+            let reply = array(&reply)?;
+            let examined = usize::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("sweep count"))?;
+            removed.extend(records(field(reply, 1)?)?);
+            if examined < batch {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl RedisStore {
+    /// Redis's own clock, for [`SessionStore::restore`] of items that carry no activity time.
+    async fn server_time(&self) -> Result<Timestamp, StoreError> {
+        let (secs, micros): (i64, i64) =
+            query(&self.inner.conn, redis::cmd("TIME"), self.inner.config.operation_timeout).await?;
+        Ok(Timestamp::from_unix_nanos(secs.saturating_mul(1_000_000_000).saturating_add(micros.saturating_mul(1000))))
+    }
+}
+
+fn lookup(reply: &[Value]) -> Result<Lookup, StoreError> {
+    match tag(reply)? {
+        "live" => Ok(Lookup::Live(record(field(reply, 1)?)?)),
+        "expired" => Ok(Lookup::Expired {
+            reason: expiry_reason(text(field(reply, 1)?)?)?,
+            record: Box::new(record(field(reply, 2)?)?),
+        }),
+        "revoked" => Ok(Lookup::Revoked(reason(text(field(reply, 1)?)?)?)),
+        "none" => Ok(Lookup::NotFound),
+        _ => Err(corrupt("lookup reply")),
+    }
+}
+
+fn optional_record(reply: &[Value]) -> Result<Option<SessionRecord>, StoreError> {
+    match tag(reply)? {
+        "ok" => record(field(reply, 1)?).map(Some),
+        "none" => Ok(None),
+        _ => Err(corrupt("reply")),
+    }
+}
+
+// ---- the denylist subscription ------------------------------------------------------------
+
+struct SubscriberSettings {
+    base: String,
+    channel: String,
+    check: Duration,
+    timeout: Duration,
+}
+
+/// Keeps `local` current: subscribe, read the whole denylist back, then apply messages; on any
+/// failure mark it unsynced (so verifications fail closed) and start over.
+async fn subscribe_loop(
+    client: Client,
+    conn: ConnectionManager,
+    local: Arc<LocalDenylist>,
+    settings: SubscriberSettings,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        local.synced.store(false, Ordering::Release);
+        let outcome = subscribed_session(&client, &conn, &local, &settings, &mut ready).await;
+        local.synced.store(false, Ordering::Release);
+        match outcome {
+            // The subscription ran and then dropped: reconnect at once.
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "sessionkit::redis", error = %e, "denylist subscription failed; retrying");
+                #[cfg(not(feature = "tracing"))]
+                let _ = e;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn subscribed_session(
+    client: &Client,
+    conn: &ConnectionManager,
+    local: &LocalDenylist,
+    s: &SubscriberSettings,
+    ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<(), StoreError> {
+    let pubsub = tokio::time::timeout(s.timeout, client.get_async_pubsub())
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(redis_error)?;
+    let (mut sink, mut stream) = pubsub.split();
+    tokio::time::timeout(s.timeout, sink.subscribe(&s.channel))
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(redis_error)?;
+    // Subscribed first, then read back: nothing published in between is missed.
+    resync(conn, local, s).await?;
+    local.synced.store(true, Ordering::Release);
+    if let Some(tx) = ready.take() {
+        let _ = tx.send(());
+    }
+    let mut tick = tokio::time::interval(s.check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                if let Ok(payload) = msg.get_payload::<String>() {
+                    apply_message(local, &payload);
+                }
+            }
+            _ = tick.tick() => {
+                match tokio::time::timeout(s.timeout, sink.ping::<Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(redis_error(e)),
+                    Err(e) => return Err(StoreError::Unavailable(Box::new(e))),
+                }
+            }
+        }
+    }
+}
+
+fn apply_message(local: &LocalDenylist, payload: &str) {
+    let mut parts = payload.splitn(3, '|');
+    let (Some(id), Some(r), Some(until)) = (parts.next(), parts.next(), parts.next()) else { return };
+    if let (Ok(id), Ok(r), Ok(until)) = (id.parse::<SessionId>(), reason(r), parse_ts(until.as_bytes())) {
+        local.add(id, r, until);
+    }
+}
+
+/// Reads every denylist entry from Redis into `local`.
+async fn resync(conn: &ConnectionManager, local: &LocalDenylist, s: &SubscriberSettings) -> Result<(), StoreError> {
+    let pattern = format!("{}d:*", glob_escape(&s.base));
+    let mut cursor = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+        let (next, keys): (u64, Vec<String>) = query(conn, scan, s.timeout).await?;
+        if !keys.is_empty() {
+            let mut mget = redis::cmd("MGET");
+            mget.arg(&keys);
+            let values: Vec<Option<String>> = query(conn, mget, s.timeout).await?;
+            for (key, value) in keys.iter().zip(values) {
+                let (Some(id), Some(value)) = (key.strip_prefix(&format!("{}d:", s.base)), value) else { continue };
+                apply_message(local, &format!("{id}|{value}"));
+            }
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}

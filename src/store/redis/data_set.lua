@@ -1,0 +1,6 @@
+-- data_set: ARGV 3 now, 4 session id, 5 expected version, 6 new data.
+local h, dg = by_id(ARGV[4])
+if not h or expiry(h, ARGV[3]) then return {'none'} end
+if (h.v or '0') ~= ARGV[5] then return {'retry'} end
+redis.call('HSET', B .. 's:' .. dg, 'd', ARGV[6], 'v', tostring(tonumber(ARGV[5]) + 1))
+return {'ok'}

@@ -1,0 +1,60 @@
+-- insert: ARGV 3 now, 4 digest, 5 id, 6 user, 7 created, 8 last seen, 9 idle deadline,
+-- 10 absolute deadline, 11 remember-me, 12 request count, 13 metadata, 14 data,
+-- 15 refresh digest or '', 16 limit or '', 17 policy (o|l|r), 18 eviction reason,
+-- 19 deny-until or '', 20 retention (ms kept after the absolute deadline).
+local now, dg, id, u, rf = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[15]
+local sk = B .. 's:' .. dg
+if redis.call('EXISTS', sk, B .. 'i:' .. id) > 0 then return {'conflict'} end
+if rf ~= '' and redis.call('EXISTS', B .. 'r:' .. rf) > 0 then return {'conflict'} end
+local uk = B .. 'u:' .. u
+local live = {}
+for pos, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+  local h = load(B .. 's:' .. m)
+  if not h then
+    redis.call('ZREM', uk, m)
+  elseif not expiry(h, now) then
+    h.pos = pos
+    live[#live + 1] = h
+  end
+end
+local evicted = {}
+if ARGV[16] ~= '' then
+  local max = tonumber(ARGV[16])
+  if max < 1 then max = 1 end
+  local excess = #live + 1 - max
+  if excess > 0 then
+    if ARGV[17] == 'r' then return {'limit'} end
+    -- crate::policy::select_evictions
+    if ARGV[17] == 'o' then
+      table.sort(live, function(x, y)
+        if x.c ~= y.c then return x.c < y.c end
+        return x.pos < y.pos
+      end)
+    else
+      table.sort(live, function(x, y)
+        if x.s ~= y.s then return x.s < y.s end
+        if x.c ~= y.c then return x.c < y.c end
+        return x.pos < y.pos
+      end)
+    end
+    for k = 1, excess do
+      drop(live[k].g, live[k], ARGV[18], ARGV[19], now)
+      evicted[#evicted + 1] = rec(live[k])
+    end
+  end
+end
+local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
+local seq = redis.call('INCR', B .. 'q')
+redis.call('HSET', sk, 'id', id, 'g', dg, 'u', u, 'c', ARGV[7], 's', ARGV[8], 'i', ARGV[9], 'a', ARGV[10],
+  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0')
+if rf ~= '' then
+  redis.call('HSET', sk, 'rc', rf)
+  redis.call('HSET', B .. 'r:' .. rf, 's', id, 'k', 'c')
+  redis.call('PEXPIRE', B .. 'r:' .. rf, life)
+end
+redis.call('PEXPIRE', sk, life)
+redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
+redis.call('ZADD', uk, seq, dg)
+if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, life) end
+redis.call('ZADD', B .. 'x', ms(ARGV[9]), dg)
+return {'ok', evicted}

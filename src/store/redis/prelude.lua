@@ -1,0 +1,119 @@
+-- Shared by every sessionkit script. ARGV[1] is the key base ("<prefix>:{<tag>}:"), ARGV[2]
+-- the denylist channel. Timestamps are 20-digit strings (unix nanoseconds + 2^63), so that
+-- string order is time order and no precision is lost to Lua's doubles; `ms` turns one into
+-- approximate milliseconds for TTLs and sorted-set scores only, never for a decision.
+local B = ARGV[1]
+local CH = ARGV[2]
+
+local function ms(t)
+  return (tonumber(t) - 9223372036854775808) / 1000000
+end
+
+-- Milliseconds from `now` until `t`, at least 1 (for PX / PEXPIRE).
+local function ttl(t, now)
+  local v = math.ceil(ms(t) - ms(now))
+  if v < 1 then v = 1 end
+  return v
+end
+
+local function load(key)
+  local a = redis.call('HGETALL', key)
+  if #a == 0 then return nil end
+  local h = {}
+  for i = 1, #a, 2 do h[a[i]] = a[i + 1] end
+  return h
+end
+
+-- The record as the Rust side reads it: 11 fields in a fixed order.
+local function rec(h)
+  return {h.id, h.g, h.u, h.c, h.s, h.i, h.a, h.r, h.n, h.m or '', h.d or ''}
+end
+
+-- crate::expiry::check: absolute first, then idle; a deadline has passed when now >= it.
+local function expiry(h, now)
+  if now >= h.a then return 'absolute' end
+  if now >= h.i then return 'idle' end
+  return false
+end
+
+local function split(s)
+  local t = {}
+  if s then for w in string.gmatch(s, '[^,]+') do t[#t + 1] = w end end
+  return t
+end
+
+-- "reason|until" -> reason, until
+local function parse(v)
+  local p = string.find(v, '|', 1, true)
+  return string.sub(v, 1, p - 1), string.sub(v, p + 1)
+end
+
+-- The answer for a digest with no session: a remembered revocation, or nothing.
+local function gone(dg, now)
+  local v = redis.call('GET', B .. 'v:' .. dg)
+  if v then
+    local reason, till = parse(v)
+    if now < till then return {'revoked', reason} end
+  end
+  return {'none'}
+end
+
+-- crate::expiry::touch_due and renewed_idle_deadline; the expiry index follows the idle deadline.
+-- `due_before` is now - interval; the idle candidates are now + idle (ordinary, remember-me).
+local function renew(key, dg, h, now, due_before, idle_ord, idle_rm, count)
+  if count == '1' then
+    h.n = string.format('%.0f', redis.call('HINCRBY', key, 'n', 1))
+  end
+  if now >= h.s and h.s <= due_before then
+    local d = idle_ord
+    if h.r == '1' then d = idle_rm end
+    if d > h.a then d = h.a end
+    if d < h.i then d = h.i end
+    h.s = now
+    h.i = d
+    redis.call('HSET', key, 's', now, 'i', d)
+    redis.call('ZADD', B .. 'x', ms(d), dg)
+  end
+end
+
+-- Denylists a session's access tokens until `till` (never shortening an entry) and tells
+-- every subscribed instance.
+local function deny(id, reason, till, now)
+  if till == '' or till <= now then return end
+  local k = B .. 'd:' .. id
+  local old = redis.call('GET', k)
+  if old then
+    local _, old_till = parse(old)
+    if old_till >= till then return end
+  end
+  redis.call('SET', k, reason .. '|' .. till, 'PX', ttl(till, now))
+  redis.call('PUBLISH', CH, id .. '|' .. reason .. '|' .. till)
+end
+
+-- Removes a session with every index entry and refresh token; with a reason, remembers the
+-- revocation until the absolute deadline and denylists its access tokens until `till`.
+local function drop(dg, h, reason, till, now)
+  redis.call('DEL', B .. 's:' .. dg, B .. 'i:' .. h.id)
+  redis.call('ZREM', B .. 'u:' .. h.u, dg)
+  redis.call('ZREM', B .. 'x', dg)
+  if h.rc then redis.call('DEL', B .. 'r:' .. h.rc) end
+  for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
+  if reason then
+    if h.a > now then
+      redis.call('SET', B .. 'v:' .. dg, reason .. '|' .. h.a, 'PX', ttl(h.a, now))
+    end
+    deny(h.id, reason, till, now)
+  end
+end
+
+-- The session with public id `id`, and its digest.
+local function by_id(id)
+  local dg = redis.call('GET', B .. 'i:' .. id)
+  if not dg then return nil, nil end
+  local h = load(B .. 's:' .. dg)
+  if not h then
+    redis.call('DEL', B .. 'i:' .. id)
+    return nil, nil
+  end
+  return h, dg
+end

@@ -1,0 +1,47 @@
+-- rotate_refresh: ARGV 3 now, 4 presented digest, 5 successor digest, 6 sealed successor,
+-- 7 now - grace, 8 now - touch interval, 9 now + idle, 10 now + remember-me idle, 11 count,
+-- 12 reuse reason, 13 reuse deny-until or '', 14 history length (spent tokens recognised).
+local now, p, succ = ARGV[3], ARGV[4], ARGV[5]
+local rk = B .. 'r:' .. p
+local r = load(rk)
+if not r then return {'none'} end
+local h, dg = by_id(r.s)
+if not h then
+  redis.call('DEL', rk)
+  return {'none'}
+end
+local sk = B .. 's:' .. dg
+if h.rc == p then
+  local e = expiry(h, now)
+  if e then return {'expired', e, rec(h)} end
+  if redis.call('EXISTS', B .. 'r:' .. succ) > 0 then return {'conflict'} end
+  local spent = split(h.rs)
+  -- Only the token spent last keeps its sealed successor (for replays in the grace window).
+  if spent[1] then redis.call('HDEL', B .. 'r:' .. spent[1], 't', 'z') end
+  table.insert(spent, 1, p)
+  while #spent > tonumber(ARGV[14]) do
+    redis.call('DEL', B .. 'r:' .. table.remove(spent))
+  end
+  redis.call('HSET', rk, 'k', 'x', 't', now, 'z', ARGV[6])
+  redis.call('HSET', B .. 'r:' .. succ, 's', h.id, 'k', 'c')
+  local life = redis.call('PTTL', sk)
+  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. succ, life) end
+  h.rc = succ
+  h.rs = table.concat(spent, ',')
+  redis.call('HSET', sk, 'rc', h.rc, 'rs', h.rs)
+  renew(sk, dg, h, now, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+  return {'rotated', rec(h)}
+end
+local spent = split(h.rs)
+if spent[1] == p and r.t and now >= r.t and r.t > ARGV[7] then
+  local e = expiry(h, now)
+  if e then return {'expired', e, rec(h)} end
+  return {'replayed', rec(h), r.z, r.t}
+end
+for _, s in ipairs(spent) do
+  if s == p then
+    drop(dg, h, ARGV[12], ARGV[13], now)
+    return {'reused', rec(h)}
+  end
+end
+return {'none'}

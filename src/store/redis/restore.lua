@@ -1,0 +1,62 @@
+-- restore: ARGV 3 reference time (TTLs are counted from it), 4 retention (ms), then items:
+-- 's', id, digest, user, created, last seen, idle, absolute, remember-me, count, metadata, data,
+--      current refresh digest or '', spent refresh digests (comma-separated)   (14 fields)
+-- 'v', digest, reason, until                                                    (4 fields)
+-- 'd', id, reason, until                                                        (4 fields)
+local ref, keep = ARGV[3], tonumber(ARGV[4])
+local items = {}
+local i = 5
+while i <= #ARGV do
+  if ARGV[i] == 's' then
+    items[#items + 1] = {i, 's'}
+    i = i + 14
+  else
+    items[#items + 1] = {i, ARGV[i]}
+    i = i + 4
+  end
+end
+-- All or nothing: check every key first.
+for _, it in ipairs(items) do
+  local j = it[1]
+  if it[2] == 's' then
+    if redis.call('EXISTS', B .. 's:' .. ARGV[j + 2], B .. 'i:' .. ARGV[j + 1]) > 0 then return {'conflict'} end
+    local refresh = split(ARGV[j + 13])
+    if ARGV[j + 12] ~= '' then refresh[#refresh + 1] = ARGV[j + 12] end
+    for _, r in ipairs(refresh) do
+      if redis.call('EXISTS', B .. 'r:' .. r) > 0 then return {'conflict'} end
+    end
+  end
+end
+for _, it in ipairs(items) do
+  local j = it[1]
+  if it[2] == 's' then
+    local id, dg, u, a = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 7]
+    local sk = B .. 's:' .. dg
+    local life = ttl(a, ref) + keep
+    redis.call('HSET', sk, 'id', id, 'g', dg, 'u', u, 'c', ARGV[j + 4], 's', ARGV[j + 5], 'i', ARGV[j + 6],
+      'a', a, 'r', ARGV[j + 8], 'n', ARGV[j + 9], 'm', ARGV[j + 10], 'd', ARGV[j + 11], 'v', '0')
+    if ARGV[j + 12] ~= '' then
+      redis.call('HSET', sk, 'rc', ARGV[j + 12])
+      redis.call('HSET', B .. 'r:' .. ARGV[j + 12], 's', id, 'k', 'c')
+      redis.call('PEXPIRE', B .. 'r:' .. ARGV[j + 12], life)
+    end
+    if ARGV[j + 13] ~= '' then
+      redis.call('HSET', sk, 'rs', ARGV[j + 13])
+      for _, r in ipairs(split(ARGV[j + 13])) do
+        redis.call('HSET', B .. 'r:' .. r, 's', id, 'k', 'x')
+        redis.call('PEXPIRE', B .. 'r:' .. r, life)
+      end
+    end
+    redis.call('PEXPIRE', sk, life)
+    redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
+    local uk = B .. 'u:' .. u
+    redis.call('ZADD', uk, redis.call('INCR', B .. 'q'), dg)
+    if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, life) end
+    redis.call('ZADD', B .. 'x', ms(ARGV[j + 6]), dg)
+  elseif it[2] == 'v' then
+    redis.call('SET', B .. 'v:' .. ARGV[j + 1], ARGV[j + 2] .. '|' .. ARGV[j + 3], 'PX', ttl(ARGV[j + 3], ref))
+  else
+    deny(ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ref)
+  end
+end
+return {'ok'}

@@ -1,0 +1,18 @@
+-- rotate: ARGV 3 now, 4 old digest, 5 new digest.
+local now, old, new = ARGV[3], ARGV[4], ARGV[5]
+local h = load(B .. 's:' .. old)
+if not h then return gone(old, now) end
+local e = expiry(h, now)
+if e then return {'expired', e, rec(h)} end
+if redis.call('EXISTS', B .. 's:' .. new) > 0 then return {'conflict'} end
+redis.call('RENAME', B .. 's:' .. old, B .. 's:' .. new)
+redis.call('HSET', B .. 's:' .. new, 'g', new)
+redis.call('SET', B .. 'i:' .. h.id, new, 'KEEPTTL')
+local uk = B .. 'u:' .. h.u
+local seq = redis.call('ZSCORE', uk, old)
+redis.call('ZREM', uk, old)
+if seq then redis.call('ZADD', uk, seq, new) end
+redis.call('ZREM', B .. 'x', old)
+redis.call('ZADD', B .. 'x', ms(h.i), new)
+h.g = new
+return {'live', rec(h)}

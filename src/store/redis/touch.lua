@@ -1,0 +1,10 @@
+-- touch: ARGV 3 now, 4 digest, 5 now - touch interval, 6 now + idle, 7 now + remember-me idle,
+-- 8 count ('1' or '0').
+local now, dg = ARGV[3], ARGV[4]
+local sk = B .. 's:' .. dg
+local h = load(sk)
+if not h then return gone(dg, now) end
+local e = expiry(h, now)
+if e then return {'expired', e, rec(h)} end
+renew(sk, dg, h, now, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+return {'live', rec(h)}

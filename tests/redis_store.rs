@@ -1,0 +1,312 @@
+//! `RedisStore` against a private `redis-server`: the conformance suite in both denylist
+//! modes, two managers on two connections behaving as one application, the cross-instance
+//! races (limit, refresh), faults (unreachable, killed, restarted) and persistence.
+
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use sessionkit::clock::MockClock;
+use sessionkit::store::redis::{DenylistMode, RedisConfig, RedisStore};
+use sessionkit::token::keys::{KeySet, SigningKey};
+use sessionkit::{Error, LimitPolicy, NewSession, SessionConfig, SessionManager, StoreError, UserId};
+
+type Manager = SessionManager<RedisStore, MockClock>;
+
+static PREFIX: AtomicU32 = AtomicU32::new(0);
+
+/// A store with a key prefix of its own, so that stores on one server never see each other.
+async fn store(url: &str, mode: DenylistMode) -> RedisStore {
+    let prefix = format!("t{}", PREFIX.fetch_add(1, Ordering::Relaxed));
+    RedisStore::connect(RedisConfig::new(url).with_key_prefix(prefix).with_denylist(mode)).await.unwrap()
+}
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+fn keys() -> KeySet {
+    KeySet::new(SigningKey::hs256("k1", &[7; 32]).unwrap()).unwrap()
+}
+
+/// Two managers — two instances of one application — on two connections to one server, with
+/// one shared clock.
+async fn two_instances(
+    server: &RedisServer,
+    mode: DenylistMode,
+    config: SessionConfig,
+) -> (Manager, Manager, MockClock) {
+    let prefix = format!("app{}", PREFIX.fetch_add(1, Ordering::Relaxed));
+    let clock = MockClock::new();
+    let mut managers = Vec::new();
+    for _ in 0..2 {
+        let store =
+            RedisStore::connect(RedisConfig::new(server.url()).with_key_prefix(prefix.clone()).with_denylist(mode))
+                .await
+                .unwrap();
+        let m = SessionManager::with_clock(store, config.clone(), clock.clone());
+        m.set_keys(keys());
+        managers.push(m);
+    }
+    let b = managers.pop().unwrap();
+    let a = managers.pop().unwrap();
+    (a, b, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_subscribed() {
+    let Some(server) = RedisServer::start("conformance_subscribed") else { return };
+    let url = server.url();
+    sessionkit::store::conformance::run_all(|| store(&url, DenylistMode::Subscribed)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_strict() {
+    let Some(server) = RedisServer::start("conformance_strict") else { return };
+    let url = server.url();
+    sessionkit::store::conformance::run_all(|| store(&url, DenylistMode::Strict)).await;
+}
+
+/// Waits (at most `limit`) until `f` holds; answers how long it took. For propagation between
+/// two connections, which no clock can be injected into.
+async fn within<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn shared_sessions(mode: DenylistMode) {
+    let Some(server) = RedisServer::start("shared_sessions") else { return };
+    let (a, b, _clock) = two_instances(&server, mode, SessionConfig::default()).await;
+    let created = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    // Created through A, valid through B, access token included.
+    assert_eq!(b.validate(&token).await.unwrap().id(), created.session.id());
+    b.verify_access(&access).await.unwrap();
+    // Logged out through A: refused through B at once, and its access token too.
+    assert!(a.revoke(&token).await.unwrap());
+    assert!(matches!(b.validate(&token).await, Err(Error::Revoked { .. })));
+    let seen = within(Duration::from_millis(100), async || b.verify_access(&access).await.is_err()).await;
+    assert!(seen.is_some(), "B still accepts the access token of a session revoked through A after 100 ms");
+    assert!(matches!(b.verify_access(&access).await, Err(Error::Revoked { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_sessions_and_revocations_subscribed() {
+    shared_sessions(DenylistMode::Subscribed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_sessions_and_revocations_strict() {
+    shared_sessions(DenylistMode::Strict).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_denylist_needs_no_propagation() {
+    let Some(server) = RedisServer::start("strict_denylist") else { return };
+    let (a, b, _clock) = two_instances(&server, DenylistMode::Strict, SessionConfig::default()).await;
+    for _ in 0..20 {
+        let created = a.create(NewSession::new(user("alice"))).await.unwrap();
+        let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+        b.verify_access(&access).await.unwrap();
+        a.revoke_all(&user("alice"), None).await.unwrap();
+        // No waiting: the very next verification through B asks Redis.
+        assert!(matches!(b.verify_access(&access).await, Err(Error::Revoked { .. })));
+    }
+}
+
+async fn limit_race(policy: LimitPolicy) {
+    let Some(server) = RedisServer::start("limit_race") else { return };
+    let config = SessionConfig::builder().max_sessions_per_user(Some(5)).on_limit(policy).build().unwrap();
+    let (a, b, _clock) = two_instances(&server, DenylistMode::Subscribed, config).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let m = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+        tasks.push(tokio::spawn(async move { m.create(NewSession::new(user("alice"))).await }));
+    }
+    let mut tokens = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(c) => tokens.push(c.token.expose_secret().to_owned()),
+            Err(Error::LimitReached { .. }) => refused += 1,
+            Err(e) => panic!("login failed: {e}"),
+        }
+    }
+    let mut live = 0;
+    for (i, t) in tokens.iter().enumerate() {
+        let m = if i % 2 == 0 { &a } else { &b };
+        match m.validate(t).await {
+            Ok(_) => live += 1,
+            Err(Error::Revoked { .. }) => {}
+            Err(e) => panic!("unexpected validation error: {e}"),
+        }
+    }
+    assert_eq!(live, 5, "exactly the limit is live");
+    assert_eq!(a.list(&user("alice")).await.unwrap().len(), 5);
+    match policy {
+        LimitPolicy::Reject => assert_eq!(refused, 95),
+        _ => assert_eq!((tokens.len(), refused), (100, 0)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_logins_across_instances_evict_oldest() {
+    limit_race(LimitPolicy::EvictOldest).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_logins_across_instances_evict_lru() {
+    limit_race(LimitPolicy::EvictLeastRecentlyUsed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundred_logins_across_instances_reject() {
+    limit_race(LimitPolicy::Reject).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_refreshes_across_instances_have_one_successor() {
+    let Some(server) = RedisServer::start("refresh_race") else { return };
+    let (a, b, _clock) = two_instances(&server, DenylistMode::Subscribed, SessionConfig::default()).await;
+    let pair = a.create(NewSession::new(user("alice"))).await.unwrap().tokens.unwrap();
+    let presented = pair.refresh_token.expose_secret().to_owned();
+    let (a, b) = (Arc::new(a), Arc::new(b));
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let m = if i % 2 == 0 { Arc::clone(&a) } else { Arc::clone(&b) };
+        let presented = presented.clone();
+        tasks.push(tokio::spawn(async move { m.refresh(&presented).await }));
+    }
+    let mut successors = HashSet::new();
+    for t in tasks {
+        let next = t.await.unwrap().expect("every refresh within the grace window succeeds");
+        successors.insert(next.refresh_token.expose_secret().to_owned());
+    }
+    assert_eq!(successors.len(), 1, "one successor: the family did not fork");
+    let successor = successors.into_iter().next().unwrap();
+    b.refresh(&successor).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_at_start_fails_closed() {
+    // A port nothing listens on: bind, note, release.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("redis://127.0.0.1:{port}/");
+    let started = Instant::now();
+    let store = RedisStore::connect(RedisConfig::new(url)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2), "connect waits at most the operation timeout");
+    assert!(!store.denylist_synced());
+    let m = SessionManager::new(store, SessionConfig::default());
+    m.set_keys(keys());
+    let started = Instant::now();
+    assert!(matches!(m.create(NewSession::new(user("alice"))).await, Err(Error::Store(_))));
+    assert!(matches!(m.validate(&"A".repeat(43)).await, Err(Error::Store(_))));
+    assert!(started.elapsed() < Duration::from_secs(3), "each operation fails within its timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_then_restarted_fails_closed_then_recovers() {
+    let Some(mut server) = RedisServer::start("kill_restart") else { return };
+    let (a, b, _clock) = two_instances(&server, DenylistMode::Subscribed, SessionConfig::default()).await;
+    let created = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    b.verify_access(&access).await.unwrap();
+
+    server.kill();
+    // Validation fails closed with a store error, within the 1 s operation timeout, and many
+    // concurrent requests do not pile up behind one another.
+    let a = Arc::new(a);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (a, token) = (Arc::clone(&a), token.clone());
+        tasks.push(tokio::spawn(async move { a.validate(&token).await }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), Err(Error::Store(_))));
+    }
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+    // The lost subscription is noticed, and access tokens are refused meanwhile.
+    let refused = within(Duration::from_secs(3), async || {
+        matches!(b.verify_access(&access).await, Err(Error::Store(StoreError::Unavailable(_))))
+    })
+    .await;
+    assert!(refused.is_some(), "B kept trusting its denylist copy without a subscription");
+
+    server.restart();
+    // Redis is back (empty: no persistence here): operations succeed again, no restart.
+    let back = within(Duration::from_secs(5), async || a.create(NewSession::new(user("bob"))).await.is_ok()).await;
+    assert!(back.is_some(), "operations did not recover after Redis came back");
+    let created = a.create(NewSession::new(user("bob"))).await.unwrap();
+    b.validate(created.token.expose_secret()).await.unwrap();
+    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    let synced = within(Duration::from_secs(5), async || b.verify_access(&access).await.is_ok()).await;
+    assert!(synced.is_some(), "the denylist did not resynchronise");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_with_aof() {
+    let Some(mut server) = RedisServer::start_with("aof_restart", true) else { return };
+    let (a, b, _clock) = two_instances(&server, DenylistMode::Subscribed, SessionConfig::default()).await;
+    let kept = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let revoked = a.create(NewSession::new(user("alice"))).await.unwrap();
+    a.revoke(revoked.token.expose_secret()).await.unwrap();
+
+    server.kill();
+    server.restart();
+    let back = within(Duration::from_secs(5), async || b.validate(kept.token.expose_secret()).await.is_ok()).await;
+    assert!(back.is_some(), "the session did not survive the restart");
+    assert!(matches!(b.validate(revoked.token.expose_secret()).await, Err(Error::Revoked { .. })));
+    let access = revoked.tokens.unwrap().access_token.expose_secret().to_owned();
+    let denied =
+        within(Duration::from_secs(5), async || matches!(b.verify_access(&access).await, Err(Error::Revoked { .. })))
+            .await;
+    assert!(denied.is_some(), "the denylist was not read back after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_hold_digests_and_every_key_expires() {
+    let Some(server) = RedisServer::start("key_layout") else { return };
+    let (a, _b, _clock) = two_instances(&server, DenylistMode::Subscribed, SessionConfig::default()).await;
+    let created = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let other = a.create(NewSession::new(user("alice"))).await.unwrap();
+    a.revoke(other.token.expose_secret()).await.unwrap();
+    let pair = created.tokens.unwrap();
+    a.refresh(pair.refresh_token.expose_secret()).await.unwrap();
+
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty());
+    let secrets = [created.token.expose_secret(), other.token.expose_secret(), pair.refresh_token.expose_secret()];
+    for key in &keys {
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut conn).await.unwrap();
+        for secret in secrets {
+            assert!(!key.contains(secret), "a key names a token");
+            assert!(!dump.windows(secret.len()).any(|w| w == secret.as_bytes()), "{key} holds a token");
+        }
+        let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
+        let global = key.ends_with(":x") || key.ends_with(":q");
+        assert!(global || ttl > 0, "{key} has no TTL");
+        assert!(key.contains(":{0}:"), "{key} lacks the hash tag");
+    }
+}
