@@ -556,11 +556,13 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// [`Error::MalformedToken`], [`Error::Store`].
     pub async fn revoke(&self, token: &str) -> Result<bool, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
-        let Some(record) = self.inner.store.get(&digest).await? else {
-            return Ok(false);
-        };
         let now = self.inner.clock.now();
-        self.remove(&record.id, RevocationReason::Logout, now).await
+        let reason = RevocationReason::Logout;
+        let removed = self.inner.store.remove_by_digest(&digest, self.revocation(reason, now)).await?;
+        if let Some(record) = &removed {
+            self.emit_revoked(std::slice::from_ref(record), reason, now);
+        }
+        Ok(removed.is_some())
     }
 
     async fn remove(

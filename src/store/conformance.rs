@@ -119,6 +119,7 @@ where
     renewal_never_passes_absolute(make().await).await;
     backwards_clock_moves_nothing_back(make().await).await;
     remove_is_idempotent_and_remembered(make().await).await;
+    remove_by_digest_is_remove(make().await).await;
     remove_user_keeps_the_chosen_session(make().await).await;
     list_user_is_live_and_ordered(make().await).await;
     limit_evict_oldest(make().await).await;
@@ -294,6 +295,30 @@ pub async fn remove_is_idempotent_and_remembered<S: SessionStore>(store: S) {
     assert!(!matches!(store.touch(&r.digest, at(ABSOLUTE), POLICY).await.unwrap(), Lookup::Live(_)));
     store.remove_expired(at(ABSOLUTE + SECOND), usize::MAX).await.unwrap();
     assert_eq!(store.touch(&r.digest, at(ABSOLUTE + SECOND), POLICY).await.unwrap(), Lookup::NotFound);
+}
+
+pub async fn remove_by_digest_is_remove<S: SessionStore>(store: S) {
+    let r = record(&user("alice"), T0);
+    let other = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    insert_ok(&store, &other, None, T0).await;
+    let removed = store.remove_by_digest(&r.digest, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
+    assert_eq!(removed.map(|x| x.id), Some(r.id));
+    assert_eq!(
+        store.remove_by_digest(&r.digest, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap(),
+        None,
+        "idempotent"
+    );
+    let unknown = SessionToken::generate().unwrap().1;
+    assert_eq!(store.remove_by_digest(&unknown, revocation(RevocationReason::Logout, T0)).await.unwrap(), None);
+    assert_eq!(
+        store.touch(&r.digest, at(2 * SECOND), POLICY).await.unwrap(),
+        Lookup::Revoked(RevocationReason::Logout)
+    );
+    assert_eq!(store.access_denied(&r.id, at(2 * SECOND)).await.unwrap(), Some(RevocationReason::Logout));
+    assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
+    assert_eq!(store.list_user(&r.user, at(2 * SECOND)).await.unwrap().len(), 1, "only that session ended");
+    live(&store, &other.digest, at(2 * SECOND)).await;
 }
 
 pub async fn remove_user_keeps_the_chosen_session<S: SessionStore>(store: S) {

@@ -368,6 +368,27 @@ pub trait SessionStore: Send + Sync + 'static {
         revocation: Revocation,
     ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
+    /// [`remove`](Self::remove), finding the session by token digest: what a logout does.
+    ///
+    /// The provided implementation reads the session with [`get`](Self::get) and removes it by
+    /// id (two steps, which is harmless: a concurrent rotation keeps the id). A remote store
+    /// should override it to make logout one round trip.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn remove_by_digest(
+        &self,
+        digest: &TokenDigest,
+        revocation: Revocation,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
+        async move {
+            match self.get(digest).await? {
+                Some(record) => self.remove(&record.id, revocation).await,
+                None => Ok(None),
+            }
+        }
+    }
+
     /// Removes every session of `user` except `keep` (if given), each as by
     /// [`remove`](Self::remove), as one atomic step: a session the user creates concurrently is
     /// either removed too or created after, never half-seen. Answers the removed records.

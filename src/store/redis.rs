@@ -401,6 +401,24 @@ impl RedisStore {
         }
     }
 
+    /// One session removed by id or by digest (one round trip either way).
+    async fn remove_one(
+        &self,
+        key: String,
+        id: Vec<u8>,
+        digest: Vec<u8>,
+        revocation: Revocation,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let args =
+            vec![ts(revocation.at), id, revocation.reason.as_str().as_bytes().to_vec(), deny_arg(&revocation), digest];
+        let reply = self.run(&self.inner.scripts.remove, &key, args).await?;
+        let removed = optional_record(array(&reply)?)?;
+        if let Some(r) = &removed {
+            self.note_denied(std::slice::from_ref(r), &revocation);
+        }
+        Ok(removed)
+    }
+
     fn retention_ms(&self) -> Vec<u8> {
         let ms = u64::try_from(self.inner.config.expired_retention.as_millis()).unwrap_or(u64::MAX);
         ms.to_string().into_bytes()
@@ -707,18 +725,18 @@ impl SessionStore for RedisStore {
 
     async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
         let sid = id.to_string();
-        let args = vec![
-            ts(revocation.at),
-            sid.clone().into_bytes(),
-            revocation.reason.as_str().as_bytes().to_vec(),
-            deny_arg(&revocation),
-        ];
-        let reply = self.run(&self.inner.scripts.remove, &self.key("i", &sid), args).await?;
-        let removed = optional_record(array(&reply)?)?;
-        if let Some(r) = &removed {
-            self.note_denied(std::slice::from_ref(r), &revocation);
-        }
-        Ok(removed)
+        let key = self.key("i", &sid);
+        self.remove_one(key, sid.into_bytes(), Vec::new(), revocation).await
+    }
+
+    async fn remove_by_digest(
+        &self,
+        digest: &TokenDigest,
+        revocation: Revocation,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let d = digest.to_base64();
+        let key = self.key("s", &d);
+        self.remove_one(key, Vec::new(), d.into_bytes(), revocation).await
     }
 
     async fn remove_user(
