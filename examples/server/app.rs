@@ -440,20 +440,21 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
 }
 
 /// The server as the binary runs it: the state over a [`MemoryStore`] restored from the
-/// `--snapshot` file, and the background sweeper. Startup ([`Running::start`]) and shutdown
-/// ([`Running::shut_down`]) are functions of their own so that the tests run exactly what
-/// `main.rs` runs.
-pub(crate) struct Running<C> {
+/// `--snapshot` file (or, with `REDIS_URL` and the `redis` feature, over a
+/// [`RedisStore`](sessionkit::RedisStore)), and the background sweeper. Startup
+/// ([`Running::start`]) and shutdown ([`Running::shut_down`]) are functions of their own so
+/// that the tests run exactly what `main.rs` runs.
+pub(crate) struct Running<S: SessionStore, C> {
     /// The state to build the router with.
-    pub(crate) state: AppState<MemoryStore, C>,
+    pub(crate) state: AppState<S, C>,
     /// Items (sessions, remembered revocations, denylist entries) read from the snapshot at
     /// startup: 0 without `--snapshot`, or on a first start (no file yet).
     pub(crate) loaded: usize,
-    snapshot: Option<PathBuf>,
+    snapshot: Option<(PathBuf, MemoryStore)>,
     sweeper: SweeperHandle,
 }
 
-impl<C: Clock> Running<C> {
+impl<C: Clock> Running<MemoryStore, C> {
     /// Builds the state from the options over a new [`MemoryStore`], loads the `--snapshot`
     /// file into it, and starts the sweeper (every `--sweep-interval`).
     ///
@@ -482,13 +483,41 @@ impl<C: Clock> Running<C> {
             }
             None => 0,
         };
+        let snapshot = options.snapshot.clone().map(|path| (path, state.manager.store().clone()));
         let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
-        Ok(Self { state, loaded, snapshot: options.snapshot.clone(), sweeper })
+        Ok(Self { state, loaded, snapshot, sweeper })
     }
+}
 
+#[cfg(feature = "redis")]
+impl<C: Clock> Running<sessionkit::RedisStore, C> {
+    /// Builds the state from the options over a [`RedisStore`](sessionkit::RedisStore) on
+    /// `url`, and starts the sweeper. Redis being down is not an error: requests answer 503
+    /// `store_unavailable` until it is back. `--snapshot` is refused: Redis persists sessions
+    /// itself (AOF or RDB).
+    #[allow(
+        dead_code,
+        reason = "main.rs calls it; tests/server_http.rs includes this file and starts processes instead"
+    )]
+    pub(crate) async fn start_redis(options: &Options, clock: C, url: &str) -> Result<Self, StartupError> {
+        use sessionkit::store::redis::{RedisConfig, RedisStore};
+        if options.snapshot.is_some() {
+            return Err(StartupError(
+                "--snapshot applies to the in-memory store; with REDIS_URL, Redis persists the sessions".into(),
+            ));
+        }
+        let store =
+            RedisStore::connect(RedisConfig::new(url)).await.map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+        let state = AppState::from_options(options, store, clock)?;
+        let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
+        Ok(Self { state, loaded: 0, snapshot: None, sweeper })
+    }
+}
+
+impl<S: SessionStore, C: Clock> Running<S, C> {
     /// The `--snapshot` file, if any.
     pub(crate) fn snapshot_path(&self) -> Option<&FsPath> {
-        self.snapshot.as_deref()
+        self.snapshot.as_ref().map(|(path, _)| path.as_path())
     }
 
     /// Shuts down, once the HTTP server has drained (no request can change the store any
@@ -496,11 +525,11 @@ impl<C: Clock> Running<C> {
     /// `--snapshot` file. Answers how many items were saved (`None` without `--snapshot`).
     pub(crate) async fn shut_down(self) -> Result<Option<u64>, SnapshotError> {
         self.sweeper.shutdown().await;
-        let Some(path) = &self.snapshot else {
+        let Some((path, store)) = &self.snapshot else {
             return Ok(None);
         };
         let now = self.state.manager.clock().now();
-        self.state.manager.store().save_snapshot(path, now).map(Some)
+        store.save_snapshot(path, now).map(Some)
     }
 }
 

@@ -95,7 +95,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sessionkit::SystemClock;
+use sessionkit::{SessionStore, SystemClock};
 use tracing_subscriber::filter::LevelFilter;
 
 /// An HTTP login server on sessionkit.
@@ -132,7 +132,27 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    #[cfg(feature = "redis")]
+    if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
+        let running = app::Running::start_redis(&cli.options, SystemClock, &url).await?;
+        // The URL may hold a password: print only where it points.
+        let host = url.rsplit_once('@').map_or(url.as_str(), |(_, host)| host);
+        println!("store: Redis at {host}");
+        return serve(cli, running).await;
+    }
+    #[cfg(not(feature = "redis"))]
+    if std::env::var_os("REDIS_URL").is_some() {
+        return Err("REDIS_URL is set, but the server was built without the `redis` feature (cargo run --features redis --example server)".into());
+    }
     let running = app::Running::start(&cli.options, SystemClock)?;
+    println!("store: in memory");
+    serve(cli, running).await
+}
+
+async fn serve<S: SessionStore>(
+    cli: Cli,
+    running: app::Running<S, SystemClock>,
+) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(path) = running.snapshot_path() {
         println!("snapshot: loaded {} items from {}", running.loaded, path.display());
     }

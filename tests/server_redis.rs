@@ -1,0 +1,141 @@
+//! Two example-server processes (`examples/server`) on one private `redis-server`, started
+//! with `REDIS_URL` as a deployment would: they behave as one application, and fail closed
+//! (503 `store_unavailable`, never 200) while Redis is down. Only 127.0.0.1 is contacted.
+
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis_server::RedisServer;
+use serde_json::{Value, json};
+
+/// A server process, killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The example binary `cargo test` builds next to the test binaries.
+fn server_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join(format!("server{}", std::env::consts::EXE_SUFFIX));
+    assert!(bin.exists(), "{} is missing: run the tests with `cargo test` (which builds the examples)", bin.display());
+    bin
+}
+
+fn start_server(redis_url: &str) -> Server {
+    let mut child = Command::new(server_binary())
+        .args(["--listen", "127.0.0.1:0", "--insecure-cookies", "--log-level", "warn"])
+        .args(["--jwt-secret", "c2Vzc2lvbmtpdC10ZXN0LXNlY3JldC0zMi1ieXRlcy1sb25n"])
+        .env("REDIS_URL", redis_url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let base = rx.recv_timeout(Duration::from_secs(30)).expect("the server prints its address");
+    Server { child, base }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.expect("request to a loopback server");
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_one_redis_are_one_application() {
+    let Some(mut redis) = RedisServer::start("two_server_processes") else { return };
+    let (a, b) = (start_server(&redis.url()), start_server(&redis.url()));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+
+    let (status, login) = send(
+        http.post(format!("{}/api/v1/auth/login", a.base))
+            .json(&json!({ "username": "alice", "password": "wonderland" })),
+    )
+    .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["session_token"].as_str().unwrap().to_owned();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+
+    // Created through A, used through B: with the session token and with the access token.
+    let session =
+        |server: &Server, bearer: &str| http.get(format!("{}/api/v1/auth/session", server.base)).bearer_auth(bearer);
+    let (status, body) = send(session(&b, &token)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["session_id"], login["session_id"]);
+    assert_eq!(send(session(&b, &access)).await.0, 200);
+
+    // Logged out through A: B refuses the session token at once, and the access token within
+    // 100 ms (the denylist travels by pub/sub).
+    assert_eq!(send(http.post(format!("{}/api/v1/auth/logout", a.base)).bearer_auth(&token)).await.0, 204);
+    let (status, body) = send(session(&b, &token)).await;
+    assert_eq!((status, body["error"].as_str()), (401, Some("session_revoked")), "{body}");
+    let started = Instant::now();
+    loop {
+        let (status, body) = send(session(&b, &access)).await;
+        if status == 401 {
+            assert_eq!(body["error"], "session_revoked", "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_millis(100), "B accepted a revoked access token for 100 ms");
+    }
+
+    // A second login, then Redis goes down: authenticated requests fail closed with 503.
+    let (_, login) = send(
+        http.post(format!("{}/api/v1/auth/login", b.base)).json(&json!({ "username": "bob", "password": "builder" })),
+    )
+    .await;
+    let token = login["session_token"].as_str().unwrap().to_owned();
+    let access = login["access_token"].as_str().unwrap().to_owned();
+    redis.kill();
+    for server in [&a, &b] {
+        for bearer in [&token, &access] {
+            let (status, body) = send(session(server, bearer)).await;
+            assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")), "{body}");
+        }
+    }
+    let (status, body) = send(
+        http.post(format!("{}/api/v1/auth/login", a.base)).json(&json!({ "username": "bob", "password": "builder" })),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (503, Some("store_unavailable")), "{body}");
+
+    // Redis is back (empty: this one does not persist): no restart needed, answers are
+    // truthful again (the session is gone with Redis's data).
+    redis.restart();
+    let started = Instant::now();
+    loop {
+        let (status, body) = send(session(&a, &token)).await;
+        if status != 503 {
+            assert_eq!((status, body["error"].as_str()), (401, Some("invalid_session")), "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "the server did not recover after Redis came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
