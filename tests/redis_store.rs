@@ -313,3 +313,55 @@ async fn keys_hold_digests_and_every_key_expires() {
         assert!(key.contains(":{0}:"), "{key} lacks the hash tag");
     }
 }
+
+/// Top-level requests Redis has answered so far: calls of every command the store sends on its
+/// own (scripts, and the few plain commands it uses). Commands a script runs inside Redis are
+/// not requests, and neither `EVALSHA` nor `EVAL` can be run from a script, so this counts
+/// round trips.
+async fn commands(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .filter(|l| {
+            ["evalsha", "eval", "script", "zcard", "time", "scan", "mget"]
+                .iter()
+                .any(|c| l.starts_with(&format!("cmdstat_{c}:")))
+        })
+        .map(|l| {
+            let calls = l.split_once("calls=").unwrap().1;
+            calls.split(',').next().unwrap().parse::<u64>().unwrap()
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_trips_per_operation() {
+    let Some(server) = RedisServer::start("round_trips") else { return };
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut probe = client.get_multiplexed_async_connection().await.unwrap();
+    // No subscription PINGs during the count.
+    let config = RedisConfig::new(server.url()).with_subscription_check(Duration::from_secs(3600));
+    let clock = MockClock::new();
+    let m =
+        SessionManager::with_clock(RedisStore::connect(config).await.unwrap(), SessionConfig::default(), clock.clone());
+    m.set_keys(keys());
+
+    async fn count<F: AsyncFnMut()>(probe: &mut redis::aio::MultiplexedConnection, mut op: F) -> u64 {
+        let before = commands(probe).await;
+        op().await;
+        commands(probe).await - before
+    }
+    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let pair = created.tokens.unwrap();
+    assert_eq!(count(&mut probe, async || drop(m.create(NewSession::new(user("bob"))).await.unwrap())).await, 1);
+    // Validation, with or without a due renewal: one round trip.
+    assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 1);
+    clock.advance(Duration::from_secs(120));
+    assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 1);
+    // Access tokens in subscribed mode: none.
+    let access = pair.access_token.expose_secret().to_owned();
+    assert_eq!(count(&mut probe, async || drop(m.verify_access(&access).await.unwrap())).await, 0);
+    let refresh = pair.refresh_token.expose_secret().to_owned();
+    assert_eq!(count(&mut probe, async || drop(m.refresh(&refresh).await.unwrap())).await, 1);
+    assert_eq!(count(&mut probe, async || assert!(m.revoke(&token).await.unwrap())).await, 1);
+}

@@ -275,6 +275,33 @@ impl Scripts {
             restore: script(include_str!("redis/restore.lua")),
         }
     }
+
+    fn all(&self) -> [&Script; 13] {
+        [
+            &self.insert,
+            &self.touch,
+            &self.get,
+            &self.rotate,
+            &self.data_get,
+            &self.data_set,
+            &self.remove,
+            &self.remove_user,
+            &self.list_user,
+            &self.refresh,
+            &self.remove_expired,
+            &self.scan,
+            &self.restore,
+        ]
+    }
+
+    /// Loads every script into Redis's script cache.
+    async fn load(&self, conn: &ConnectionManager) -> Result<(), RedisError> {
+        let mut conn = conn.clone();
+        for s in self.all() {
+            s.load_async(&mut conn).await?;
+        }
+        Ok(())
+    }
 }
 
 /// The subscribed mode's local copy of the denylist.
@@ -353,9 +380,11 @@ impl RedisStore {
                 (Some(local), Some(task.abort_handle()))
             }
         };
-        Ok(Self {
-            inner: Arc::new(Inner { conn, base, channel, config, scripts: Scripts::new(), denylist, subscriber }),
-        })
+        let scripts = Scripts::new();
+        // Best effort: with the scripts loaded, even the first call of each is one round trip.
+        // (If Redis is down, or restarts later, a script is loaded on its first use instead.)
+        let _ = tokio::time::timeout(config.operation_timeout, scripts.load(&conn)).await;
+        Ok(Self { inner: Arc::new(Inner { conn, base, channel, config, scripts, denylist, subscriber }) })
     }
 
     /// The configuration the store was built with.
