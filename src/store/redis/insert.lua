@@ -4,21 +4,27 @@
 -- 19 deny-until or '', 20 retention (ms kept after the absolute deadline).
 local now, dg, id, u, rf = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[15]
 local sk = B .. 's:' .. dg
-if redis.call('EXISTS', sk, B .. 'i:' .. id) > 0 then return {'conflict'} end
-if rf ~= '' and redis.call('EXISTS', B .. 'r:' .. rf) > 0 then return {'conflict'} end
-local uk = B .. 'u:' .. u
-local live = {}
-for pos, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
-  local h = load(B .. 's:' .. m)
-  if not h then
-    redis.call('ZREM', uk, m)
-  elseif not expiry(h, now) then
-    h.pos = pos
-    live[#live + 1] = h
-  end
+local taken
+if rf ~= '' then
+  taken = redis.call('EXISTS', sk, B .. 'i:' .. id, B .. 'r:' .. rf)
+else
+  taken = redis.call('EXISTS', sk, B .. 'i:' .. id)
 end
+if taken > 0 then return {'conflict'} end
+local uk = B .. 'u:' .. u
 local evicted = {}
+-- Without a limit there is nothing to count: the user's index is not walked at all.
 if ARGV[16] ~= '' then
+  local live = {}
+  for pos, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+    local h = load(B .. 's:' .. m)
+    if not h then
+      redis.call('ZREM', uk, m)
+    elseif not expiry(h, now) then
+      h.pos = pos
+      live[#live + 1] = h
+    end
+  end
   local max = tonumber(ARGV[16])
   if max < 1 then max = 1 end
   local excess = #live + 1 - max
@@ -45,10 +51,14 @@ if ARGV[16] ~= '' then
 end
 local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
 local seq = redis.call('INCR', B .. 'q')
-redis.call('HSET', sk, 'id', id, 'g', dg, 'u', u, 'c', ARGV[7], 's', ARGV[8], 'i', ARGV[9], 'a', ARGV[10],
-  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0')
+local fields = {'id', id, 'g', dg, 'u', u, 'c', ARGV[7], 's', ARGV[8], 'i', ARGV[9], 'a', ARGV[10],
+  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0'}
 if rf ~= '' then
-  redis.call('HSET', sk, 'rc', rf)
+  fields[#fields + 1] = 'rc'
+  fields[#fields + 1] = rf
+end
+redis.call('HSET', sk, unpack(fields))
+if rf ~= '' then
   redis.call('HSET', B .. 'r:' .. rf, 's', id, 'k', 'c')
   redis.call('PEXPIRE', B .. 'r:' .. rf, life)
 end
