@@ -365,3 +365,28 @@ async fn round_trips_per_operation() {
     assert_eq!(count(&mut probe, async || drop(m.refresh(&refresh).await.unwrap())).await, 1);
     assert_eq!(count(&mut probe, async || assert!(m.revoke(&token).await.unwrap())).await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexes_stay_bounded_without_a_sweeper() {
+    let Some(server) = RedisServer::start("bounded_indexes") else { return };
+    let config = RedisConfig::new(server.url()).with_key_prefix("bounded");
+    let clock = MockClock::new();
+    let unlimited = SessionConfig::builder().max_sessions_per_user(None).build().unwrap();
+    let m = SessionManager::with_clock(RedisStore::connect(config).await.unwrap(), unlimited, clock.clone());
+    for _ in 0..50 {
+        m.create(NewSession::new(user("alice"))).await.unwrap();
+    }
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let zcard = async |conn: &mut redis::aio::MultiplexedConnection, key: &str| -> usize {
+        redis::cmd("ZCARD").arg(key).query_async(conn).await.unwrap()
+    };
+    assert_eq!(zcard(&mut conn, "bounded:{0}:u:alice").await, 50);
+    assert_eq!(zcard(&mut conn, "bounded:{0}:x").await, 50);
+    // Two days later, with no sweeper ever run, one more login prunes both indexes.
+    clock.advance(Duration::from_secs(2 * 86400));
+    m.create(NewSession::new(user("alice"))).await.unwrap();
+    assert_eq!(zcard(&mut conn, "bounded:{0}:u:alice").await, 1);
+    assert_eq!(zcard(&mut conn, "bounded:{0}:x").await, 1);
+    assert_eq!(m.list(&user("alice")).await.unwrap().len(), 1);
+}

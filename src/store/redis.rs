@@ -28,16 +28,18 @@
 //! |---|---|---|---|
 //! | `s:<digest>` | hash | a session, by the SHA-256 digest of its token (base64url) | absolute deadline + retention |
 //! | `i:<session id>` | string | the digest of session `id` | with the session |
-//! | `u:<user id>` | sorted set | the user's session digests, in creation order | with the user's last session |
+//! | `u:<user id>` | sorted set | the user's session digests, scored by absolute deadline | with the user's last session |
 //! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
 //! | `v:<digest>` | string | a remembered revocation: `reason\|until` | at the session's absolute deadline |
 //! | `d:<session id>` | string | a denylist entry: `reason\|until` | when the last access token expires |
-//! | `x` | sorted set | every session digest, scored by its idle deadline (the sweeper's index) | never (pruned by the sweeper) |
-//! | `q` | string | the creation sequence | never |
+//! | `x` | sorted set | every session digest, scored by its idle deadline (the sweeper's index) | never: pruned by the sweeper, and by every login of entries a day past their idle deadline |
+//! | `q` | string | the creation sequence (orders logins made in the same instant) | never: one integer |
 //!
 //! Keys hold digests, never tokens: a dump of Redis cannot be replayed. Every per-session key
-//! has a TTL, so Redis forgets expired sessions even if no sweeper runs; the per-user index and
-//! the sweeper index are pruned of sessions Redis has forgotten whenever a script walks them.
+//! has a TTL, so Redis forgets expired sessions even if no sweeper runs. The two indexes are
+//! pruned as they go: every login drops the user's sessions past their absolute deadline from
+//! `u:<user>`, and entries of `x` more than a day past their idle deadline (a sweeper that runs
+//! at all has removed those already), so memory stays bounded without a sweeper too.
 //! Sessions are kept for [`RedisConfig::expired_retention`] past their absolute deadline so
 //! that a late request is told "expired" rather than "unknown".
 //!

@@ -12,16 +12,22 @@ else
 end
 if taken > 0 then return {'conflict'} end
 local uk = B .. 'u:' .. u
+-- Keep both indexes bounded without a sweeper: the user's index forgets sessions past their
+-- absolute deadline (scores are absolute deadlines), the sweeper's index forgets sessions whose
+-- idle deadline passed more than a day (plus the retention) ago: a sweeper running at all
+-- (at most daily) has removed those already, and Redis expires their keys by TTL.
+redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. ms(now))
+redis.call('ZREMRANGEBYSCORE', B .. 'x', '-inf', '(' .. (ms(now) - 86400000 - tonumber(ARGV[20])))
 local evicted = {}
 -- Without a limit there is nothing to count: the user's index is not walked at all.
 if ARGV[16] ~= '' then
   local live = {}
-  for pos, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
+  for _, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
     local h = load(B .. 's:' .. m)
     if not h then
       redis.call('ZREM', uk, m)
     elseif not expiry(h, now) then
-      h.pos = pos
+      h.pos = tonumber(h.q)
       live[#live + 1] = h
     end
   end
@@ -52,7 +58,7 @@ end
 local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
 local seq = redis.call('INCR', B .. 'q')
 local fields = {'id', id, 'g', dg, 'u', u, 'c', ARGV[7], 's', ARGV[8], 'i', ARGV[9], 'a', ARGV[10],
-  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0'}
+  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0', 'q', seq}
 if rf ~= '' then
   fields[#fields + 1] = 'rc'
   fields[#fields + 1] = rf
@@ -64,7 +70,7 @@ if rf ~= '' then
 end
 redis.call('PEXPIRE', sk, life)
 redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
-redis.call('ZADD', uk, seq, dg)
+redis.call('ZADD', uk, ms(ARGV[10]), dg)
 if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, life) end
 redis.call('ZADD', B .. 'x', ms(ARGV[9]), dg)
 return {'ok', evicted}

@@ -34,7 +34,8 @@ for _, it in ipairs(items) do
     local sk = B .. 's:' .. dg
     local life = ttl(a, ref) + keep
     redis.call('HSET', sk, 'id', id, 'g', dg, 'u', u, 'c', ARGV[j + 4], 's', ARGV[j + 5], 'i', ARGV[j + 6],
-      'a', a, 'r', ARGV[j + 8], 'n', ARGV[j + 9], 'm', ARGV[j + 10], 'd', ARGV[j + 11], 'v', '0')
+      'a', a, 'r', ARGV[j + 8], 'n', ARGV[j + 9], 'm', ARGV[j + 10], 'd', ARGV[j + 11], 'v', '0',
+      'q', redis.call('INCR', B .. 'q'))
     if ARGV[j + 12] ~= '' then
       redis.call('HSET', sk, 'rc', ARGV[j + 12])
       redis.call('HSET', B .. 'r:' .. ARGV[j + 12], 's', id, 'k', 'c')
@@ -50,7 +51,7 @@ for _, it in ipairs(items) do
     redis.call('PEXPIRE', sk, life)
     redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
     local uk = B .. 'u:' .. u
-    redis.call('ZADD', uk, redis.call('INCR', B .. 'q'), dg)
+    redis.call('ZADD', uk, ms(a), dg)
     if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, life) end
     redis.call('ZADD', B .. 'x', ms(ARGV[j + 6]), dg)
   elseif it[2] == 'v' then
