@@ -74,7 +74,7 @@
 //! Supported servers: Redis 6.2 or later, and Valkey 7.2 or later.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -311,9 +311,31 @@ struct LocalDenylist {
     entries: DashMap<SessionId, (RevocationReason, Timestamp)>,
     /// `false` until the first resynchronisation, and from a lost subscription until the next.
     synced: AtomicBool,
+    /// The latest `now` a caller passed to `access_denied` (to within a second), in Unix
+    /// nanoseconds: entries that expired before it are pruned once per subscription check, so
+    /// the copy holds only live entries even if no sweeper runs. (The store reads no clock.)
+    latest_now: AtomicI64,
 }
 
 impl LocalDenylist {
+    fn new() -> Self {
+        Self { entries: DashMap::new(), synced: AtomicBool::new(false), latest_now: AtomicI64::new(i64::MIN) }
+    }
+
+    /// Notes the caller's time. Written at most about once a second, so that concurrent
+    /// verifications do not contend on it.
+    fn observe(&self, now: Timestamp) {
+        let now = now.unix_nanos();
+        if now > self.latest_now.load(Ordering::Relaxed).saturating_add(1_000_000_000) {
+            self.latest_now.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn prune(&self) {
+        let latest = Timestamp::from_unix_nanos(self.latest_now.load(Ordering::Relaxed));
+        self.entries.retain(|_, e| e.1 > latest);
+    }
+
     fn add(&self, id: SessionId, reason: RevocationReason, until: Timestamp) {
         self.entries
             .entry(id)
@@ -363,7 +385,7 @@ impl RedisStore {
         let (denylist, subscriber) = match config.denylist {
             DenylistMode::Strict => (None, None),
             DenylistMode::Subscribed => {
-                let local = Arc::new(LocalDenylist { entries: DashMap::new(), synced: AtomicBool::new(false) });
+                let local = Arc::new(LocalDenylist::new());
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(subscribe_loop(
                     client,
@@ -843,6 +865,7 @@ impl SessionStore for RedisStore {
             if !local.synced.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable("the Redis denylist subscription is resynchronising".into()));
             }
+            local.observe(now);
             return Ok(local.entries.get(id).and_then(|e| (e.1 > now).then_some(e.0)));
         }
         let mut get = redis::cmd("GET");
@@ -1109,6 +1132,7 @@ async fn subscribed_session(
                 }
             }
             _ = tick.tick() => {
+                local.prune();
                 match tokio::time::timeout(s.timeout, sink.ping::<Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(redis_error(e)),
@@ -1148,5 +1172,62 @@ async fn resync(conn: &ConnectionManager, local: &LocalDenylist, s: &SubscriberS
             return Ok(());
         }
         cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_their_order_as_strings() {
+        let values = [i64::MIN, -1_000_000_007, -1, 0, 1, 1_704_067_200_000_000_000, i64::MAX];
+        for pair in values.windows(2) {
+            let (a, b) = (ts(Timestamp::from_unix_nanos(pair[0])), ts(Timestamp::from_unix_nanos(pair[1])));
+            assert_eq!(a.len(), 20);
+            assert!(a < b, "{pair:?}");
+        }
+        for v in values {
+            assert_eq!(parse_ts(&ts(Timestamp::from_unix_nanos(v))).unwrap().unix_nanos(), v);
+        }
+        assert!(parse_ts(b"123").is_err());
+        assert!(parse_ts(b"9999999999999999999x").is_err());
+        assert!(parse_ts(b"99999999999999999999").is_err(), "over u64::MAX");
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\:{0}:"), "a\\*b\\?\\[c\\]\\\\:{0}:");
+    }
+
+    #[test]
+    fn the_local_denylist_keeps_the_latest_entry_and_prunes_by_the_callers_time() {
+        let local = LocalDenylist::new();
+        let (a, b) = (SessionId::from_bytes([1; 16]), SessionId::from_bytes([2; 16]));
+        let t = |s: i64| Timestamp::from_unix_nanos(s * 1_000_000_000);
+        local.add(a, RevocationReason::Logout, t(100));
+        local.add(a, RevocationReason::Admin, t(50));
+        assert_eq!(local.entries.get(&a).map(|e| *e), Some((RevocationReason::Logout, t(100))), "never shortened");
+        local.add(b, RevocationReason::Evicted, t(200));
+        local.observe(t(150));
+        local.prune();
+        assert!(local.entries.get(&a).is_none());
+        assert!(local.entries.get(&b).is_some());
+        // Within a second of the last observation nothing is written.
+        local.observe(t(150).saturating_add(Duration::from_millis(500)));
+        assert_eq!(local.latest_now.load(Ordering::Relaxed), t(150).unix_nanos());
+    }
+
+    #[test]
+    fn denylist_messages_are_parsed_strictly() {
+        let local = LocalDenylist::new();
+        let id = SessionId::from_bytes([3; 16]);
+        let until = String::from_utf8(ts(Timestamp::from_unix_nanos(5))).unwrap();
+        for bad in ["", "x|logout|1", &format!("{id}|nonsense|{until}"), &format!("{id}|logout|12")] {
+            apply_message(&local, bad);
+        }
+        assert!(local.entries.is_empty());
+        apply_message(&local, &format!("{id}|logout_all|{until}"));
+        assert_eq!(local.entries.get(&id).map(|e| e.0), Some(RevocationReason::LogoutAll));
     }
 }
