@@ -390,3 +390,41 @@ async fn indexes_stay_bounded_without_a_sweeper() {
     assert_eq!(zcard(&mut conn, "bounded:{0}:x").await, 1);
     assert_eq!(m.list(&user("alice")).await.unwrap().len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_from_memory_import_into_redis_and_back() {
+    let Some(server) = RedisServer::start("export_import") else { return };
+    let clock = MockClock::new();
+    let memory = SessionManager::with_clock(sessionkit::MemoryStore::new(), SessionConfig::default(), clock.clone());
+    memory.set_keys(keys());
+    let kept = memory.create(NewSession::new(user("alice"))).await.unwrap();
+    let revoked = memory.create(NewSession::new(user("bob"))).await.unwrap();
+    memory.revoke(revoked.token.expose_secret()).await.unwrap();
+    let mut dump = Vec::new();
+    memory.export(&mut dump).await.unwrap();
+
+    let redis = SessionManager::with_clock(
+        store(&server.url(), DenylistMode::Subscribed).await,
+        SessionConfig::default(),
+        clock.clone(),
+    );
+    redis.set_keys(keys());
+    // One live session, one remembered revocation, one denylist entry.
+    assert_eq!(redis.import(dump.as_slice()).await.unwrap(), 3);
+    // The session, its refresh token, the remembered revocation and the denylist entry all moved.
+    redis.validate(kept.token.expose_secret()).await.unwrap();
+    redis.refresh(kept.tokens.as_ref().unwrap().refresh_token.expose_secret()).await.unwrap();
+    assert!(matches!(redis.validate(revoked.token.expose_secret()).await, Err(Error::Revoked { .. })));
+    let access = revoked.tokens.as_ref().unwrap().access_token.expose_secret().to_owned();
+    assert!(matches!(redis.verify_access(&access).await, Err(Error::Revoked { .. })));
+    // Importing the same dump again collides and adds nothing.
+    assert!(redis.import(dump.as_slice()).await.is_err());
+
+    // And back: Redis's export imports into a fresh memory store.
+    let mut again = Vec::new();
+    redis.export(&mut again).await.unwrap();
+    let back = SessionManager::with_clock(sessionkit::MemoryStore::new(), SessionConfig::default(), clock);
+    back.import(again.as_slice()).await.unwrap();
+    back.validate(kept.token.expose_secret()).await.unwrap();
+    assert!(matches!(back.validate(revoked.token.expose_secret()).await, Err(Error::Revoked { .. })));
+}
