@@ -428,3 +428,26 @@ async fn export_from_memory_import_into_redis_and_back() {
     back.validate(kept.token.expose_secret()).await.unwrap();
     assert!(matches!(back.validate(revoked.token.expose_secret()).await, Err(Error::Revoked { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_import_is_one_step_within_its_own_timeout() {
+    let Some(server) = RedisServer::start("large_import") else { return };
+    let clock = MockClock::new();
+    let unlimited = SessionConfig::builder().max_sessions_per_user(None).build().unwrap();
+    let memory = SessionManager::with_clock(sessionkit::MemoryStore::new(), unlimited.clone(), clock.clone());
+    let mut tokens = Vec::new();
+    for i in 0..30_000 {
+        let created = memory.create(NewSession::new(user(&format!("user{}", i % 1000)))).await.unwrap();
+        if i % 1000 == 0 {
+            tokens.push(created.token.expose_secret().to_owned());
+        }
+    }
+    let mut dump = Vec::new();
+    memory.export(&mut dump).await.unwrap();
+    let redis = SessionManager::with_clock(store(&server.url(), DenylistMode::Strict).await, unlimited, clock);
+    assert_eq!(redis.import(dump.as_slice()).await.unwrap(), 30_000);
+    for t in &tokens {
+        redis.validate(t).await.unwrap();
+    }
+    assert_eq!(redis.list(&user("user7")).await.unwrap().len(), 30);
+}

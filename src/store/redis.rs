@@ -210,6 +210,7 @@ pub struct RedisStore {
 }
 
 struct Inner {
+    client: Client,
     conn: ConnectionManager,
     base: String,
     channel: String,
@@ -355,7 +356,8 @@ impl RedisStore {
     /// [`operation_timeout`](RedisConfig::operation_timeout)) for the first denylist
     /// synchronisation, and a background task keeps the copy current.
     ///
-    /// Must be called within a tokio runtime.
+    /// # Panics
+    /// Outside a tokio runtime (the connection and the subscription run on it).
     ///
     /// # Errors
     /// [`RedisConfigError`] if the URL, prefix or a timeout is invalid.
@@ -388,7 +390,7 @@ impl RedisStore {
                 let local = Arc::new(LocalDenylist::new());
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(subscribe_loop(
-                    client,
+                    client.clone(),
                     conn.clone(),
                     Arc::clone(&local),
                     SubscriberSettings {
@@ -408,7 +410,7 @@ impl RedisStore {
         // Best effort: with the scripts loaded, even the first call of each is one round trip.
         // (If Redis is down, or restarts later, a script is loaded on its first use instead.)
         let _ = tokio::time::timeout(config.operation_timeout, scripts.load(&conn)).await;
-        Ok(Self { inner: Arc::new(Inner { conn, base, channel, config, scripts, denylist, subscriber }) })
+        Ok(Self { inner: Arc::new(Inner { client, conn, base, channel, config, scripts, denylist, subscriber }) })
     }
 
     /// The configuration the store was built with.
@@ -427,13 +429,45 @@ impl RedisStore {
     /// Runs `script` with the base and channel as its first two arguments, then `args`.
     async fn run(&self, script: &Script, key: &str, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
         let inner = &*self.inner;
+        let timeout = inner.config.operation_timeout;
         let mut invocation = script.key(key);
         invocation.arg(inner.base.as_str()).arg(inner.channel.as_str());
         for a in args {
             invocation.arg(a);
         }
         let mut conn = inner.conn.clone();
-        match tokio::time::timeout(inner.config.operation_timeout, invocation.invoke_async::<Value>(&mut conn)).await {
+        match tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(redis_error(e)),
+            Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+        }
+    }
+
+    /// Runs `script` on a connection of its own whose requests may take `timeout`: for
+    /// scripts whose work grows with their input (a large restore), which the shared
+    /// connection's per-request timeout would cut short.
+    async fn run_long(
+        &self,
+        script: &Script,
+        key: &str,
+        args: Vec<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Value, StoreError> {
+        let inner = &*self.inner;
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(inner.config.connect_timeout))
+            .set_response_timeout(Some(timeout));
+        let connect = inner.client.get_multiplexed_async_connection_with_config(&config);
+        let mut conn = tokio::time::timeout(inner.config.operation_timeout, connect)
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+            .map_err(redis_error)?;
+        let mut invocation = script.key(key);
+        invocation.arg(inner.base.as_str()).arg(inner.channel.as_str());
+        for a in args {
+            invocation.arg(a);
+        }
+        match tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(redis_error(e)),
             Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
@@ -994,7 +1028,10 @@ impl SessionStore for RedisStore {
                 }
             }
         }
-        let reply = self.run(&self.inner.scripts.restore, &format!("{}x", self.inner.base), args).await?;
+        // One script, so all or nothing; it may take a while for a large import (Redis answers
+        // nothing else meanwhile: import into a store that is not serving yet).
+        let timeout = self.inner.config.operation_timeout + Duration::from_secs(1) * (1 + items.len() / 10_000) as u32;
+        let reply = self.run_long(&self.inner.scripts.restore, &format!("{}x", self.inner.base), args, timeout).await?;
         match tag(array(&reply)?)? {
             "ok" => {
                 if let Some(local) = &self.inner.denylist {
