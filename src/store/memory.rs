@@ -707,19 +707,17 @@ impl SessionStore for MemoryStore {
 
     async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
         let inner = &*self.inner;
-        let found = inner.sessions.with(
-            digest.shard_bits(),
-            digest.hash_bits(),
-            |e| e.digest == *digest,
-            |e| {
-                if let Err(reason) = e.check(now) {
-                    return Lookup::Expired { reason, record: Box::new(e.record()) };
-                }
-                e.renew(now, policy);
-                Lookup::Live(e.record())
-            },
-        );
-        Ok(found.unwrap_or_else(|| inner.revocation(digest, now)))
+        let shard = inner.sessions.shard(digest.shard_bits()).read();
+        let Some(e) = shard.find(digest.hash_bits(), |e| e.digest == *digest) else {
+            drop(shard);
+            return Ok(inner.revocation(digest, now));
+        };
+        if let Err(reason) = e.check(now) {
+            return Ok(Lookup::Expired { reason, record: Box::new(e.record()) });
+        }
+        e.renew(now, policy);
+        // Built in place in the answer: the record is the largest value on this path.
+        Ok(Lookup::Live(e.record()))
     }
 
     async fn get(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
@@ -1200,12 +1198,6 @@ impl<T: Clone> Table<T> {
 
     fn find(&self, shard_bits: u64, hash: u64, eq: impl FnMut(&T) -> bool) -> Option<T> {
         self.shard(shard_bits).read().find(hash, eq).cloned()
-    }
-
-    /// Runs `f` on the matching value under the shard's read lock, without cloning it.
-    #[inline]
-    fn with<R>(&self, shard_bits: u64, hash: u64, eq: impl FnMut(&T) -> bool, f: impl FnOnce(&T) -> R) -> Option<R> {
-        self.shard(shard_bits).read().find(hash, eq).map(f)
     }
 
     /// Inserts `value` unless `eq` matches a stored value; answers whether it inserted.
