@@ -422,13 +422,10 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         if size > config.max_data_bytes() {
             return Err(Error::DataTooLarge { size, limit: config.max_data_bytes() });
         }
-        let metadata = Metadata {
-            ip: new.ip,
-            user_agent: new
-                .user_agent
-                .as_deref()
-                .map(|ua| Arc::from(truncate_to_boundary(ua, config.max_user_agent_len()))),
-        };
+        let metadata = Metadata::new(
+            new.ip,
+            new.user_agent.as_deref().map(|ua| Arc::from(truncate_to_boundary(ua, config.max_user_agent_len()))),
+        );
         let now = self.inner.clock.now();
         let (idle, absolute) = config.lifetimes(new.remember_me);
         let (idle_deadline, absolute_deadline) = expiry::initial_deadlines(now, idle, absolute);
