@@ -17,7 +17,12 @@
 //! Divide each function's inclusive count by `ITERS`. Valgrind hides the CPU's SHA extensions,
 //! so the SHA-256 share is larger than on the hardware; compare differences, not ratios.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a measurement harness stops loudly on failure")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "a measurement harness stops loudly on failure"
+)]
 
 use std::hint::black_box;
 use std::pin::pin;
