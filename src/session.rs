@@ -147,6 +147,11 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The same id in an allocation of its own, made now: see `MemoryStore::insert`.
+    pub(crate) fn copied(&self) -> Self {
+        Self(Arc::from(&*self.0))
+    }
 }
 
 impl TryFrom<&str> for UserId {
