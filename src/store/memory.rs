@@ -397,14 +397,15 @@ impl Entry {
     }
 
     /// A copy of this entry under another digest, for rotation, sharing its extras (metadata,
-    /// data, refresh family). The caller holds the user's mutex.
+    /// data, refresh family). The caller holds the user's mutex. The user id is copied afresh,
+    /// to be allocated beside the new entry (see `insert`).
     fn rekeyed(&self, digest: TokenDigest) -> Self {
         let extra = self.extra.load_full();
         let counter = self.counter.load(Ordering::Acquire) & !HAS_EXTRA;
         Self {
             digest,
             id: self.id,
-            user: self.user.clone(),
+            user: self.user.copied(),
             created_at: self.created_at,
             absolute_deadline: self.absolute_deadline,
             idle_deadline: AtomicI64::new(self.idle_deadline.load(Ordering::Acquire)),
@@ -1022,6 +1023,8 @@ impl MemoryStore {
                         last_spent: None,
                         older: r.spent.into_iter().take(REFRESH_REUSE_HISTORY + 1).collect(),
                     });
+                    // A fresh copy of the user id beside the entry, as `insert` makes.
+                    let record = SessionRecord { user: record.user.copied(), ..record };
                     sessions.push(Arc::new(Entry::with_family(record, family)));
                 }
                 StoredItem::Revoked { digest, reason, until } => {
