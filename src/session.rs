@@ -149,6 +149,7 @@ impl UserId {
     }
 
     /// The same id in an allocation of its own, made now: see `MemoryStore::insert`.
+    #[cfg(feature = "memory")]
     pub(crate) fn copied(&self) -> Self {
         Self(Arc::from(&*self.0))
     }
