@@ -820,8 +820,12 @@ impl SessionStore for MemoryStore {
             return Ok(DataOutcome::NotFound);
         }
         // Under the user's mutex, so that concurrent patches of the session apply one after
-        // the other.
-        let outcome = self.inner.with_user(&entry.user, false, |_| {
+        // the other, to the session as it is now: a rotation meanwhile replaced the entry,
+        // and patching the replaced one would lose the patch.
+        let outcome = self.inner.with_user(&entry.user, false, |state| {
+            let Some(entry) = state.sessions.iter().find(|e| e.id == *id) else {
+                return DataOutcome::NotFound;
+            };
             let current = entry.extra.load().as_ref().map(|x| x.data.clone()).unwrap_or_default();
             let (next, size) = current.patched(patch);
             if size > max_bytes {
