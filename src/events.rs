@@ -56,8 +56,8 @@ impl EventInfo {
             session_id: Some(record.id),
             user: Some(record.user.clone()),
             at: at.to_offset_date_time(),
-            ip: record.metadata.ip,
-            user_agent: record.metadata.user_agent.clone(),
+            ip: record.metadata.ip(),
+            user_agent: record.metadata.user_agent().cloned(),
         }
     }
 }

@@ -361,11 +361,28 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     }
 
     /// Turns a lookup into the caller's answer, reporting an expiry seen on the way.
+    #[inline]
     fn answer(&self, lookup: Lookup, now: crate::clock::Timestamp) -> Result<Session, Error> {
-        if let Lookup::Expired { reason, record } = &lookup {
-            self.emit_expired(record, *reason, ObservedBy::Validation, now);
+        match lookup {
+            Lookup::Live(record) => Ok(Session::from(record)),
+            rejected => Err(self.rejection(rejected, now)),
         }
-        lookup_result(lookup)
+    }
+
+    /// The error for a lookup that found no live session, reporting an expiry seen on the way.
+    /// Out of line, so that the live path's code stays small.
+    #[cold]
+    #[inline(never)]
+    fn rejection(&self, lookup: Lookup, now: crate::clock::Timestamp) -> Error {
+        match lookup {
+            Lookup::Expired { reason, record } => {
+                self.emit_expired(&record, reason, ObservedBy::Validation, now);
+                Error::Expired { reason }
+            }
+            Lookup::Revoked(reason) => Error::Revoked { reason },
+            // `answer` keeps `Live` for itself.
+            Lookup::Live(_) | Lookup::NotFound => Error::UnknownSession,
+        }
     }
 
     /// The configuration.
@@ -405,13 +422,10 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         if size > config.max_data_bytes() {
             return Err(Error::DataTooLarge { size, limit: config.max_data_bytes() });
         }
-        let metadata = Metadata {
-            ip: new.ip,
-            user_agent: new
-                .user_agent
-                .as_deref()
-                .map(|ua| Arc::from(truncate_to_boundary(ua, config.max_user_agent_len()))),
-        };
+        let metadata = Metadata::new(
+            new.ip,
+            new.user_agent.as_deref().map(|ua| Arc::from(truncate_to_boundary(ua, config.max_user_agent_len()))),
+        );
         let now = self.inner.clock.now();
         let (idle, absolute) = config.lifetimes(new.remember_me);
         let (idle_deadline, absolute_deadline) = expiry::initial_deadlines(now, idle, absolute);

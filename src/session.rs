@@ -147,6 +147,12 @@ impl UserId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The same id in an allocation of its own, made now: see `MemoryStore::insert`.
+    #[cfg(feature = "memory")]
+    pub(crate) fn copied(&self) -> Self {
+        Self(Arc::from(&*self.0))
+    }
 }
 
 impl TryFrom<&str> for UserId {
@@ -196,21 +202,74 @@ impl<'de> Deserialize<'de> for UserId {
     }
 }
 
-/// What is known about the client that created a session.
+/// What is known about the client that created a session: its IP address and user agent.
+///
+/// One pointer wide (the fields live in a shared allocation, or nowhere when both are unknown),
+/// so that a [`SessionRecord`] stays small enough to be copied cheaply on the validation path.
+/// Serialises as `{"ip": ..., "user_agent": ...}`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Metadata(Option<Arc<MetadataFields>>);
+
+/// The fields of a non-empty [`Metadata`], and its serialised form.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Metadata {
-    /// The client's IP address, as the application determined it.
-    pub ip: Option<IpAddr>,
-    /// The client's `User-Agent`, truncated to
-    /// [`SessionConfig::max_user_agent_len`](crate::SessionConfig::max_user_agent_len) bytes.
-    pub user_agent: Option<Arc<str>>,
+struct MetadataFields {
+    ip: Option<IpAddr>,
+    user_agent: Option<Arc<str>>,
 }
 
 impl Metadata {
+    /// Metadata of a client; empty (no allocation) when both are `None`.
+    ///
+    /// The user agent is kept as given: [`SessionManager::create`](crate::SessionManager::create)
+    /// truncates it to
+    /// [`SessionConfig::max_user_agent_len`](crate::SessionConfig::max_user_agent_len) bytes.
+    #[must_use]
+    pub fn new(ip: Option<IpAddr>, user_agent: Option<Arc<str>>) -> Self {
+        Self::from_fields(MetadataFields { ip, user_agent })
+    }
+
+    fn from_fields(fields: MetadataFields) -> Self {
+        if fields.ip.is_none() && fields.user_agent.is_none() { Self(None) } else { Self(Some(Arc::new(fields))) }
+    }
+
+    /// The client's IP address, as the application determined it.
+    #[must_use]
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.0.as_ref()?.ip
+    }
+
+    /// The client's `User-Agent`, truncated to
+    /// [`SessionConfig::max_user_agent_len`](crate::SessionConfig::max_user_agent_len) bytes.
+    #[must_use]
+    pub fn user_agent(&self) -> Option<&Arc<str>> {
+        self.0.as_ref()?.user_agent.as_ref()
+    }
+
     /// `true` when neither IP nor user agent is known.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.ip.is_none() && self.user_agent.is_none()
+        self.0.is_none()
+    }
+}
+
+impl fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metadata").field("ip", &self.ip()).field("user_agent", &self.user_agent()).finish()
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(fields) => fields.serialize(s),
+            None => MetadataFields::default().serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        MetadataFields::deserialize(d).map(Self::from_fields)
     }
 }
 
@@ -510,13 +569,13 @@ impl Session {
     /// The client's IP address at login, if the application supplied it.
     #[must_use]
     pub fn ip(&self) -> Option<IpAddr> {
-        self.record.metadata.ip
+        self.record.metadata.ip()
     }
 
     /// The client's user agent at login (truncated), if the application supplied it.
     #[must_use]
     pub fn user_agent(&self) -> Option<&str> {
-        self.record.metadata.user_agent.as_deref()
+        self.record.metadata.user_agent().map(|ua| &**ua)
     }
 
     /// The application data bag.
@@ -576,6 +635,20 @@ mod tests {
         assert!(UserId::new("a".repeat(UserId::MAX_LEN)).is_ok());
         assert_eq!(UserId::new("a".repeat(UserId::MAX_LEN + 1)), Err(InvalidUserId { len: 257 }));
         assert!(serde_json::from_str::<UserId>("\"\"").is_err());
+    }
+
+    #[test]
+    fn metadata_serialises_as_its_two_fields() {
+        let empty = Metadata::default();
+        assert_eq!(serde_json::to_string(&empty).unwrap(), r#"{"ip":null,"user_agent":null}"#);
+        assert_eq!(serde_json::from_str::<Metadata>(r#"{"ip":null,"user_agent":null}"#).unwrap(), empty);
+        assert_eq!(serde_json::from_str::<Metadata>("{}").unwrap(), empty);
+        let full = Metadata::new(Some([192, 0, 2, 1].into()), Some(Arc::from("Agent/1")));
+        let json = serde_json::to_string(&full).unwrap();
+        assert_eq!(json, r#"{"ip":"192.0.2.1","user_agent":"Agent/1"}"#);
+        assert_eq!(serde_json::from_str::<Metadata>(&json).unwrap(), full);
+        assert!(Metadata::new(None, None).is_empty());
+        assert_eq!(format!("{full:?}"), r#"Metadata { ip: Some(192.0.2.1), user_agent: Some("Agent/1") }"#);
     }
 
     #[test]

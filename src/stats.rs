@@ -112,10 +112,10 @@ impl StatsBuilder {
         self.active += 1;
         self.remember_me += u64::from(r.remember_me);
         *self.per_user.entry(r.user.clone()).or_default() += 1;
-        if let Some(ip) = r.metadata.ip {
+        if let Some(ip) = r.metadata.ip() {
             *self.per_ip.entry(ip).or_default() += 1;
         }
-        if let Some(ua) = &r.metadata.user_agent {
+        if let Some(ua) = r.metadata.user_agent() {
             *self.per_agent.entry(Arc::clone(ua)).or_default() += 1;
         }
         let age = self.now.unix_nanos().saturating_sub(r.created_at.unix_nanos()).max(0);
@@ -191,7 +191,7 @@ mod tests {
             absolute_deadline: Timestamp::from_unix_nanos(now.unix_nanos() + HOUR_NANOS),
             remember_me,
             request_count: 0,
-            metadata: Metadata { ip: ip.map(|i| i.parse().unwrap()), user_agent: Some(Arc::from("ua")) },
+            metadata: Metadata::new(ip.map(|i| i.parse().unwrap()), Some(Arc::from("ua"))),
             data: SessionData::default(),
         }
     }

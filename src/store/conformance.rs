@@ -146,7 +146,7 @@ pub async fn insert_then_lookup<S: SessionStore>(store: S) {
     let alice = user("alice");
     let mut r = record(&alice, T0);
     r.remember_me = true;
-    r.metadata = Metadata { ip: Some([192, 0, 2, 7].into()), user_agent: Some(Arc::from("agent/1.0")) };
+    r.metadata = Metadata::new(Some([192, 0, 2, 7].into()), Some(Arc::from("agent/1.0")));
     r.data = SessionData::from_map(serde_json::json!({"role": "admin"}).as_object().unwrap().clone());
     assert!(insert_ok(&store, &r, None, T0).await.is_empty());
     assert_eq!(store.get(&r.digest).await.unwrap().as_ref(), Some(&r), "get returns what was inserted");
