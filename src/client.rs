@@ -615,7 +615,10 @@ impl<E, C: Clock> TokenHolder<E, C> {
     /// Whether a refresh is running (some caller is awaiting it).
     #[must_use]
     pub fn is_refreshing(&self) -> bool {
-        self.inner.state.lock().in_flight.as_ref().is_some_and(|f| f.attempt.upgrade().is_some())
+        // The upgraded handle may be the last one (its callers gone meanwhile); dropping it
+        // drops the application's future, which must not happen under the lock.
+        let running = self.inner.state.lock().in_flight.as_ref().and_then(|f| f.attempt.upgrade());
+        running.is_some()
     }
 }
 
@@ -728,6 +731,8 @@ impl<E, C: Clock> Inner<E, C> {
         started: Timestamp,
         result: Result<Result<Grant, E>, Box<dyn Any + Send>>,
     ) -> Outcome<E> {
+        // Declared after `result`, so released before it (and anything of the application's
+        // that it holds) is dropped.
         let mut state = self.state.lock();
         if state.in_flight.as_ref().is_some_and(|f| f.id == id) {
             state.in_flight = None;
@@ -743,7 +748,8 @@ impl<E, C: Clock> Inner<E, C> {
                 Ok(tokens)
             }
             Ok(Err(e)) => Err(RefreshError::Failed(Arc::new(e))),
-            Err(_panic) => Err(RefreshError::Panicked),
+            // `_` leaves the panic payload in `result`, dropped after the lock is released.
+            Err(_) => Err(RefreshError::Panicked),
         }
     }
 }
@@ -758,13 +764,17 @@ impl<E> State<E> {
     }
 }
 
-impl<E, C> fmt::Debug for TokenHolder<E, C> {
+impl<E, C: Clock> fmt::Debug for TokenHolder<E, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.inner.state.lock();
+        let refreshing = self.is_refreshing();
+        let (current, margin) = {
+            let state = self.inner.state.lock();
+            (state.current.clone(), state.margin)
+        };
         f.debug_struct("TokenHolder")
-            .field("current", &state.current)
-            .field("margin", &state.margin)
-            .field("refreshing", &state.in_flight.as_ref().is_some_and(|f| f.attempt.upgrade().is_some()))
+            .field("current", &current)
+            .field("margin", &margin)
+            .field("refreshing", &refreshing)
             .finish_non_exhaustive()
     }
 }
