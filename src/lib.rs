@@ -75,6 +75,9 @@
 //! * `tracing` (default): session events also logged as structured `tracing` events.
 //! * `tokio`: `SessionManager::spawn_sweeper` and `MemoryStore::spawn_snapshots`.
 //! * `test-util`: `clock::MockClock` and the store conformance suite.
+//! * `client`: `client::TokenHolder`, for API clients of a sessionkit server: refreshes access
+//!   tokens ahead of expiry, once for any number of concurrent callers. No HTTP client, no
+//!   runtime.
 //!
 //! # Minimum supported Rust version
 //!
@@ -82,6 +85,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "client")]
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
