@@ -609,9 +609,11 @@ pub(crate) struct RequestHead<'a> {
     uri: &'a axum::http::Uri,
 }
 
-/// Whether the request comes from a page of this server: its `Origin` is `https://HOST` (or
-/// `http://HOST` when cookies are not `Secure`) with `HOST` the request's `Host` header (or
-/// HTTP/2 authority), compared without regard to case. An `Origin` of `null` never matches.
+/// Whether the request comes from a page of this server: its `Origin` is `https://HOST` with
+/// `HOST` the request's `Host` header (or HTTP/2 authority), compared without regard to case.
+/// `http://HOST` matches too when cookies are not `Secure`, or when `HOST` is a loopback name
+/// or address (browsers treat loopback as a secure context and keep `Secure` cookies for it,
+/// so `cargo run --example server` works as printed). An `Origin` of `null` never matches.
 /// Without `Origin`, the browser's `Sec-Fetch-Site` decides as [`OriginRule`] says.
 ///
 /// Behind a reverse proxy the proxy must pass the original `Host` on.
@@ -634,8 +636,17 @@ fn same_origin(parts: &RequestHead<'_>, secure: bool, rule: OriginRule) -> bool 
     let Some((scheme, authority)) = origin.split_once("://") else {
         return false;
     };
-    let scheme_ok = scheme == "https" || (scheme == "http" && !secure);
+    let scheme_ok = scheme == "https" || (scheme == "http" && (!secure || is_loopback(host)));
     scheme_ok && authority.eq_ignore_ascii_case(host)
+}
+
+/// Whether a `Host` value (`name[:port]`, `[v6]:port`) names the loopback interface.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(v6, _)| v6),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Whether a request method may change state: anything but `GET`, `HEAD` and `OPTIONS`.
