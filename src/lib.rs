@@ -50,6 +50,9 @@
 //!   [`Error::Revoked`] with its [`RevocationReason`], not just "unknown".
 //! * **Data**: client IP, user agent and request count per session, and a small JSON data bag
 //!   updated atomically ([`DataPatch`]).
+//! * **Browsers**: a [`SessionCookie`] with safe attributes (`HttpOnly`, `Secure`, `SameSite`,
+//!   the `__Host-` prefix, `Max-Age` bounded by the session) and per-session CSRF tokens
+//!   ([`CsrfKey`]) derived with HMAC-SHA-256 from the session id, so nothing extra is stored.
 //!
 //! # Security model
 //!
@@ -89,6 +92,8 @@
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod cookie;
+pub mod csrf;
 pub mod error;
 pub mod events;
 pub mod expiry;
@@ -105,6 +110,8 @@ pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use config::{SessionConfig, SessionConfigBuilder};
+pub use cookie::{SameSite, SessionCookie};
+pub use csrf::{CsrfError, CsrfKey, CsrfToken};
 pub use error::{ConfigError, Error, ExpiryReason, RevocationReason, StoreError};
 pub use events::{EventListener, SessionEvent};
 pub use manager::{Created, NewSession, Rotated, SessionManager, TokenPair};

@@ -18,7 +18,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use clap::Parser;
-use reqwest::header::{CACHE_CONTROL, COOKIE, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE};
+use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use sessionkit::clock::MockClock;
 use sessionkit::policy::Limit;
@@ -220,6 +220,7 @@ struct Login {
     session_id: String,
     access: String,
     refresh: String,
+    csrf: String,
     answer: Answer,
 }
 
@@ -318,6 +319,7 @@ impl<S> Server<S> {
             session_id: field("session_id"),
             access: field("access_token"),
             refresh: field("refresh_token"),
+            csrf: field("csrf_token"),
             answer,
         }
     }
@@ -330,6 +332,26 @@ impl<S> Server<S> {
     async fn refresh_token(&self, refresh_token: &str) -> Answer {
         let request = self.http.post(self.url("/api/v1/auth/refresh-token"));
         self.send(request.json(&json!({ "refresh_token": refresh_token }))).await
+    }
+
+    /// The origin of the server's own page: `https://` with `Secure` cookies (served behind TLS),
+    /// else `http://`.
+    fn origin(&self) -> String {
+        if self.state.secure_cookies { self.base.replacen("http://", "https://", 1) } else { self.base.clone() }
+    }
+
+    /// A POST authenticated by the session cookie, as the server's own page sends it: with its
+    /// `Origin`, and with `csrf` in `X-CSRF-Token` if given.
+    fn cookie_post(&self, path: &str, session_token: &str, csrf: Option<&str>) -> reqwest::RequestBuilder {
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header(COOKIE, format!("session={session_token}"))
+            .header(ORIGIN, self.origin());
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf);
+        }
+        request
     }
 
     async fn jwks(&self) -> Answer {
@@ -540,10 +562,11 @@ async fn logout_revokes_the_session_and_clears_the_cookie() {
     server.post("/api/v1/auth/logout", &login.token, None).await.assert_rejected("session_revoked", "logout");
     assert_eq!(server.session(&other.token).await.status, 200, "only the one session ends");
 
-    // Logout through the cookie.
-    let cookie = format!("session={}", other.token);
-    let answer = server.send(server.http.post(server.url("/api/v1/auth/logout")).header(COOKIE, cookie)).await;
-    assert_eq!(answer.status, 204);
+    // Logout through the cookie, from the server's own page (origin and CSRF token: see
+    // `cookie_authenticated_changes_need_the_origin_and_the_csrf_token`).
+    let request = server.cookie_post("/api/v1/auth/logout", &other.token, Some(&other.csrf));
+    let answer = server.send(request).await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
     server.session(&other.token).await.assert_rejected("session_revoked", "logout");
 }
 
@@ -779,7 +802,8 @@ async fn oversized_and_malformed_bodies_get_json_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_methods_get_json_errors() {
     let server = start(options()).await;
-    for path in ["/", "/api/v1/nope", "/api/v1/auth/sessions/extra"] {
+    // `/` is the browser page (`browser_page_and_client_config`).
+    for path in ["/index.html", "/api/v1/nope", "/api/v1/auth/sessions/extra"] {
         server.send(server.http.get(server.url(path))).await.assert_error(404, "not_found");
     }
     let answer = server.send(server.http.get(server.url("/api/v1/auth/login"))).await;
@@ -1688,4 +1712,380 @@ async fn the_sweeper_runs_every_sweep_interval_until_shutdown() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(running.shut_down().await.unwrap(), None, "no --snapshot, nothing saved");
+}
+
+// -------------------------------------------------------------------------------------------
+// Browsers: CSRF, cookies, security headers, the page
+// -------------------------------------------------------------------------------------------
+
+/// Every cookie-authenticated state-changing endpoint, as `(method, path, body)`; `other` is a
+/// session to revoke.
+fn guarded_requests(other: &Login) -> Vec<(reqwest::Method, String, Option<Value>)> {
+    use reqwest::Method;
+    vec![
+        (Method::POST, "/api/v1/auth/logout".into(), None),
+        (Method::POST, "/api/v1/auth/logout-all".into(), None),
+        (Method::POST, "/api/v1/auth/sessions/refresh".into(), None),
+        (Method::POST, "/api/v1/auth/sessions/revoke".into(), Some(json!({ "session_id": other.session_id }))),
+        (Method::DELETE, format!("/api/v1/admin/sessions/{}", other.session_id), None),
+        (Method::DELETE, "/api/v1/admin/users/bob/sessions".into(), None),
+        (Method::POST, "/api/v1/auth/refresh-token".into(), Some(json!({}))),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_authenticated_changes_need_the_origin_and_the_csrf_token() {
+    let server = start(options()).await;
+    let alice = server.login("alice", "wonderland").await;
+    let second = server.login("alice", "wonderland").await;
+    let bob = server.login("bob", "builder").await;
+    assert_eq!(alice.csrf.len(), 43, "{}", alice.answer.body);
+    assert_ne!(alice.csrf, second.csrf, "one token per session");
+    let origin = server.origin();
+    let cookies = format!("session={}; refresh_token={}", alice.token, alice.refresh);
+
+    // (Origin, Sec-Fetch-Site, CSRF token) combinations that must all be refused.
+    let malformed = format!("{}*", &alice.csrf[..42]);
+    let refused: Vec<(Option<&str>, Option<&str>, Option<&str>)> = vec![
+        (Some(&origin), None, None),                             // no token
+        (Some(&origin), None, Some("")),                         // empty token
+        (Some(&origin), None, Some(&bob.csrf)),                  // another user's token
+        (Some(&origin), None, Some(&second.csrf)),               // another session's token
+        (Some(&origin), None, Some(&malformed)),                 // malformed
+        (Some("https://evil.example"), None, Some(&alice.csrf)), // another origin
+        (Some("null"), None, Some(&alice.csrf)),                 // opaque origin
+        (None, None, Some(&alice.csrf)),                         // no origin at all
+        (None, Some("cross-site"), Some(&alice.csrf)),
+        (None, Some("same-site"), Some(&alice.csrf)),
+    ];
+    for (method, path, body) in guarded_requests(&bob) {
+        for (origin, fetch_site, token) in refused.clone() {
+            let mut request = server.http.request(method.clone(), server.url(&path)).header(COOKIE, &cookies);
+            if let Some(origin) = origin {
+                request = request.header(ORIGIN, origin);
+            }
+            if let Some(site) = fetch_site {
+                request = request.header("sec-fetch-site", site);
+            }
+            if let Some(token) = token {
+                request = request.header("x-csrf-token", token);
+            }
+            if let Some(body) = &body {
+                request = request.json(body);
+            }
+            let answer = server.send(request).await;
+            answer.assert_error(403, "csrf_failed");
+            assert!(answer.headers.get(SET_COOKIE).is_none(), "{method} {path}");
+        }
+    }
+    // Nothing changed: every session is alive and the refresh token unspent.
+    for login in [&alice, &second, &bob] {
+        assert_eq!(server.session(&login.token).await.status, 200);
+    }
+    assert_eq!(server.refresh_token(&alice.refresh).await.status, 200);
+
+    // With both, the page's requests go through; without Origin, `Sec-Fetch-Site: same-origin`
+    // stands in for it.
+    let answer =
+        server.send(server.cookie_post("/api/v1/auth/sessions/refresh", &alice.token, Some(&alice.csrf))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["csrf_token"], alice.csrf.as_str());
+    let request = server
+        .http
+        .post(server.url("/api/v1/auth/sessions/refresh"))
+        .header(COOKIE, format!("session={}", alice.token))
+        .header("sec-fetch-site", "same-origin")
+        .header("x-csrf-token", &alice.csrf);
+    assert_eq!(server.send(request).await.status, 200);
+    let revoke = server
+        .cookie_post("/api/v1/auth/sessions/revoke", &alice.token, Some(&alice.csrf))
+        .json(&json!({ "session_id": second.session_id }));
+    assert_eq!(server.send(revoke).await.status, 204);
+    server.session(&second.token).await.assert_rejected("session_revoked", "logout");
+
+    // Bearer tokens are exempt, whatever the origin: another site cannot make a browser send one.
+    for credential in [&bob.token, &bob.access] {
+        let request = server
+            .http
+            .post(server.url("/api/v1/auth/sessions/refresh"))
+            .bearer_auth(credential)
+            .header(ORIGIN, "https://evil.example")
+            .header(COOKIE, format!("session={}", alice.token));
+        let answer = server.send(request).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["user"], "bob");
+    }
+    // Reading is not guarded (another site cannot read the answer).
+    let request = server
+        .http
+        .get(server.url("/api/v1/auth/session"))
+        .header(COOKIE, format!("session={}", alice.token))
+        .header(ORIGIN, "https://evil.example");
+    let answer = server.send(request).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["csrf_token"], alice.csrf.as_str());
+
+    // With Secure cookies a plain-HTTP page is another origin, but for loopback hosts (which
+    // browsers treat as secure contexts).
+    let from = |host: &str, origin: &str| {
+        server
+            .http
+            .post(server.url("/api/v1/auth/sessions/refresh"))
+            .header(COOKIE, format!("session={}", alice.token))
+            .header("x-csrf-token", &alice.csrf)
+            .header(HOST, host.to_owned())
+            .header(ORIGIN, origin.to_owned())
+    };
+    server.send(from("example.com", "http://example.com")).await.assert_error(403, "csrf_failed");
+    server.send(from("example.com", "https://example.com:8443")).await.assert_error(403, "csrf_failed");
+    for (host, origin) in [
+        ("example.com", "https://example.com"),
+        ("Example.COM:8443", "https://example.com:8443"),
+        ("localhost:8080", "http://localhost:8080"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("[::1]:8080", "http://[::1]:8080"),
+    ] {
+        let answer = server.send(from(host, origin)).await;
+        assert_eq!(answer.status, 200, "{host} {origin}: {}", answer.body);
+    }
+
+    // Plain HTTP pages are same-origin once cookies are not Secure.
+    let insecure = start(app::Options { insecure_cookies: true, ..options() }).await;
+    let carol = insecure.login("carol", "pass:with:colons").await;
+    assert!(insecure.origin().starts_with("http://"));
+    let answer = insecure.send(insecure.cookie_post("/api/v1/auth/logout", &carol.token, Some(&carol.csrf))).await;
+    assert_eq!(answer.status, 204, "{}", answer.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_checks_the_origin_when_a_browser_sends_one() {
+    let server = start(options()).await;
+    let login = |origin: Option<&str>, fetch_site: Option<&str>| {
+        let mut request = server
+            .http
+            .post(server.url("/api/v1/auth/login"))
+            .json(&json!({ "username": "bob", "password": "builder" }));
+        if let Some(origin) = origin {
+            request = request.header(ORIGIN, origin.to_owned());
+        }
+        if let Some(site) = fetch_site {
+            request = request.header("sec-fetch-site", site);
+        }
+        request
+    };
+    for (origin, site) in [(Some("https://evil.example"), None), (Some("null"), None), (None, Some("cross-site"))] {
+        let answer = server.send(login(origin, site)).await;
+        answer.assert_error(403, "csrf_failed");
+        assert!(answer.headers.get(SET_COOKIE).is_none());
+    }
+    let origin = server.origin();
+    for (origin, site) in [(Some(origin.as_str()), Some("same-origin")), (None, None), (None, Some("none"))] {
+        let answer = server.send(login(origin, site)).await;
+        assert_eq!(answer.status, 200, "{origin:?} {site:?}: {}", answer.body);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrf_tokens_agree_across_instances_sharing_the_secret() {
+    let secret = B64.encode([7u8; 32]);
+    let with_secret = app::Options { csrf_secret: Some(secret.as_str().into()), ..options() };
+    let first = start(with_secret.clone()).await;
+    let second = start(with_secret).await;
+    let other = start(options()).await;
+    let login = first.login("alice", "wonderland").await;
+    let id: SessionId = login.session_id.parse().unwrap();
+    assert_eq!(second.state.csrf.token(&id).expose_secret(), login.csrf);
+    assert_ne!(other.state.csrf.token(&id).expose_secret(), login.csrf);
+
+    for bad in [B64.encode([7u8; 31]), "not base64!".to_owned()] {
+        let options = app::Options { csrf_secret: Some(bad.as_str().into()), ..options() };
+        let error = app::AppState::from_options(&options, MemoryStore::new(), MockClock::new()).err().unwrap();
+        assert!(error.to_string().contains("--csrf-secret"), "{error}");
+        assert!(!error.to_string().contains(&bad), "the secret is not repeated: {error}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_refresh_token_cookie_is_narrow_and_csrf_checked() {
+    let server = start(options()).await;
+    let alice = server.login("alice", "wonderland").await;
+    let bob = server.login("bob", "builder").await;
+    let set_cookies: Vec<&str> = alice.answer.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+    assert_eq!(set_cookies.len(), 2, "{set_cookies:?}");
+    assert!(set_cookies[0].starts_with("session="), "the session cookie comes first: {set_cookies:?}");
+    let (pair, attributes) = cookie_parts(set_cookies[1]);
+    assert_eq!(pair, format!("refresh_token={}", alice.refresh));
+    for expected in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/auth/refresh-token", "Secure"] {
+        assert!(attributes.iter().any(|a| a == expected), "{expected} missing: {attributes:?}");
+    }
+
+    let through_cookie = |session: &str, refresh: &str, csrf: Option<&str>| {
+        let mut request = server
+            .http
+            .post(server.url("/api/v1/auth/refresh-token"))
+            .header(COOKIE, format!("session={session}; refresh_token={refresh}"))
+            .header(ORIGIN, server.origin())
+            .json(&json!({}));
+        if let Some(csrf) = csrf {
+            request = request.header("x-csrf-token", csrf.to_owned());
+        }
+        request
+    };
+    server.send(through_cookie(&alice.token, &alice.refresh, None)).await.assert_error(403, "csrf_failed");
+    // Bob's refresh cookie planted next to alice's session cookie: refused, nothing handed out.
+    let planted = server.send(through_cookie(&alice.token, &bob.refresh, Some(&alice.csrf))).await;
+    planted.assert_error(403, "csrf_failed");
+
+    let answer = server.send(through_cookie(&alice.token, &alice.refresh, Some(&alice.csrf))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["expires_in"], 900);
+    let next = answer.body["refresh_token"].as_str().unwrap();
+    assert_ne!(next, alice.refresh);
+    let (pair, _) = cookie_parts(answer.set_cookie());
+    assert_eq!(pair, format!("refresh_token={next}"));
+    assert_eq!(server.get("/api/v1/auth/session", answer.body["access_token"].as_str().unwrap()).await.status, 200);
+
+    // No body token and no cookie; the body token wins over the cookie and needs no CSRF token.
+    let empty = server.send(server.http.post(server.url("/api/v1/auth/refresh-token")).json(&json!({}))).await;
+    empty.assert_error(400, "invalid_request");
+    let body_wins = server
+        .http
+        .post(server.url("/api/v1/auth/refresh-token"))
+        .header(COOKIE, format!("refresh_token={}", alice.refresh))
+        .json(&json!({ "refresh_token": next }));
+    let answer = server.send(body_wins).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(answer.headers.get(SET_COOKIE).is_none(), "a body refresh sets no cookie");
+
+    // Logout clears both cookies.
+    let answer = server.post("/api/v1/auth/logout", &alice.token, None).await;
+    let cleared: Vec<&str> = answer.headers.get_all(SET_COOKIE).iter().map(|v| v.to_str().unwrap()).collect();
+    assert!(cleared[0].starts_with("session=;"), "{cleared:?}");
+    assert!(cleared[1].starts_with("refresh_token=;") && cleared[1].contains("Max-Age=0"), "{cleared:?}");
+    assert!(cleared[1].contains("Path=/api/v1/auth/refresh-token"), "{cleared:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_cookie_prefix_is_opt_in() {
+    let server = start(app::Options { host_cookie_prefix: true, ..options() }).await;
+    let login = server.login("bob", "builder").await;
+    let (pair, attributes) = cookie_parts(login.answer.set_cookie());
+    assert_eq!(pair, format!("__Host-session={}", login.token));
+    for expected in ["HttpOnly", "Secure", "Path=/"] {
+        assert!(attributes.iter().any(|a| a == expected), "{expected} missing: {attributes:?}");
+    }
+    let url = server.url("/api/v1/auth/session");
+    let cookie = format!("__Host-session={}", login.token);
+    assert_eq!(server.send(server.http.get(&url).header(COOKIE, cookie)).await.status, 200);
+    let plain = format!("session={}", login.token);
+    server.send(server.http.get(&url).header(COOKIE, plain)).await.assert_error(401, "invalid_session");
+
+    let options = app::Options { host_cookie_prefix: true, insecure_cookies: true, ..options() };
+    let error = app::AppState::from_options(&options, MemoryStore::new(), MockClock::new()).err().unwrap();
+    assert!(error.to_string().contains("__Host-"), "{error}");
+    assert!(Cli::try_parse_from(["server", "--host-cookie-prefix", "--insecure-cookies"]).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_headers_on_every_response() {
+    let server = start(options()).await;
+    let login = server.login("alice", "wonderland").await;
+    let answers = [
+        ("login", login.answer),
+        ("page", {
+            let response = server.http.get(server.url("/")).send().await.unwrap();
+            Answer { status: response.status().as_u16(), headers: response.headers().clone(), body: Value::Null }
+        }),
+        ("session", server.session(&login.token).await),
+        ("sessions", server.get("/api/v1/auth/sessions", &login.access).await),
+        ("refresh-token", server.refresh_token(&login.refresh).await),
+        ("401", server.session("garbage").await),
+        ("404", server.send(server.http.get(server.url("/nope"))).await),
+        ("jwks", server.jwks().await),
+    ];
+    for (what, answer) in &answers {
+        let header = |name: &str| {
+            answer.headers.get(name).unwrap_or_else(|| panic!("{what}: no {name}")).to_str().unwrap().to_owned()
+        };
+        let csp = header("content-security-policy");
+        for directive in ["script-src 'self'", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"] {
+            assert!(csp.contains(directive), "{what}: {directive} missing from {csp}");
+        }
+        assert!(!csp.contains("unsafe"), "{what}: {csp}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(header("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(header("x-frame-options"), "DENY", "{what}");
+    }
+    // Authenticated answers are never stored by a cache.
+    for (what, answer) in &answers[..5] {
+        if *what != "page" {
+            assert_eq!(answer.headers.get(CACHE_CONTROL).unwrap(), "no-store", "{what}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_page_and_client_config() {
+    let server = start(options()).await;
+    let get = |path: &str| server.http.get(server.url(path)).send();
+    for (path, content_type, needle) in [
+        ("/", "text/html; charset=utf-8", "<script type=\"module\" src=\"/app.js\"></script>"),
+        ("/app.js", "text/javascript; charset=utf-8", "/api/v1/auth/refresh-token"),
+        ("/app.css", "text/css; charset=utf-8", "{"),
+    ] {
+        let response = get(path).await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers().get(CONTENT_TYPE).unwrap(), content_type, "{path}");
+        let text = response.text().await.unwrap();
+        assert!(text.contains(needle), "{path}");
+        if path == "/" {
+            // No inline script or handler: the CSP would refuse them anyway.
+            assert_eq!(text.matches("<script").count(), 1, "only the module");
+            assert!(!text.contains(" onclick") && !text.contains(" style="), "no inline handlers or styles");
+        }
+        if path == "/app.js" {
+            assert!(!text.contains("localStorage") && !text.contains("sessionStorage"), "tokens stay out of storage");
+        }
+    }
+
+    let answer = server.send(server.http.get(server.url("/api/v1/client-config"))).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(
+        answer.body,
+        json!({
+            "refresh_margin_ms": 60_000, "idle_logout_ms": 600_000, "warning_ms": 60_000,
+            "check_interval_ms": 900_000, "csrf_header": "X-CSRF-Token",
+        })
+    );
+    let cli = Cli::try_parse_from([
+        "server",
+        "--client-refresh-margin",
+        "1s",
+        "--client-idle-logout",
+        "6s",
+        "--client-warning",
+        "3s",
+        "--client-check-interval",
+        "2s",
+        "--access-token-leeway",
+        "0s",
+        "--touch-interval",
+        "1s",
+        "--idle-timeout",
+        "6s",
+    ])
+    .unwrap();
+    let configured = start(cli.options.clone()).await;
+    let answer = configured.send(configured.http.get(configured.url("/api/v1/client-config"))).await;
+    assert_eq!(answer.body["refresh_margin_ms"], 1000);
+    assert_eq!(answer.body["idle_logout_ms"], 6000);
+    assert_eq!(answer.body["warning_ms"], 3000);
+    assert_eq!(answer.body["check_interval_ms"], 2000);
+    let config = app::session_config(&cli.options).unwrap();
+    assert_eq!(config.access_token_leeway(), Duration::ZERO);
+    assert_eq!(config.touch_interval(), Duration::from_secs(1));
+
+    // The warning must come before the sign-out.
+    let options = app::Options { client_warning: Some(Duration::from_secs(6)), ..cli.options };
+    assert!(app::AppState::from_options(&options, MemoryStore::new(), MockClock::new()).is_err());
 }

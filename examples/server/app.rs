@@ -21,10 +21,11 @@ use std::time::{Duration, Instant};
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE,
+    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE, COOKIE,
+    HOST, ORIGIN, REFERRER_POLICY, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -41,8 +42,9 @@ use sessionkit::time::OffsetDateTime;
 use sessionkit::time::format_description::well_known::Rfc3339;
 use sessionkit::token::keys::{KeyError, MIN_HS256_SECRET_LEN};
 use sessionkit::{
-    AccessClaims, AccessTokenError, Clock, Error, KeySet, LimitPolicy, MemoryStore, NewSession, Session, SessionConfig,
-    SessionConfigBuilder, SessionId, SessionManager, SessionStats, SessionStore, SigningKey, TokenPair, UserId,
+    AccessClaims, AccessTokenError, Clock, CsrfKey, Error, KeySet, LimitPolicy, MemoryStore, NewSession, SameSite,
+    Session, SessionConfig, SessionConfigBuilder, SessionCookie, SessionId, SessionManager, SessionStats, SessionStore,
+    SigningKey, Timestamp, TokenPair, UserId,
 };
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize as _;
@@ -127,6 +129,47 @@ pub(crate) struct Options {
     /// Leave the `Secure` attribute off the session cookie (for plain-HTTP development only).
     #[arg(long)]
     pub(crate) insecure_cookies: bool,
+
+    /// Name the session cookie `__Host-session` instead of `session`, so that no subdomain or
+    /// plain-HTTP page can plant or overwrite it. Needs `Secure` (not with --insecure-cookies).
+    #[arg(long, conflicts_with = "insecure_cookies")]
+    pub(crate) host_cookie_prefix: bool,
+
+    /// Secret from which the per-session CSRF tokens are derived, base64url without padding,
+    /// 32 to 64 bytes decoded; give every instance the same one. Default: a random secret
+    /// generated at startup (tokens change with every start; pages fetch them again).
+    #[arg(long, value_name = "BASE64URL")]
+    pub(crate) csrf_secret: Option<JwtSecret>,
+
+    /// Clock skew tolerated on access tokens' `exp` and `nbf`, e.g. "30s" (the default); "0s"
+    /// for none.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) access_token_leeway: Option<Duration>,
+
+    /// Validation renews a session's idle deadline at most this often, e.g. "60s" (the
+    /// default); must be shorter than the idle timeouts.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) touch_interval: Option<Duration>,
+
+    /// Browser page: refresh the access token this long before it expires (default 60s; the
+    /// page uses at most half the token's lifetime).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) client_refresh_margin: Option<Duration>,
+
+    /// Browser page: sign out after this long without user activity (default: the idle
+    /// timeout).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) client_idle_logout: Option<Duration>,
+
+    /// Browser page: warn this long before an inactivity sign-out or the session's absolute
+    /// end (default 60s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) client_warning: Option<Duration>,
+
+    /// Browser page: ask the server whether the session is still valid this often, and on tab
+    /// focus (default 15m).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub(crate) client_check_interval: Option<Duration>,
 
     /// How often the background sweeper removes expired sessions from the store, e.g. "5m"
     /// (default 15m, at least 1s, at most a day). Expired sessions are refused whether or not
@@ -243,6 +286,12 @@ pub(crate) fn session_config(options: &Options) -> Result<SessionConfig, Startup
     }
     if let Some(d) = options.refresh_reuse_grace {
         builder = builder.refresh_reuse_grace(d);
+    }
+    if let Some(d) = options.access_token_leeway {
+        builder = builder.access_token_leeway(d);
+    }
+    if let Some(d) = options.touch_interval {
+        builder = builder.touch_interval(d);
     }
     if let Some(issuer) = &options.jwt_issuer {
         builder = builder.jwt_issuer(Some(issuer.clone()));
@@ -397,46 +446,212 @@ impl Users {
     }
 }
 
-/// What every handler shares: the session manager, the users, the cookie policy.
+/// What every handler shares: the session manager, the users, the cookie and CSRF policy, and
+/// what the browser page is configured with.
 pub(crate) struct AppState<S, C> {
     pub(crate) manager: SessionManager<S, C>,
     pub(crate) users: Arc<Users>,
     pub(crate) secure_cookies: bool,
+    /// The session cookie (`session`, or `__Host-session` with `--host-cookie-prefix`).
+    pub(crate) cookie: SessionCookie,
+    /// The refresh-token cookie: `SameSite=Strict`, sent only to the refresh-token endpoint.
+    pub(crate) refresh_cookie: SessionCookie,
+    pub(crate) csrf: Arc<CsrfKey>,
+    pub(crate) client: ClientConfig,
 }
 
 impl<S, C> Clone for AppState<S, C> {
     fn clone(&self) -> Self {
-        Self { manager: self.manager.clone(), users: Arc::clone(&self.users), secure_cookies: self.secure_cookies }
+        Self {
+            manager: self.manager.clone(),
+            users: Arc::clone(&self.users),
+            secure_cookies: self.secure_cookies,
+            cookie: self.cookie.clone(),
+            refresh_cookie: self.refresh_cookie.clone(),
+            csrf: Arc::clone(&self.csrf),
+            client: self.client,
+        }
     }
+}
+
+/// What the browser page is configured with, served at `GET /api/v1/client-config`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientConfig {
+    pub(crate) refresh_margin: Duration,
+    pub(crate) idle_logout: Duration,
+    pub(crate) warning: Duration,
+    pub(crate) check_interval: Duration,
+}
+
+impl ClientConfig {
+    fn from_options(options: &Options, config: &SessionConfig) -> Result<Self, StartupError> {
+        let client = Self {
+            refresh_margin: options.client_refresh_margin.unwrap_or(Duration::from_secs(60)),
+            idle_logout: options.client_idle_logout.unwrap_or(config.idle_timeout()),
+            warning: options.client_warning.unwrap_or(Duration::from_secs(60)),
+            check_interval: options.client_check_interval.unwrap_or(Duration::from_secs(15 * 60)),
+        };
+        for (flag, d) in
+            [("--client-idle-logout", client.idle_logout), ("--client-check-interval", client.check_interval)]
+        {
+            if d < Duration::from_secs(1) || d > Duration::from_secs(86_400) {
+                return Err(StartupError(format!("{flag} must be between 1s and a day")));
+            }
+        }
+        if client.warning >= client.idle_logout {
+            return Err(StartupError("--client-warning must be shorter than --client-idle-logout".to_owned()));
+        }
+        Ok(client)
+    }
+}
+
+/// Path of the refresh-token endpoint, and so of the refresh-token cookie.
+pub(crate) const REFRESH_TOKEN_PATH: &str = "/api/v1/auth/refresh-token";
+
+/// Name of the refresh-token cookie.
+pub(crate) const REFRESH_COOKIE_NAME: &str = "refresh_token";
+
+/// The request header that carries the CSRF token.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The CSRF key from `--csrf-secret`, else a random one.
+fn csrf_key(options: &Options) -> Result<CsrfKey, StartupError> {
+    let Some(JwtSecret(encoded)) = &options.csrf_secret else {
+        return CsrfKey::generate().map_err(|e| StartupError(format!("cannot generate a CSRF secret: {e}")));
+    };
+    let mut secret = URL_SAFE_NO_PAD
+        .decode(encoded.trim())
+        .map_err(|_| StartupError("--csrf-secret must be base64url without padding".to_owned()))?;
+    let key = CsrfKey::from_bytes(&secret).map_err(|e| StartupError(format!("--csrf-secret: {e}")));
+    secret.zeroize();
+    key
 }
 
 impl<S: SessionStore, C: Clock> AppState<S, C> {
     /// Builds the state from the options, over `store`, reading the time from `clock`.
     pub(crate) fn from_options(options: &Options, store: S, clock: C) -> Result<Self, StartupError> {
         let config = session_config(options)?;
+        let client = ClientConfig::from_options(options, &config)?;
         let users = Users::from_specs(&options.users, &options.admins)?;
         let keys = signing_keys(options)?;
+        let csrf = csrf_key(options)?;
+        let secure = !options.insecure_cookies;
+        let cookie = SessionCookie::builder(COOKIE_NAME)
+            .secure(secure)
+            .host_prefix(options.host_cookie_prefix)
+            .build()
+            .map_err(|e| StartupError(format!("session cookie: {e}")))?;
+        let refresh_cookie = SessionCookie::builder(REFRESH_COOKIE_NAME)
+            .secure(secure)
+            .same_site(SameSite::Strict)
+            .path(REFRESH_TOKEN_PATH)
+            .build()
+            .map_err(|e| StartupError(format!("refresh-token cookie: {e}")))?;
         let manager = SessionManager::with_clock(store, config, clock);
         manager.set_keys(keys);
-        Ok(Self { manager, users: Arc::new(users), secure_cookies: !options.insecure_cookies })
+        Ok(Self {
+            manager,
+            users: Arc::new(users),
+            secure_cookies: secure,
+            cookie,
+            refresh_cookie,
+            csrf: Arc::new(csrf),
+            client,
+        })
     }
 
-    /// A `Set-Cookie` value carrying `token`; with `Max-Age` when `max_age` is given.
-    fn session_cookie(&self, token: &str, max_age: Option<i64>) -> String {
-        let mut cookie = format!("{COOKIE_NAME}={token}; HttpOnly; SameSite=Lax; Path=/");
-        if self.secure_cookies {
-            cookie.push_str("; Secure");
-        }
-        if let Some(seconds) = max_age {
-            cookie.push_str(&format!("; Max-Age={seconds}"));
-        }
-        cookie
+    /// A `Set-Cookie` value of `cookie` carrying `value` for `session`: a browser-session
+    /// cookie, or with remember-me a persistent one until the session's absolute deadline.
+    fn cookie_for(&self, cookie: &SessionCookie, value: &str, session: &Session) -> Result<String, ApiError> {
+        let set = if session.remember_me() {
+            let deadline = Timestamp::from(session.absolute_expires_at());
+            cookie.set_until(value, deadline, self.manager.clock().now())
+        } else {
+            cookie.set(value, None)
+        };
+        set.map_err(|e| ApiError::internal(format!("cookie: {e}")))
     }
 
-    /// A `Set-Cookie` value that makes the browser drop the session cookie.
-    fn clearing_cookie(&self) -> String {
-        self.session_cookie("", Some(0))
+    /// The CSRF defence for a request that a cookie authenticates: its `Origin` must be this
+    /// server's (see [`same_origin`]), checked before the session is looked at.
+    fn check_origin(&self, parts: &RequestHead<'_>, origin: OriginRule) -> Result<(), ApiError> {
+        if same_origin(parts, self.secure_cookies, origin) {
+            Ok(())
+        } else {
+            Err(ApiError::csrf("cross-origin request refused: the Origin header must name this server"))
+        }
     }
+
+    /// The second half of the CSRF defence: the `X-CSRF-Token` header must carry the session's
+    /// CSRF token.
+    fn check_csrf_token(&self, headers: &HeaderMap, session: &SessionId) -> Result<(), ApiError> {
+        let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+        self.csrf
+            .verify(session, presented)
+            .map_err(|e| ApiError::csrf(format!("{e}: send the session's csrf_token in the X-CSRF-Token header")))
+    }
+}
+
+/// How strictly [`same_origin`] treats a request without an `Origin` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OriginRule {
+    /// A cookie-authenticated state-changing request: without `Origin`, only
+    /// `Sec-Fetch-Site: same-origin` is accepted.
+    Required,
+    /// A login: without `Origin`, anything but a `Sec-Fetch-Site` naming another site
+    /// (`cross-site`, `same-site`) is accepted, so that non-browser clients can log in.
+    WhenPresent,
+}
+
+/// The parts of a request the origin check reads.
+pub(crate) struct RequestHead<'a> {
+    headers: &'a HeaderMap,
+    uri: &'a axum::http::Uri,
+}
+
+/// Whether the request comes from a page of this server: its `Origin` is `https://HOST` with
+/// `HOST` the request's `Host` header (or HTTP/2 authority), compared without regard to case.
+/// `http://HOST` matches too when cookies are not `Secure`, or when `HOST` is a loopback name
+/// or address (browsers treat loopback as a secure context and keep `Secure` cookies for it,
+/// so `cargo run --example server` works as printed). An `Origin` of `null` never matches.
+/// Without `Origin`, the browser's `Sec-Fetch-Site` decides as [`OriginRule`] says.
+///
+/// Behind a reverse proxy the proxy must pass the original `Host` on.
+fn same_origin(parts: &RequestHead<'_>, secure: bool, rule: OriginRule) -> bool {
+    let Some(origin) = parts.headers.get(ORIGIN) else {
+        let fetch_site = parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+        return match rule {
+            OriginRule::Required => fetch_site == Some("same-origin"),
+            OriginRule::WhenPresent => fetch_site.is_none_or(|site| site == "same-origin" || site == "none"),
+        };
+    };
+    let Ok(origin) = origin.to_str() else {
+        return false;
+    };
+    let host =
+        parts.headers.get(HOST).and_then(|v| v.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()));
+    let Some(host) = host.filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let scheme_ok = scheme == "https" || (scheme == "http" && (!secure || is_loopback(host)));
+    scheme_ok && authority.eq_ignore_ascii_case(host)
+}
+
+/// Whether a `Host` value (`name[:port]`, `[v6]:port`) names the loopback interface.
+fn is_loopback(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or(rest, |(v6, _)| v6),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether a request method may change state: anything but `GET`, `HEAD` and `OPTIONS`.
+fn is_state_changing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// The server as the binary runs it: the state over a [`MemoryStore`] restored from the
@@ -533,12 +748,17 @@ impl<S: SessionStore, C: Clock> Running<S, C> {
     }
 }
 
-/// The router: every endpoint under `/api/v1` and the JWKS, JSON errors for unknown routes and
-/// methods, the 64 KiB body limit, `Cache-Control: no-store` on every response that does not
-/// set its own (they carry tokens and per-user data; only the public JWKS is cacheable), and
-/// one access-log line per request ([`access_log`]).
+/// The router: every endpoint under `/api/v1` and the JWKS, the browser page (`/`, `/app.js`,
+/// `/app.css`) and its configuration, JSON errors for unknown routes and methods, the 64 KiB
+/// body limit, the security headers and `Cache-Control: no-store` on every response that does
+/// not set its own (they carry tokens and per-user data; only the public JWKS is cacheable)
+/// ([`security_headers`]), and one access-log line per request ([`access_log`]).
 pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router {
     Router::new()
+        .route("/", get(page_html))
+        .route("/app.js", get(page_js))
+        .route("/app.css", get(page_css))
+        .route("/api/v1/client-config", get(client_config::<S, C>))
         .route("/api/v1/auth/login", post(login::<S, C>))
         .route("/api/v1/auth/logout", post(logout::<S, C>))
         .route("/api/v1/auth/logout-all", post(logout_all::<S, C>))
@@ -558,7 +778,7 @@ pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(middleware::map_response(no_store))
+        .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn(access_log))
         .with_state(state)
 }
@@ -600,9 +820,65 @@ pub(crate) async fn serve(
         .await
 }
 
-async fn no_store(mut response: Response) -> Response {
-    response.headers_mut().entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+/// The Content-Security-Policy of every response: scripts, styles, images and connections
+/// from this origin only, so no inline script or style runs (an injected `<script>` or
+/// `onclick=` is inert); no plugins; no framing (clickjacking); no `<base>` rewriting; forms
+/// post only here.
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Headers on every response, errors included: the [`CONTENT_SECURITY_POLICY`],
+/// `X-Content-Type-Options: nosniff` (no content-type guessing), `Referrer-Policy: no-referrer`,
+/// `X-Frame-Options: DENY` (`frame-ancestors` for old browsers), `Cross-Origin-Opener-Policy:
+/// same-origin`, and `Cache-Control: no-store` unless the handler chose otherwise.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.entry(CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(CONTENT_SECURITY_POLICY_HEADER, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
     response
+}
+
+/// A static file of the browser page, embedded in the binary. `no-cache`: the browser may keep
+/// it but asks again each time, so a rebuilt server is picked up at once.
+fn static_file(body: &'static str, content_type: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// `GET /`: the browser page.
+async fn page_html() -> Response {
+    static_file(include_str!("static/index.html"), "text/html; charset=utf-8")
+}
+
+/// `GET /app.js`: the page's script, an ES module.
+async fn page_js() -> Response {
+    static_file(include_str!("static/app.js"), "text/javascript; charset=utf-8")
+}
+
+/// `GET /app.css`: the page's style sheet.
+async fn page_css() -> Response {
+    static_file(include_str!("static/app.css"), "text/css; charset=utf-8")
+}
+
+/// `GET /api/v1/client-config`: what the browser page is configured with, in milliseconds,
+/// and the header it sends the CSRF token in. Public: it holds no secret.
+async fn client_config<S: SessionStore, C: Clock>(State(state): State<AppState<S, C>>) -> Json<Value> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let client = state.client;
+    Json(json!({
+        "refresh_margin_ms": ms(client.refresh_margin),
+        "idle_logout_ms": ms(client.idle_logout),
+        "warning_ms": ms(client.warning),
+        "check_interval_ms": ms(client.check_interval),
+        "csrf_header": "X-CSRF-Token",
+    }))
 }
 
 async fn not_found() -> ApiError {
@@ -642,6 +918,10 @@ impl ApiError {
 
     fn invalid_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    fn csrf(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "csrf_failed", message)
     }
 
     fn internal(message: impl Into<String>) -> Self {
@@ -762,10 +1042,10 @@ impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for ApiJson<T> {
 // Extractors
 // ---------------------------------------------------------------------------------------------
 
-/// The token the client presented: `Authorization: Bearer <token>`, or else the `session`
-/// cookie. A present `Authorization` header that is not a bearer token is not overridden by the
-/// cookie: the request is rejected.
-fn presented_token(headers: &HeaderMap) -> Result<String, ApiError> {
+/// The token the client presented: `Authorization: Bearer <token>`, or else the session
+/// cookie, with whether it came from the cookie. A present `Authorization` header that is not a
+/// bearer token is not overridden by the cookie: the request is rejected.
+fn presented_token(headers: &HeaderMap, cookie: &SessionCookie) -> Result<PresentedToken, ApiError> {
     if let Some(value) = headers.get(AUTHORIZATION) {
         let bearer = value
             .to_str()
@@ -775,24 +1055,22 @@ fn presented_token(headers: &HeaderMap) -> Result<String, ApiError> {
             .map(|(_, token)| token.trim())
             .filter(|token| !token.is_empty());
         return match bearer {
-            Some(token) => Ok(token.to_owned()),
+            Some(token) => Ok(PresentedToken { token: token.to_owned(), via_cookie: false }),
             None => Err(ApiError::invalid_session("the Authorization header is not `Bearer <token>`")),
         };
     }
-    let from_cookie = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, token)| token.trim().trim_matches('"'));
+    let from_cookie = cookie_value(headers, cookie);
     match from_cookie {
-        Some(token) if !token.is_empty() => Ok(token.to_owned()),
-        _ => Err(ApiError::invalid_session(
+        Some(token) => Ok(PresentedToken { token: token.to_owned(), via_cookie: true }),
+        None => Err(ApiError::invalid_session(
             "no session token: send `Authorization: Bearer <token>` or the session cookie",
         )),
     }
+}
+
+/// The value of `cookie` in the request's `Cookie` headers.
+fn cookie_value<'a>(headers: &'a HeaderMap, cookie: &SessionCookie) -> Option<&'a str> {
+    headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|value| cookie.find(value))
 }
 
 /// Whether a presented bearer token is shaped like a JWT (three parts, two dots) rather than a
@@ -803,13 +1081,18 @@ pub(crate) fn looks_like_jwt(token: &str) -> bool {
 }
 
 /// The token presented with the request, not yet validated.
-pub(crate) struct PresentedToken(String);
+pub(crate) struct PresentedToken {
+    token: String,
+    /// Whether the browser sent it by itself (the session cookie), which makes a
+    /// state-changing request subject to the CSRF checks.
+    via_cookie: bool,
+}
 
-impl<St: Send + Sync> FromRequestParts<St> for PresentedToken {
+impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for PresentedToken {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &St) -> Result<Self, ApiError> {
-        presented_token(&parts.headers).map(Self)
+    async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
+        presented_token(&parts.headers, &state.cookie)
     }
 }
 
@@ -829,6 +1112,12 @@ pub(crate) enum Credential {
 /// ([`SessionManager::authenticate_access`]: signature, expiry, denylist, then the session or
 /// why it is gone): clients on access tokens keep their session alive through
 /// `/api/v1/auth/refresh-token`.
+///
+/// A state-changing request (not `GET`, `HEAD`, `OPTIONS`) authenticated by the session
+/// cookie must also pass the CSRF checks: its `Origin` is checked before the session is looked
+/// up, and its `X-CSRF-Token` header against the session's CSRF token once it is known. A
+/// failure answers 403 `csrf_failed`. Bearer tokens are exempt: another site's page cannot
+/// make a browser send them.
 pub(crate) struct CurrentSession {
     session: Session,
     credential: Credential,
@@ -838,8 +1127,16 @@ impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for CurrentSess
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
-        let PresentedToken(token) = PresentedToken::from_request_parts(parts, state).await?;
-        authenticate(state, token).await
+        let presented = PresentedToken::from_request_parts(parts, state).await?;
+        let guarded = presented.via_cookie && is_state_changing(&parts.method);
+        if guarded {
+            state.check_origin(&RequestHead { headers: &parts.headers, uri: &parts.uri }, OriginRule::Required)?;
+        }
+        let current = authenticate(state, presented.token).await?;
+        if guarded {
+            state.check_csrf_token(&parts.headers, &current.session.id())?;
+        }
+        Ok(current)
     }
 }
 
@@ -892,9 +1189,11 @@ fn rfc3339(t: OffsetDateTime) -> Result<String, ApiError> {
     t.format(&Rfc3339).map_err(|e| ApiError::internal(format!("timestamp cannot be formatted: {e}")))
 }
 
-/// `GET /auth/session` and `POST /auth/sessions/refresh`.
-fn session_view(session: &Session) -> Result<Value, ApiError> {
+/// `GET /auth/session` and `POST /auth/sessions/refresh`, with the session's CSRF token for
+/// the page (cookie-authenticated state-changing requests must send it back).
+fn session_view(session: &Session, csrf: &CsrfKey) -> Result<Value, ApiError> {
     Ok(json!({
+        "csrf_token": csrf.token(&session.id()).expose_secret(),
         "session_id": session.id().to_string(),
         "user": session.user().as_str(),
         "created_at": rfc3339(session.created_at())?,
@@ -953,9 +1252,13 @@ struct LoginRequest {
 async fn login<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
     ClientIp(ip): ClientIp,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
+    // Login CSRF (another site logging the browser into the attacker's account): a browser's
+    // cross-origin login is refused; clients that send no `Origin` may log in.
+    state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::WhenPresent)?;
     let Some(user) = state.users.authenticate(&body.username, &body.password) else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong user name or password"));
     };
@@ -969,13 +1272,8 @@ async fn login<S: SessionStore, C: Clock>(
     let created = state.manager.create(new).await?;
     let session = &created.session;
     let token = created.token.expose_secret();
-    // A remember-me session survives browser restarts: a persistent cookie lasting until the
-    // session's absolute deadline. Otherwise a session cookie, gone when the browser closes.
-    let max_age = session.remember_me().then(|| {
-        let now = state.manager.clock().now().to_offset_date_time();
-        (session.absolute_expires_at() - now).whole_seconds().max(0)
-    });
     let mut body = json!({
+        "csrf_token": state.csrf.token(&session.id()).expose_secret(),
         "session_token": token,
         "session_id": session.id().to_string(),
         "user": session.user().as_str(),
@@ -990,7 +1288,14 @@ async fn login<S: SessionStore, C: Clock>(
     {
         map.extend(tokens);
     }
-    with_cookie(Json(body).into_response(), &state.session_cookie(token, max_age))
+    // A remember-me session survives browser restarts: persistent cookies lasting until the
+    // session's absolute deadline. Otherwise session cookies, gone when the browser closes.
+    let mut response = with_cookie(Json(body).into_response(), &state.cookie_for(&state.cookie, token, session)?)?;
+    if let Some(pair) = &created.tokens {
+        let refresh = state.cookie_for(&state.refresh_cookie, pair.refresh_token.expose_secret(), session)?;
+        response = with_cookie(response, &refresh)?;
+    }
+    Ok(response)
 }
 
 /// The OAuth-style token fields of a login or refresh answer.
@@ -1005,17 +1310,46 @@ fn token_pair_view<S: SessionStore, C: Clock>(state: &AppState<S, C>, pair: &Tok
 
 #[derive(Deserialize)]
 struct RefreshTokenRequest {
-    refresh_token: String,
+    /// Absent: the refresh-token cookie is used instead.
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
 /// `POST /api/v1/auth/refresh-token`: spends a refresh token for a new access token and a new
 /// refresh token. The session must still be live; the refresh renews its idle deadline.
+///
+/// The refresh token is the body's `refresh_token`, or else the `refresh_token` cookie that
+/// login sets (HttpOnly, `SameSite=Strict`, sent only to this path), for pages that keep the
+/// refresh token out of reach of scripts. A refresh through the cookie is cookie-authenticated,
+/// so it passes the CSRF checks against the session cookie's session (origin, then the
+/// `X-CSRF-Token` header), the new pair must belong to that same session, and the answer sets
+/// the successor cookie.
 async fn refresh_token<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<RefreshTokenRequest>,
-) -> Result<Json<Value>, ApiError> {
-    let pair = state.manager.refresh(&body.refresh_token).await?;
-    Ok(Json(token_pair_view(&state, &pair)))
+) -> Result<Response, ApiError> {
+    if let Some(refresh_token) = &body.refresh_token {
+        let pair = state.manager.refresh(refresh_token).await?;
+        return Ok(Json(token_pair_view(&state, &pair)).into_response());
+    }
+    let Some(refresh_token) = cookie_value(&headers, &state.refresh_cookie) else {
+        return Err(ApiError::invalid_request("expected `refresh_token` in the body, or the refresh-token cookie"));
+    };
+    state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::Required)?;
+    let Some(session_token) = cookie_value(&headers, &state.cookie) else {
+        return Err(ApiError::invalid_session("a refresh through the cookie needs the session cookie too"));
+    };
+    let current = authenticate(&state, session_token.to_owned()).await?;
+    state.check_csrf_token(&headers, &current.session.id())?;
+    let pair = state.manager.refresh(refresh_token).await?;
+    if pair.claims.session_id != current.session.id() {
+        // A refresh cookie planted from elsewhere: its session's pair is not handed out.
+        return Err(ApiError::csrf("the refresh-token cookie does not belong to the session cookie's session"));
+    }
+    let cookie = state.cookie_for(&state.refresh_cookie, pair.refresh_token.expose_secret(), &current.session)?;
+    with_cookie(Json(token_pair_view(&state, &pair)).into_response(), &cookie)
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens (none under HS256,
@@ -1032,8 +1366,11 @@ async fn jwks<S: SessionStore, C: Clock>(State(state): State<AppState<S, C>>) ->
 }
 
 /// `GET /api/v1/auth/session`.
-async fn current_session(current: CurrentSession) -> Result<Json<Value>, ApiError> {
-    session_view(&current.session).map(Json)
+async fn current_session<S: SessionStore, C: Clock>(
+    State(state): State<AppState<S, C>>,
+    current: CurrentSession,
+) -> Result<Json<Value>, ApiError> {
+    session_view(&current.session, &state.csrf).map(Json)
 }
 
 /// `POST /api/v1/auth/sessions/refresh`: pushes the idle deadline out by a full idle timeout.
@@ -1041,16 +1378,27 @@ async fn current_session(current: CurrentSession) -> Result<Json<Value>, ApiErro
 /// [`SessionManager::extend`] takes a session token. With an access token the session is
 /// answered unchanged (still authenticated and checked): such clients renew the idle deadline
 /// through `/api/v1/auth/refresh-token`.
+///
+/// Through the session cookie the request passes the CSRF checks first (which validate the
+/// session, so such a refresh counts as one request).
 async fn refresh<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
-    PresentedToken(token): PresentedToken,
+    presented: PresentedToken,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    let PresentedToken { token, via_cookie } = presented;
+    if via_cookie {
+        state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::Required)?;
+        let current = authenticate(&state, token.clone()).await?;
+        state.check_csrf_token(&headers, &current.session.id())?;
+    }
     let session = if looks_like_jwt(&token) {
         authenticate(&state, token).await?.session
     } else {
         state.manager.extend(&token).await?
     };
-    session_view(&session).map(Json)
+    session_view(&session, &state.csrf).map(Json)
 }
 
 /// `POST /api/v1/auth/logout`: ends the session the request authenticated with (reason
@@ -1068,7 +1416,8 @@ async fn logout<S: SessionStore, C: Clock>(
             state.manager.revoke_own(current.session.user(), &claims.session_id).await?;
         }
     }
-    with_cookie(StatusCode::NO_CONTENT.into_response(), &state.clearing_cookie())
+    let response = with_cookie(StatusCode::NO_CONTENT.into_response(), &state.cookie.clear())?;
+    with_cookie(response, &state.refresh_cookie.clear())
 }
 
 /// `POST /api/v1/auth/logout-all`: ends every session of the user, this one included.
@@ -1077,7 +1426,8 @@ async fn logout_all<S: SessionStore, C: Clock>(
     current: CurrentSession,
 ) -> Result<Response, ApiError> {
     let revoked = state.manager.revoke_all(current.session.user(), None).await?;
-    with_cookie(Json(json!({ "revoked": revoked })).into_response(), &state.clearing_cookie())
+    let response = with_cookie(Json(json!({ "revoked": revoked })).into_response(), &state.cookie.clear())?;
+    with_cookie(response, &state.refresh_cookie.clear())
 }
 
 /// `GET /api/v1/auth/sessions`.

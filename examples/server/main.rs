@@ -7,6 +7,24 @@
 //!     --user alice:wonderland --user bob:builder --admin alice
 //! ```
 //!
+//! Open the printed address in a browser for the demo page (`GET /`, with `/app.js` and
+//! `/app.css`): sign in, see the session's countdowns and your sessions, and watch the access
+//! token refresh, the inactivity warning and sign-out, and the tabs follow one another. It is
+//! configured with `--client-refresh-margin 60s`, `--client-idle-logout` (default: the idle
+//! timeout), `--client-warning 60s` and `--client-check-interval 15m`, served at
+//! `GET /api/v1/client-config`.
+//!
+//! Browsers: a state-changing request (not GET/HEAD/OPTIONS) authenticated by the session
+//! cookie must come from this server's origin (`Origin`, or `Sec-Fetch-Site: same-origin`) and
+//! carry the session's `csrf_token` (in the login and session answers) in `X-CSRF-Token`, else
+//! 403 `csrf_failed`; bearer requests are exempt, and a login is refused only for a foreign
+//! `Origin`. Login also sets a `refresh_token` cookie (HttpOnly, `SameSite=Strict`,
+//! `Path=/api/v1/auth/refresh-token`) that `refresh-token` uses when the body has no
+//! `refresh_token`. Every response carries `Content-Security-Policy`, `X-Content-Type-Options`,
+//! `Referrer-Policy` and `X-Frame-Options`. `--host-cookie-prefix` names the session cookie
+//! `__Host-session`; `--csrf-secret BASE64URL` (32 to 64 bytes) shares CSRF tokens between
+//! instances; `--access-token-leeway` and `--touch-interval` set those options.
+//!
 //! Without `--user` the demo users `alice:wonderland` (admin) and `bob:builder` are created.
 //! Other flags (all optional): `--idle-timeout 15m`, `--absolute-timeout 8h`,
 //! `--remember-me-idle-timeout 7days`, `--remember-me-absolute-timeout 30days`,
