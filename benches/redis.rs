@@ -11,6 +11,11 @@
 //!   create evicts one session in the same atomic step.
 //! * `store/verify_access/{memory,redis}`: an access token checked against the denylist (the
 //!   Redis store in subscribed mode: no round trip).
+//! * `store/ping/redis`: a `PING` on a connection of the same client library, the cost of one
+//!   round trip with no work on the server: the reference for the Redis figures above.
+//!
+//! After each Redis subject the bench prints the server's own time per script call (from
+//! `INFO commandstats`), which tells script execution apart from the round trip.
 //!
 //! If `redis-server` is not installed the Redis subjects are skipped with one printed line
 //! (unless `SESSIONKIT_REQUIRE_REDIS` is set, as in CI). Run with `cargo bench --bench redis`.
@@ -69,12 +74,21 @@ fn fill<S: SessionStore>(rt: &Runtime, m: &SessionManager<S>) -> (Vec<String>, V
     (tokens, access)
 }
 
-fn subjects<S: SessionStore>(c: &mut Criterion, rt: &Runtime, name: &str, mut make: impl FnMut() -> S) {
+/// Benchmarks every subject on stores from `make`; `after` runs before and after each subject
+/// with its name (the Redis run uses it to report the server's own time per call).
+fn subjects<S: SessionStore>(
+    c: &mut Criterion,
+    rt: &Runtime,
+    name: &str,
+    mut make: impl FnMut() -> S,
+    after: &dyn Fn(Option<&str>),
+) {
     let mut group = c.benchmark_group("store");
     group.throughput(Throughput::Elements(1));
 
     let m = manager(make(), None);
     let (tokens, access) = fill(rt, &m);
+    after(None);
     let mut i = 0;
     group.bench_function(format!("validate/{name}"), |b| {
         b.iter(|| {
@@ -82,6 +96,7 @@ fn subjects<S: SessionStore>(c: &mut Criterion, rt: &Runtime, name: &str, mut ma
             black_box(rt.block_on(m.validate(&tokens[i])).unwrap());
         });
     });
+    after(Some("validate"));
     let mut i = 0;
     group.bench_function(format!("verify_access/{name}"), |b| {
         b.iter(|| {
@@ -89,13 +104,43 @@ fn subjects<S: SessionStore>(c: &mut Criterion, rt: &Runtime, name: &str, mut ma
             black_box(rt.block_on(m.verify_access(&access[i])).unwrap());
         });
     });
+    after(Some("verify_access"));
 
     let m = manager(make(), Some(3));
     let alice = UserId::new("alice").unwrap();
+    after(None);
     group.bench_function(format!("create/{name}"), |b| {
         b.iter(|| black_box(rt.block_on(m.create(NewSession::new(alice.clone()))).unwrap()));
     });
+    after(Some("create"));
     group.finish();
+}
+
+/// One round trip and nothing else: `PING` on a multiplexed connection to the same server.
+fn ping(c: &mut Criterion, rt: &Runtime, url: &str) {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = rt.block_on(client.get_multiplexed_async_connection()).unwrap();
+    let mut group = c.benchmark_group("store");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("ping/redis", |b| {
+        b.iter(|| {
+            let pong: String = rt.block_on(redis::cmd("PING").query_async(&mut conn)).unwrap();
+            black_box(pong);
+        });
+    });
+    group.finish();
+}
+
+/// With a subject's name, prints the server's own time per script call since the last reset
+/// (`INFO commandstats`: how much of a Redis figure is script execution, the rest being the
+/// round trip); then resets the statistics.
+fn server_time(rt: &Runtime, conn: &mut redis::aio::MultiplexedConnection, subject: Option<&str>) {
+    if let Some(subject) = subject {
+        let info: String = rt.block_on(redis::cmd("INFO").arg("commandstats").query_async(conn)).unwrap();
+        let evalsha = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")).unwrap_or("cmdstat_evalsha: no calls");
+        println!("store/{subject}/redis: server time {}", evalsha.trim_start_matches("cmdstat_evalsha:"));
+    }
+    let () = rt.block_on(redis::cmd("CONFIG").arg("RESETSTAT").query_async(conn)).unwrap();
 }
 
 fn main() {
@@ -106,16 +151,25 @@ fn main() {
         .configure_from_args();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
 
-    subjects(&mut c, &rt, "memory", MemoryStore::new);
+    subjects(&mut c, &rt, "memory", MemoryStore::new, &|_| {});
 
     if let Some(server) = RedisServer::start("the Redis benchmarks") {
         let url = server.url();
+        ping(&mut c, &rt, &url);
+        let stats = redis::Client::open(url.as_str()).unwrap();
+        let stats = std::cell::RefCell::new(rt.block_on(stats.get_multiplexed_async_connection()).unwrap());
         let mut prefix = 0;
-        subjects(&mut c, &rt, "redis", || {
-            prefix += 1;
-            let config = RedisConfig::new(url.as_str()).with_key_prefix(format!("bench{prefix}"));
-            rt.block_on(RedisStore::connect(config)).unwrap()
-        });
+        subjects(
+            &mut c,
+            &rt,
+            "redis",
+            || {
+                prefix += 1;
+                let config = RedisConfig::new(url.as_str()).with_key_prefix(format!("bench{prefix}"));
+                rt.block_on(RedisStore::connect(config)).unwrap()
+            },
+            &|subject| server_time(&rt, &mut stats.borrow_mut(), subject),
+        );
     }
     c.final_summary();
 }
