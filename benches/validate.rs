@@ -62,27 +62,26 @@
     reason = "a benchmark must stop loudly if its setup or a measured operation fails"
 )]
 
+#[path = "support/floor.rs"]
+mod floor;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{Criterion, Throughput};
-use dashmap::DashMap;
-use ring::digest::{SHA256, digest};
+use floor::{SplitMix, TOKEN_LEN};
 use sessionkit::{LimitPolicy, MemoryStore, NewSession, SessionConfig, SessionManager, UserId};
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::{Id, Record};
 
-const TOKEN_LEN: usize = 43;
 const SESSIONS_PER_USER: usize = 4;
 
 // ---------------------------------------------------------------------------------------------
@@ -134,38 +133,6 @@ fn block_on_spin<F: Future>(cx: &mut Context<'_>, fut: F) -> F::Output {
 
 // ---------------------------------------------------------------------------------------------
 // Keys
-
-/// SplitMix64: a deterministic generator for shuffling and synthetic keys (not for secrets).
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        // Modulo bias is irrelevant for a shuffle of at most a million keys.
-        (self.next_u64() % n as u64) as usize
-    }
-
-    fn bytes32(&mut self) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        for chunk in out.chunks_exact_mut(8) {
-            chunk.copy_from_slice(&self.next_u64().to_le_bytes());
-        }
-        out
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, self.below(i + 1));
-        }
-    }
-}
 
 /// Token strings in lookup order, back to back in one buffer so that walking them is sequential.
 struct Tokens {
@@ -243,41 +210,16 @@ impl Workload for Validate {
     }
 }
 
-/// What the floor keeps per session.
-struct FloorEntry {
-    idle_deadline: i64,
-    absolute_deadline: i64,
-    last_seen: AtomicI64,
-}
-
-/// The floor: decode, digest, one map hit, two comparisons, one atomic store.
+/// The floor (`support/floor.rs`): decode, digest, one map hit, two comparisons, one atomic
+/// store.
 struct Floor<S> {
-    map: DashMap<[u8; 32], Arc<FloorEntry>, S>,
+    map: floor::FloorMap<S>,
     tokens: Tokens,
-}
-
-fn unix_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl<S: BuildHasher + Clone + Default> Floor<S> {
     fn build(sessions: usize, rng: &mut SplitMix) -> Self {
-        let map = DashMap::with_hasher(S::default());
-        let now = unix_nanos();
-        let mut tokens = Vec::with_capacity(sessions);
-        for _ in 0..sessions {
-            let raw = rng.bytes32();
-            let mut token = [0u8; TOKEN_LEN];
-            URL_SAFE_NO_PAD.encode_slice(raw, &mut token).unwrap();
-            let key: [u8; 32] = digest(&SHA256, &raw).as_ref().try_into().unwrap();
-            let entry = FloorEntry {
-                idle_deadline: now + 30 * 60 * 1_000_000_000,
-                absolute_deadline: now + 8 * 3600 * 1_000_000_000,
-                last_seen: AtomicI64::new(now),
-            };
-            assert!(map.insert(key, Arc::new(entry)).is_none());
-            tokens.push(token);
-        }
+        let (map, tokens) = floor::build(sessions, rng);
         Self { map, tokens: Tokens::shuffled(tokens, rng) }
     }
 }
@@ -289,25 +231,8 @@ impl<S: BuildHasher + Clone + Sync + Send> Workload for Floor<S> {
 
     #[inline(always)]
     fn op(&self, cx: &mut Context<'_>, i: usize) -> bool {
-        block_on(cx, async {
-            let token = self.tokens.get(i);
-            let mut raw = [0u8; 33];
-            let Ok(32) = URL_SAFE_NO_PAD.decode_slice(token, &mut raw) else {
-                return false;
-            };
-            let Ok(key) = <[u8; 32]>::try_from(digest(&SHA256, &raw[..32]).as_ref()) else {
-                return false;
-            };
-            let Some(entry) = self.map.get(&key) else {
-                return false;
-            };
-            let now = unix_nanos();
-            if now >= entry.absolute_deadline || now >= entry.idle_deadline {
-                return false;
-            }
-            entry.last_seen.store(now, Ordering::Relaxed);
-            true
-        })
+        // Through the executor like the other subjects, so that each pays the same poll.
+        block_on(cx, async { floor::lookup(&self.map, self.tokens.get(i).as_bytes()) })
     }
 }
 

@@ -3,7 +3,7 @@
 //! Wall-clock benchmarks (`cargo bench --bench validate`) are noisy on a shared machine;
 //! instruction counts are deterministic, so they are the way to compare two variants of the hot
 //! path. This program fills a `MemoryStore` through the manager (4 sessions per user, as the
-//! benchmark does) and a *floor* like the benchmark's (base64url-decode, SHA-256, one `DashMap`
+//! benchmark does) and the benchmark's own *floor* (`benches/support/floor.rs`: base64url-decode, SHA-256, one `DashMap`
 //! hit, the deadline comparison, an atomic store), then runs `ITERS` validations of each in
 //! random order in two `#[inline(never)]` functions, which callgrind reports separately:
 //!
@@ -24,20 +24,16 @@
     reason = "a measurement harness stops loudly on failure"
 )]
 
+use std::hash::RandomState;
 use std::hint::black_box;
 use std::pin::pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::task::{Context, Poll, Waker};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use dashmap::DashMap;
-use ring::digest::{SHA256, digest};
+use floor::{FloorMap, SplitMix, TOKEN_LEN};
 use sessionkit::{MemoryStore, NewSession, SessionConfig, SessionManager, UserId};
 
-const TOKEN_LEN: usize = 43;
+#[path = "../benches/support/floor.rs"]
+mod floor;
 
 /// `MemoryStore` futures and the floor complete on their first poll.
 fn now_or_never<F: Future>(fut: F) -> F::Output {
@@ -45,35 +41,6 @@ fn now_or_never<F: Future>(fut: F) -> F::Output {
         Poll::Ready(out) => out,
         Poll::Pending => panic!("pending"),
     }
-}
-
-/// SplitMix64, for a deterministic shuffle and floor keys.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            v.swap(i, (self.next_u64() % (i as u64 + 1)) as usize);
-        }
-    }
-}
-
-struct FloorEntry {
-    idle_deadline: i64,
-    absolute_deadline: i64,
-    last_seen: AtomicI64,
-}
-
-fn unix_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
 }
 
 #[inline(never)]
@@ -89,22 +56,10 @@ fn run_validate(manager: &SessionManager<MemoryStore>, tokens: &str, iters: usiz
 }
 
 #[inline(never)]
-fn run_floor(map: &DashMap<[u8; 32], Arc<FloorEntry>>, tokens: &[[u8; TOKEN_LEN]], iters: usize) -> usize {
+fn run_floor(map: &FloorMap<RandomState>, tokens: &[[u8; TOKEN_LEN]], iters: usize) -> usize {
     let mut ok = 0;
     for i in 0..iters {
-        let token = &tokens[i % tokens.len()];
-        let hit = now_or_never(async {
-            let mut raw = [0u8; 33];
-            let Ok(32) = URL_SAFE_NO_PAD.decode_slice(token, &mut raw) else { return false };
-            let Ok(key) = <[u8; 32]>::try_from(digest(&SHA256, &raw[..32]).as_ref()) else { return false };
-            let Some(entry) = map.get(&key) else { return false };
-            let now = unix_nanos();
-            if now >= entry.absolute_deadline || now >= entry.idle_deadline {
-                return false;
-            }
-            entry.last_seen.store(now, Ordering::Relaxed);
-            true
-        });
+        let hit = now_or_never(async { floor::lookup(map, &tokens[i % tokens.len()]) });
         ok += usize::from(black_box(hit));
     }
     ok
@@ -127,25 +82,7 @@ fn main() {
     rng.shuffle(&mut tokens);
     let tokens = String::from_utf8(tokens.concat()).unwrap();
 
-    let map = DashMap::new();
-    let now = unix_nanos();
-    let mut floor_tokens = Vec::with_capacity(sessions);
-    for _ in 0..sessions {
-        let mut raw = [0u8; 32];
-        for chunk in raw.chunks_exact_mut(8) {
-            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
-        }
-        let mut token = [0u8; TOKEN_LEN];
-        URL_SAFE_NO_PAD.encode_slice(raw, &mut token).unwrap();
-        let key: [u8; 32] = digest(&SHA256, &raw).as_ref().try_into().unwrap();
-        let entry = FloorEntry {
-            idle_deadline: now + 30 * 60 * 1_000_000_000,
-            absolute_deadline: now + 8 * 3600 * 1_000_000_000,
-            last_seen: AtomicI64::new(now),
-        };
-        map.insert(key, Arc::new(entry));
-        floor_tokens.push(token);
-    }
+    let (map, floor_tokens) = floor::build::<RandomState>(sessions, &mut rng);
 
     let v = run_validate(&manager, &tokens, iters);
     let f = run_floor(&map, &floor_tokens, iters);
