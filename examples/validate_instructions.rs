@@ -3,8 +3,8 @@
 //! Wall-clock benchmarks (`cargo bench --bench validate`) are noisy on a shared machine;
 //! instruction counts are deterministic, so they are the way to compare two variants of the hot
 //! path. This program fills a `MemoryStore` through the manager (4 sessions per user, as the
-//! benchmark does) and the benchmark's own *floor* (`benches/support/floor.rs`: base64url-decode, SHA-256, one `DashMap`
-//! hit, the deadline comparison, an atomic store), then runs `ITERS` validations of each in
+//! benchmark does) and the benchmark's own *floor* (`benches/support/floor.rs`: base64url-decode,
+//! SHA-256, one `DashMap` hit, the deadline comparison, an atomic store), then runs `ITERS` validations of each in
 //! random order in two `#[inline(never)]` functions, which callgrind reports separately:
 //!
 //! ```text
