@@ -321,7 +321,7 @@ pub(crate) fn signing_keys(options: &Options) -> Result<KeySet, StartupError> {
         (Some(path), None) => {
             let mut bytes = std::fs::read(path)
                 .map_err(|e| StartupError(format!("cannot read --jwt-ed25519-key {}: {e}", path.display())))?;
-            let key = ed25519_key(&bytes).map_err(|e| {
+            let key = SigningKey::ed25519_from_pkcs8_with_thumbprint(&bytes).map_err(|e| {
                 StartupError(format!("--jwt-ed25519-key {}: {e} (expected PKCS#8, DER or PEM)", path.display()))
             });
             bytes.zeroize();
@@ -347,16 +347,6 @@ pub(crate) fn signing_keys(options: &Options) -> Result<KeySet, StartupError> {
             .map_err(|e| StartupError(format!("cannot generate an HS256 secret: {e}")))?,
     };
     KeySet::new(key).map_err(|e| StartupError(format!("invalid signing key: {e}")))
-}
-
-/// An Ed25519 key from a PKCS#8 document, with its JWK thumbprint as key id.
-fn ed25519_key(pkcs8: &[u8]) -> Result<SigningKey, KeyError> {
-    let probe = SigningKey::ed25519_from_pkcs8("probe", pkcs8)?;
-    let public = probe.ed25519_public_key().ok_or(KeyError::InvalidEd25519Key("not an Ed25519 key"))?;
-    // RFC 7638 §3.2: the required members, in lexicographic order, without whitespace.
-    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
-    let thumbprint = URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()));
-    SigningKey::ed25519_from_pkcs8(thumbprint, pkcs8)
 }
 
 /// One user of the demo user database.

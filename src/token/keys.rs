@@ -181,6 +181,21 @@ impl SigningKey {
         }
     }
 
+    /// An Ed25519 signing key from a PEM or DER PKCS#8 document, whose key id is its RFC 7638
+    /// JWK thumbprint (see [`thumbprint`](Self::thumbprint)): a new key gets a new `kid` without
+    /// anyone choosing one, and every service derives the same `kid` from the same key.
+    ///
+    /// # Errors
+    /// As [`ed25519_from_pkcs8`](Self::ed25519_from_pkcs8).
+    pub fn ed25519_from_pkcs8_with_thumbprint(bytes: &[u8]) -> Result<Self, KeyError> {
+        // Placeholder kid while the public key is read: a valid one, replaced below.
+        let probe = Self::ed25519_from_pkcs8("thumbprint", bytes)?;
+        let Material::Ed25519 { public, .. } = probe.inner.material else {
+            return Err(KeyError::InvalidEd25519Key("not an Ed25519 key"));
+        };
+        Self::ed25519_from_pkcs8(ed25519_thumbprint(&public), bytes)
+    }
+
     /// A new Ed25519 key pair; returns the key and its PKCS#8 (v2, DER) document to store.
     ///
     /// # Errors
@@ -229,6 +244,13 @@ impl SigningKey {
             Material::Ed25519 { public, .. } => Some(public),
             Material::Hs256(_) => None,
         }
+    }
+
+    /// The key's RFC 7638 JWK thumbprint (base64url SHA-256 of its canonical public JWK), for
+    /// Ed25519 keys; `None` for HS256 keys, whose thumbprint would be a hash of the secret.
+    #[must_use]
+    pub fn thumbprint(&self) -> Option<String> {
+        self.ed25519_public_key().map(|public| ed25519_thumbprint(&public))
     }
 
     pub(crate) fn encoded_header(&self) -> &str {
@@ -387,6 +409,15 @@ impl KeySet {
     }
 }
 
+/// The RFC 7638 thumbprint of the Ed25519 public key `public` (RFC 8037 `OKP` JWK): SHA-256 of
+/// `{"crv":"Ed25519","kty":"OKP","x":"<base64url public>"}`, base64url without padding.
+#[must_use]
+pub fn ed25519_thumbprint(public: &[u8; 32]) -> String {
+    // RFC 7638 §3.2: the required members, in lexicographic order, without whitespace.
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#, URL_SAFE_NO_PAD.encode(public));
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(&ring::digest::SHA256, canonical.as_bytes()))
+}
+
 /// A JSON Web Key Set of public keys; serialise it with serde.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Jwks {
@@ -420,6 +451,26 @@ mod tests {
     fn short_hs256_secrets_are_refused() {
         assert_eq!(SigningKey::hs256("k", &[0; 31]).unwrap_err(), KeyError::SecretTooShort(31));
         assert!(SigningKey::hs256("k", &[0; 32]).is_ok());
+    }
+
+    #[test]
+    fn thumbprints_follow_rfc_8037() {
+        // RFC 8037, Appendix A.3: the thumbprint of the Appendix A.2 public key.
+        let public: [u8; 32] =
+            URL_SAFE_NO_PAD.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap().try_into().unwrap();
+        assert_eq!(ed25519_thumbprint(&public), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        let key = SigningKey::ed25519_public("k", public).unwrap();
+        assert_eq!(key.thumbprint().as_deref(), Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"));
+        assert_eq!(SigningKey::hs256("k", &[7; 32]).unwrap().thumbprint(), None);
+
+        let (generated, pkcs8) = SigningKey::generate_ed25519("k").unwrap();
+        let key = SigningKey::ed25519_from_pkcs8_with_thumbprint(&pkcs8).unwrap();
+        assert_eq!(Some(key.kid().to_owned()), generated.thumbprint());
+        assert_eq!(key.ed25519_public_key(), generated.ed25519_public_key());
+        assert!(matches!(
+            SigningKey::ed25519_from_pkcs8_with_thumbprint(b"not a key"),
+            Err(KeyError::InvalidEd25519Key(_))
+        ));
     }
 
     #[test]
