@@ -28,7 +28,7 @@ pub const LISTENER_QUEUE: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ObservedBy {
-    /// A validation (or refresh) of the session's token.
+    /// A use of the session's token: validation, refresh or a data update.
     Validation,
     /// The sweeper removing expired sessions.
     Sweeper,

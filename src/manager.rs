@@ -816,15 +816,6 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
 
     async fn live_record(&self, digest: &TokenDigest, now: crate::clock::Timestamp) -> Result<SessionRecord, Error> {
         let policy = TouchPolicy { interval: std::time::Duration::MAX, count_request: false, ..self.inner.touch };
-        lookup_result(self.inner.store.touch(digest, now, policy).await?).map(Session::into_record)
-    }
-}
-
-fn lookup_result(lookup: Lookup) -> Result<Session, Error> {
-    match lookup {
-        Lookup::Live(record) => Ok(Session::from(record)),
-        Lookup::Expired { reason, .. } => Err(Error::Expired { reason }),
-        Lookup::Revoked(reason) => Err(Error::Revoked { reason }),
-        Lookup::NotFound => Err(Error::UnknownSession),
+        self.answer(self.inner.store.touch(digest, now, policy).await?, now).map(Session::into_record)
     }
 }

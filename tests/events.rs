@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{MINUTE, config, manager, user};
 use sessionkit::events::{ObservedBy, SessionEvent};
 use sessionkit::token::keys::{KeySet, SigningKey};
-use sessionkit::{ExpiryReason, LimitPolicy, NewSession, RevocationReason};
+use sessionkit::{DataPatch, Error, ExpiryReason, LimitPolicy, NewSession, RevocationReason};
 
 fn collect(m: &common::Manager) -> mpsc::Receiver<SessionEvent> {
     let (tx, rx) = mpsc::channel();
@@ -76,6 +76,15 @@ async fn expiry_is_reported_by_validation_and_by_the_sweeper() {
     let _ = (next(&rx), next(&rx));
     clock.advance(30 * MINUTE);
     assert!(m.validate(seen.token.expose_secret()).await.is_err());
+    match next(&rx) {
+        SessionEvent::Expired { info, reason: ExpiryReason::Idle, observed_by: ObservedBy::Validation } => {
+            assert_eq!(info.session_id, Some(seen.session.id()));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Any use of the token notices the expiry, not only `validate`.
+    let err = m.update_data(seen.token.expose_secret(), DataPatch::new().set("k", 1)).await.unwrap_err();
+    assert!(matches!(err, Error::Expired { reason: ExpiryReason::Idle }), "{err:?}");
     match next(&rx) {
         SessionEvent::Expired { info, reason: ExpiryReason::Idle, observed_by: ObservedBy::Validation } => {
             assert_eq!(info.session_id, Some(seen.session.id()));
