@@ -620,6 +620,16 @@ impl<E, C: Clock> TokenHolder<E, C> {
         let running = self.inner.state.lock().in_flight.as_ref().and_then(|f| f.attempt.upgrade());
         running.is_some()
     }
+
+    /// How many callers are awaiting the refresh in flight (0 when none runs): for metrics,
+    /// and for tests that must know every caller has joined a refresh before it completes.
+    #[must_use]
+    pub fn waiters(&self) -> usize {
+        // As in `is_refreshing`: the upgraded handle is dropped after the lock is released.
+        let running = self.inner.state.lock().in_flight.as_ref().and_then(|f| f.attempt.upgrade());
+        // `strong_count` counts the upgraded handle too.
+        running.as_ref().and_then(Shared::strong_count).map_or(0, |n| n.saturating_sub(1))
+    }
 }
 
 impl<E, C> TokenHolder<E, C>

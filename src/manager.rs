@@ -715,6 +715,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                     self.emit_expired(&record, reason, ObservedBy::Validation, now);
                     return Err(Error::Expired { reason });
                 }
+                Ok(RefreshOutcome::Revoked(reason)) => return Err(Error::Revoked { reason }),
                 Ok(RefreshOutcome::NotFound) => return Err(Error::InvalidRefreshToken),
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(Error::Store(e)),

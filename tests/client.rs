@@ -220,21 +220,25 @@ async fn pile_up(
     n: usize,
     stale: Option<Arc<Tokens>>,
 ) -> Vec<Result<Arc<Tokens>, RefreshError<Refused>>> {
-    let started = Arc::new(AtomicUsize::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let (holder, endpoint, stale, started) = (holder.clone(), endpoint.clone(), stale.clone(), started.clone());
+        let (holder, endpoint, stale) = (holder.clone(), endpoint.clone(), stale.clone());
         tasks.spawn(async move {
-            started.fetch_add(1, Ordering::SeqCst);
             match stale {
                 Some(stale) => holder.refresh_stale(&stale, endpoint.refresh()).await,
                 None => holder.get_or_refresh(endpoint.refresh()).await,
             }
         });
     }
-    while started.load(Ordering::SeqCst) < n {
-        tokio::task::yield_now().await;
-    }
+    // Every caller has joined the one refresh before it may complete.
+    tokio::time::timeout(GUARD, async {
+        while holder.waiters() < n {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every caller joins the refresh");
+    assert_eq!(holder.waiters(), n);
     endpoint.open();
     let mut results = Vec::with_capacity(n);
     while let Some(joined) = tokio::time::timeout(GUARD, tasks.join_next()).await.expect("no task hangs") {
@@ -258,6 +262,7 @@ async fn a_hundred_concurrent_callers_share_one_refresh() {
             assert!(Arc::ptr_eq(r.as_ref().unwrap(), first), "every caller gets the same tokens");
         }
         assert!(!holder.is_refreshing());
+        assert_eq!(holder.waiters(), 0);
     }
 }
 

@@ -15,7 +15,12 @@ mod app;
 #[path = "../examples/client.rs"]
 mod client;
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use tokio::sync::Semaphore;
 
 use client::{ApiClient, ApiError, Summary};
 use sessionkit::clock::MockClock;
@@ -26,14 +31,36 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// The example server on a free loopback port, over a memory store and `clock`. Stops when
 /// the returned sender is dropped.
 async fn serve(options: app::Options, clock: MockClock) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let (base, stop, gate) = serve_gated(options, clock).await;
+    gate.add_permits(Semaphore::MAX_PERMITS);
+    (base, stop)
+}
+
+/// As [`serve`], but every `POST /api/v1/auth/refresh-token` waits for a permit of the
+/// returned gate, so that a test can hold a refresh until its callers have all joined it.
+async fn serve_gated(
+    options: app::Options,
+    clock: MockClock,
+) -> (String, tokio::sync::oneshot::Sender<()>, Arc<Semaphore>) {
     let state = app::AppState::from_options(&options, MemoryStore::new(), clock).expect("valid options");
+    let gate = Arc::new(Semaphore::new(0));
+    let held = Arc::clone(&gate);
+    let router = app::router(state).layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+        let gate = Arc::clone(&held);
+        async move {
+            if request.uri().path() == "/api/v1/auth/refresh-token" {
+                gate.acquire().await.expect("the gate stays open").forget();
+            }
+            next.run(request).await
+        }
+    }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(app::serve(listener, app::router(state), async move {
+    tokio::spawn(app::serve(listener, router, async move {
         let _ = stopped.await;
     }));
-    (format!("http://{addr}"), stop)
+    (format!("http://{addr}"), stop, gate)
 }
 
 fn options() -> app::Options {
@@ -118,7 +145,7 @@ async fn parallel_requests_share_one_refresh_when_due_and_after_a_401() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_refresh_is_reported_to_every_request() {
     let server_clock = MockClock::new();
-    let (base, _stop) = serve(options(), server_clock.clone()).await;
+    let (base, _stop, gate) = serve_gated(options(), server_clock.clone()).await;
     let client_clock = MockClock::new();
     let api = ApiClient::new(&base, http(), client_clock.clone());
     api.login("bob", "builder").await.unwrap();
@@ -132,6 +159,16 @@ async fn a_refused_refresh_is_reported_to_every_request() {
         let api = api.clone();
         set.spawn(async move { api.get("/api/v1/auth/session").await });
     }
+    // The server holds the refresh until all 20 requests wait for it (a refused refresh is
+    // not remembered: a request arriving after it would start its own).
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while api.holder().waiters() < 20 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every request joins the refresh");
+    gate.add_permits(1);
     while let Some(joined) = set.join_next().await {
         match joined.unwrap() {
             Err(ApiError::Refresh(sessionkit::client::RefreshError::Failed(e))) => {

@@ -409,12 +409,15 @@ async fn export_from_memory_import_into_redis_and_back() {
         clock.clone(),
     );
     redis.set_keys(keys());
-    // One live session, one remembered revocation, one denylist entry.
-    assert_eq!(redis.import(dump.as_slice()).await.unwrap(), 3);
+    // One live session, two remembered revocations (the revoked session's token and its
+    // refresh token), one denylist entry.
+    assert_eq!(redis.import(dump.as_slice()).await.unwrap(), 4);
     // The session, its refresh token, the remembered revocation and the denylist entry all moved.
     redis.validate(kept.token.expose_secret()).await.unwrap();
     redis.refresh(kept.tokens.as_ref().unwrap().refresh_token.expose_secret()).await.unwrap();
     assert!(matches!(redis.validate(revoked.token.expose_secret()).await, Err(Error::Revoked { .. })));
+    let revoked_refresh = revoked.tokens.as_ref().unwrap().refresh_token.expose_secret();
+    assert!(matches!(redis.refresh(revoked_refresh).await, Err(Error::Revoked { .. })));
     let access = revoked.tokens.as_ref().unwrap().access_token.expose_secret().to_owned();
     assert!(matches!(redis.verify_access(&access).await, Err(Error::Revoked { .. })));
     // Importing the same dump again collides and adds nothing.

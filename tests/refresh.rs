@@ -91,7 +91,10 @@ async fn reuse_after_the_grace_window_revokes_everything() {
         "old access token"
     );
     assert!(
-        matches!(m.refresh(next.refresh_token.expose_secret()).await, Err(Error::InvalidRefreshToken)),
+        matches!(
+            m.refresh(next.refresh_token.expose_secret()).await,
+            Err(Error::Revoked { reason: RevocationReason::RefreshReuse })
+        ),
         "successor"
     );
 }
@@ -127,7 +130,10 @@ async fn malformed_and_unknown_refresh_tokens_are_invalid() {
 async fn logout_kills_the_refresh_token() {
     let (m, _, session_token, pair) = login(config()).await;
     m.revoke(&session_token).await.unwrap();
-    assert!(matches!(m.refresh(pair.refresh_token.expose_secret()).await, Err(Error::InvalidRefreshToken)));
+    assert!(matches!(
+        m.refresh(pair.refresh_token.expose_secret()).await,
+        Err(Error::Revoked { reason: RevocationReason::Logout })
+    ));
 }
 
 /// 50 concurrent refreshes with one token all succeed with the identical pair; exactly one

@@ -975,7 +975,7 @@ async fn refresh_token_rotates_and_replays_within_the_grace_window() {
     for token in [&login.access, &access, &latest_access] {
         server.session(token).await.assert_rejected("session_revoked", "refresh_reuse");
     }
-    server.refresh_token(&latest_refresh).await.assert_error(401, "invalid_refresh_token");
+    server.refresh_token(&latest_refresh).await.assert_rejected("invalid_refresh_token", "refresh_reuse");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1035,7 +1035,7 @@ async fn access_tokens_of_revoked_sessions_are_refused_before_they_expire() {
     assert_eq!(server.session(&login.access).await.status, 200);
     assert_eq!(server.post("/api/v1/auth/logout", &login.token, None).await.status, 204);
     server.session(&login.access).await.assert_rejected("session_revoked", "logout");
-    server.refresh_token(&login.refresh).await.assert_error(401, "invalid_refresh_token");
+    server.refresh_token(&login.refresh).await.assert_rejected("invalid_refresh_token", "logout");
 
     // Logout with the access token: reason `logout`, the cookie cleared, both credentials dead.
     let login = server.login("alice", "wonderland").await;
@@ -1640,7 +1640,7 @@ async fn sessions_survive_a_restart_through_the_snapshot() {
     assert_eq!(server.session(&kept.access).await.status, 200);
     server.session(&revoked.access).await.assert_rejected("session_revoked", "logout");
     assert_eq!(server.refresh_token(&kept.refresh).await.status, 200, "the refresh token survived");
-    server.refresh_token(&revoked.refresh).await.assert_error(401, "invalid_refresh_token");
+    server.refresh_token(&revoked.refresh).await.assert_rejected("invalid_refresh_token", "logout");
 
     server.drain().await;
     assert!(second.shut_down().await.unwrap().is_some());

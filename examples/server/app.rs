@@ -1321,7 +1321,7 @@ async fn refresh_token<S: SessionStore, C: Clock>(
     ApiJson(body): ApiJson<RefreshTokenRequest>,
 ) -> Result<Response, ApiError> {
     if let Some(refresh_token) = &body.refresh_token {
-        let pair = state.manager.refresh(refresh_token).await?;
+        let pair = state.manager.refresh(refresh_token).await.map_err(refresh_error)?;
         return Ok(Json(token_pair_view(&state, &pair)).into_response());
     }
     let Some(refresh_token) = cookie_value(&headers, &state.refresh_cookie) else {
@@ -1333,13 +1333,30 @@ async fn refresh_token<S: SessionStore, C: Clock>(
     };
     let current = authenticate(&state, session_token.to_owned()).await?;
     state.check_csrf_token(&headers, &current.session.id())?;
-    let pair = state.manager.refresh(refresh_token).await?;
+    let pair = state.manager.refresh(refresh_token).await.map_err(refresh_error)?;
     if pair.claims.session_id != current.session.id() {
         // A refresh cookie planted from elsewhere: its session's pair is not handed out.
         return Err(ApiError::csrf("the refresh-token cookie does not belong to the session cookie's session"));
     }
     let cookie = state.cookie_for(&state.refresh_cookie, pair.refresh_token.expose_secret(), &current.session)?;
     with_cookie(Json(token_pair_view(&state, &pair)).into_response(), &cookie)
+}
+
+/// A failed refresh's answer. A refresh token of a revoked session keeps the code
+/// `invalid_refresh_token` that clients know, and adds why the session ended as `"reason"`
+/// (`logout`, `refresh_reuse`, ...), so that a page can tell its user.
+fn refresh_error(e: Error) -> ApiError {
+    match e {
+        Error::Revoked { reason } => ApiError {
+            reason: Some(reason.as_str()),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_refresh_token",
+                format!("this refresh token's session was revoked ({reason})"),
+            )
+        },
+        other => other.into(),
+    }
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens (none under HS256,

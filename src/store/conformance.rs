@@ -696,7 +696,9 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S
     let (_, new_session_digest) = SessionToken::generate().unwrap();
     assert!(matches!(store.rotate(&r.digest, new_session_digest, t1).await.unwrap(), Lookup::Live(_)));
     let t2 = t1.saturating_add(60 * SECOND);
-    assert!(matches!(refresh(&store, &s1.digest, successor(2), t2, GRACE).await, RefreshOutcome::Rotated(_)));
+    let s2 = successor(2);
+    let current = s2.digest;
+    assert!(matches!(refresh(&store, &s1.digest, s2, t2, GRACE).await, RefreshOutcome::Rotated(_)));
 
     // r0 is now two generations old: presenting it is reuse.
     match refresh(&store, &r0, successor(4), t2.saturating_add(SECOND), GRACE).await {
@@ -710,7 +712,13 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S
         "reuse revokes the whole session"
     );
     assert_eq!(store.access_denied(&r.id, after).await.unwrap(), Some(RevocationReason::RefreshReuse));
-    assert_eq!(refresh(&store, &s1.digest, successor(5), after, GRACE).await, RefreshOutcome::NotFound);
+    for (token, which) in [(s1.digest, "the token spent last"), (current, "the current token")] {
+        assert_eq!(
+            refresh(&store, &token, successor(5), after, GRACE).await,
+            RefreshOutcome::Revoked(RevocationReason::RefreshReuse),
+            "{which} of a revoked session answers why it ended"
+        );
+    }
     assert_eq!(store.count().await.unwrap(), 0);
 }
 
@@ -760,8 +768,13 @@ pub async fn refresh_of_dead_sessions<S: SessionStore>(store: S) {
     store.remove(&r.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
     assert_eq!(
         refresh(&store, &r0, successor(1), at(2 * SECOND), GRACE).await,
+        RefreshOutcome::Revoked(RevocationReason::Logout),
+        "a revoked session's refresh token answers why it ended"
+    );
+    assert_eq!(
+        refresh(&store, &r0, successor(1), r.absolute_deadline, GRACE).await,
         RefreshOutcome::NotFound,
-        "removal drops refresh tokens"
+        "until the session's absolute deadline, then it is forgotten"
     );
 
     let (_, r0) = insert_with_refresh(&store, "carol", T0).await;

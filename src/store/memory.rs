@@ -523,6 +523,14 @@ impl Inner {
         }
     }
 
+    /// The answer for a refresh token with no session: a remembered revocation, or nothing.
+    fn refresh_gone(&self, presented: &TokenDigest, now: Timestamp) -> RefreshOutcome {
+        match self.revocation(presented, now) {
+            Lookup::Revoked(reason) => RefreshOutcome::Revoked(reason),
+            _ => RefreshOutcome::NotFound,
+        }
+    }
+
     /// Ends a session the caller holds the user lock for: remembers the revocation, denylists
     /// its access tokens, and unlinks it from every index but the user's list (the caller's).
     fn revoke(&self, entry: &Arc<Entry>, revocation: &Revocation) {
@@ -537,12 +545,20 @@ impl Inner {
                 })
                 .or_insert(tombstone);
         }
-        self.remember_revocation(entry, revocation.reason, revocation.at);
+        self.remember_revocation(entry.digest, entry.absolute_deadline, revocation.reason, revocation.at);
+        if let Some(family) = entry.extra.load().as_ref().and_then(|x| x.refresh.as_ref()) {
+            // Its current refresh token and the one spent last answer "revoked" too.
+            for digest in std::iter::once(family.current).chain(family.last_spent.as_ref().map(|s| s.digest)) {
+                self.remember_revocation(digest, entry.absolute_deadline, revocation.reason, revocation.at);
+            }
+        }
         self.unlink(entry);
     }
 
-    fn remember_revocation(&self, entry: &Entry, reason: RevocationReason, now: Timestamp) {
-        if entry.absolute_deadline <= now || self.max_tracked_revocations == 0 {
+    /// Remembers that `digest` (a session token's or a refresh token's) answers "revoked" for
+    /// `reason` until `until`, if the table has room.
+    fn remember_revocation(&self, digest: TokenDigest, until: Timestamp, reason: RevocationReason, now: Timestamp) {
+        if until <= now || self.max_tracked_revocations == 0 {
             return;
         }
         if self.revoked.len() >= self.max_tracked_revocations {
@@ -565,8 +581,8 @@ impl Inner {
                 return;
             }
         }
-        self.revoked.insert(entry.digest, Tombstone { reason, until: entry.absolute_deadline });
-        self.revocations_expire_from.fetch_min(entry.absolute_deadline.unix_nanos(), Ordering::Relaxed);
+        self.revoked.insert(digest, Tombstone { reason, until });
+        self.revocations_expire_from.fetch_min(until.unix_nanos(), Ordering::Relaxed);
     }
 
     /// Unlinks `entry` from the digest, id and refresh indexes. The caller holds the user's
@@ -884,15 +900,15 @@ impl SessionStore for MemoryStore {
     ) -> Result<RefreshOutcome, StoreError> {
         let inner = &*self.inner;
         let Some(id) = inner.refresh_index.get(presented).map(|r| *r) else {
-            return Ok(RefreshOutcome::NotFound);
+            return Ok(inner.refresh_gone(presented, now));
         };
         let Some(entry) = inner.find_id(&id) else {
-            return Ok(RefreshOutcome::NotFound);
+            return Ok(inner.refresh_gone(presented, now));
         };
         let outcome = inner.with_user(&entry.user, false, |state| {
             // Re-check under the user's mutex: the session may have been rotated or removed.
             let Some(entry) = state.sessions.iter().find(|e| e.id == id).cloned() else {
-                return Ok(RefreshOutcome::NotFound);
+                return Ok(inner.refresh_gone(presented, now));
             };
             match entry.refresh_step(presented, now, grace) {
                 RefreshStep::Unknown => Ok(RefreshOutcome::NotFound),
@@ -936,7 +952,7 @@ impl SessionStore for MemoryStore {
                 }
             }
         });
-        outcome.unwrap_or(Ok(RefreshOutcome::NotFound))
+        outcome.unwrap_or_else(|| Ok(inner.refresh_gone(presented, now)))
     }
 
     async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {

@@ -19,9 +19,11 @@
 //! * **Revocations are remembered.** A session removed by [`remove`](SessionStore::remove) or
 //!   [`remove_user`](SessionStore::remove_user), or evicted by `insert`, is remembered as revoked
 //!   (with its [`RevocationReason`]) until its absolute deadline, so that
-//!   [`touch`](SessionStore::touch) can answer [`Lookup::Revoked`]. The memory this takes must be
-//!   bounded: a store may forget revocations early (the token then reads as unknown) but never
-//!   report a revoked session as live.
+//!   [`touch`](SessionStore::touch) can answer [`Lookup::Revoked`]; so are its current refresh
+//!   token and the one spent last, so that [`rotate_refresh`](SessionStore::rotate_refresh) can
+//!   answer [`RefreshOutcome::Revoked`]. The memory this takes must be bounded: a store may forget
+//!   revocations early (the token then reads as unknown) but never report a revoked session as
+//!   live.
 //! * **Time comes from the caller.** Every method that needs the time takes `now`; stores never
 //!   read a clock. Deadlines are checked with [`crate::expiry`], so every store draws the same lines.
 
@@ -136,7 +138,11 @@ pub enum RefreshOutcome {
         /// The session as stored.
         record: Box<SessionRecord>,
     },
-    /// No session has this refresh token (never issued, too old, or its session is gone).
+    /// The refresh token's session was revoked (logout, eviction, administrator, reuse), and
+    /// the store still remembers why; nothing changed.
+    Revoked(RevocationReason),
+    /// No session has this refresh token (never issued, too old, or its session is gone and
+    /// no revocation is remembered).
     NotFound,
 }
 
@@ -151,6 +157,7 @@ impl std::fmt::Debug for RefreshOutcome {
             Self::Expired { reason, record } => {
                 f.debug_struct("Expired").field("reason", reason).field("id", &record.id).finish()
             }
+            Self::Revoked(reason) => f.debug_tuple("Revoked").field(reason).finish(),
             Self::NotFound => f.write_str("NotFound"),
         }
     }
@@ -210,7 +217,7 @@ pub enum StoredItem {
     },
     /// A remembered revocation: the token `digest` answers "revoked" until `until`.
     Revoked {
-        /// Digest of the revoked session's token.
+        /// Digest of the revoked session's token, or of one of its refresh tokens.
         digest: TokenDigest,
         /// Why it was revoked.
         reason: RevocationReason,
@@ -414,6 +421,8 @@ pub trait SessionStore: Send + Sync + 'static {
     ///   ([`RefreshOutcome::Expired`] if the session has expired meanwhile).
     /// * **any other spent token** among the last [`REFRESH_REUSE_HISTORY`] — remove the session
     ///   as by [`remove`](Self::remove) with `reuse` and answer [`RefreshOutcome::Reused`].
+    /// * a token of a session remembered as revoked (see the module docs) —
+    ///   [`RefreshOutcome::Revoked`] with the reason.
     /// * otherwise [`RefreshOutcome::NotFound`].
     ///
     /// Two concurrent calls with the same current token: exactly one rotates; the other sees

@@ -889,6 +889,7 @@ impl SessionStore for RedisStore {
                 record: Box::new(record(field(reply, 2)?)?),
             }),
             "conflict" => Err(StoreError::Conflict),
+            "revoked" => Ok(RefreshOutcome::Revoked(reason(text(field(reply, 1)?)?)?)),
             "none" => Ok(RefreshOutcome::NotFound),
             _ => Err(corrupt("refresh reply")),
         }

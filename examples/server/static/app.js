@@ -218,7 +218,9 @@ function reasonText(error) {
       absolute: 'Your session reached its maximum length.',
     },
   };
-  return reasons[error.code]?.[error.reason] || 'Your session has ended. Please sign in again.';
+  // A refused refresh token names why its session ended the same way.
+  const code = error.code === 'invalid_refresh_token' ? 'session_revoked' : error.code;
+  return reasons[code]?.[error.reason] || 'Your session has ended. Please sign in again.';
 }
 
 // ---------------------------------------------------------------------------------------------

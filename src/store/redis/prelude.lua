@@ -100,7 +100,12 @@ local function drop(dg, h, reason, till, now)
   for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
   if reason then
     if h.a > now then
-      redis.call('SET', B .. 'v:' .. dg, reason .. '|' .. h.a, 'PX', ttl(h.a, now))
+      -- Remembered for the session token, its current refresh token and the one spent last.
+      local tomb, life = reason .. '|' .. h.a, ttl(h.a, now)
+      redis.call('SET', B .. 'v:' .. dg, tomb, 'PX', life)
+      if h.rc then redis.call('SET', B .. 'v:' .. h.rc, tomb, 'PX', life) end
+      local last = split(h.rs)[1]
+      if last then redis.call('SET', B .. 'v:' .. last, tomb, 'PX', life) end
     end
     deny(h.id, reason, till, now)
   end

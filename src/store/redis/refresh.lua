@@ -4,11 +4,11 @@
 local now, p, succ = ARGV[3], ARGV[4], ARGV[5]
 local rk = B .. 'r:' .. p
 local r = load(rk)
-if not r then return {'none'} end
+if not r then return gone(p, now) end
 local h, dg = by_id(r.s)
 if not h then
   redis.call('DEL', rk)
-  return {'none'}
+  return gone(p, now)
 end
 local sk = B .. 's:' .. dg
 if h.rc == p then
