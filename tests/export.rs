@@ -43,7 +43,11 @@ async fn a_restored_store_accepts_the_original_tokens_and_still_refuses_revoked_
     clock.set(m.clock().now_utc());
     fresh.set_keys(m.keys().unwrap().as_ref().clone());
     let count = fresh.import(text.as_bytes()).await.unwrap();
-    assert_eq!(count, 4 + 1 + 1, "sessions, one remembered revocation, one denylist entry");
+    assert_eq!(
+        count,
+        4 + 2 + 1,
+        "sessions, two remembered revocations (the revoked session's token and refresh token), one denylist entry"
+    );
     for t in &tokens {
         fresh.validate(t).await.unwrap();
     }

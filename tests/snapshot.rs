@@ -25,18 +25,19 @@ async fn a_restarted_manager_accepts_old_tokens_and_rejects_revoked_ones() {
     let path = dir.join("sessions.jsonl");
     let clock = MockClock::new();
     let keys = KeySet::new(SigningKey::hs256("k", &[9; 32]).unwrap()).unwrap();
-    let (kept, revoked, access) = {
+    let (kept, revoked, revoked_pair) = {
         let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
         m.set_keys(keys.clone());
         let kept = login(&m, "alice").await;
         let gone = m.create(NewSession::new(user("bob"))).await.unwrap();
         m.revoke(gone.token.expose_secret()).await.unwrap();
         let written = m.store().save_snapshot(&path, clock.now()).unwrap();
-        assert_eq!(written, 3, "one session, one revocation, one denylist entry");
-        (kept, gone.token.expose_secret().to_owned(), gone.tokens.unwrap().access_token)
+        assert_eq!(written, 4, "one session, two revocations (session and refresh token), one denylist entry");
+        (kept, gone.token.expose_secret().to_owned(), gone.tokens.unwrap())
     };
+    let (access, refresh) = (revoked_pair.access_token, revoked_pair.refresh_token);
     let store = MemoryStore::new();
-    assert_eq!(store.load_snapshot(&path).unwrap(), 3);
+    assert_eq!(store.load_snapshot(&path).unwrap(), 4);
     let m = SessionManager::with_clock(store, config().build().unwrap(), clock.clone());
     m.set_keys(keys);
     m.validate(&kept).await.unwrap();
@@ -44,6 +45,10 @@ async fn a_restarted_manager_accepts_old_tokens_and_rejects_revoked_ones() {
     assert!(
         matches!(m.verify_access(access.expose_secret()).await, Err(Error::Revoked { .. })),
         "the denylist survives"
+    );
+    assert!(
+        matches!(m.refresh(refresh.expose_secret()).await, Err(Error::Revoked { .. })),
+        "so does the revocation of the refresh token"
     );
     let _ = std::fs::remove_dir_all(dir);
 }
