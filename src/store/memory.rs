@@ -18,7 +18,8 @@
 //! extras (metadata, data, refresh tokens) are read without a lock and replaced, copy on write,
 //! only under its user's mutex.
 //!
-//! Revoked sessions are remembered (digest → reason) until their absolute deadline, up to
+//! Revoked sessions are remembered (digest → reason, for the session token and its current and
+//! last spent refresh tokens) until their absolute deadline, up to
 //! [`MemoryStoreBuilder::max_tracked_revocations`]; [`SessionStore::remove_expired`] forgets
 //! the passed ones. The access-token denylist (session id → reason, until the last access token
 //! issued before the revocation has expired) is a sharded map: one read lock per check. It is
@@ -96,9 +97,10 @@ impl Default for MemoryStoreBuilder {
 }
 
 impl MemoryStoreBuilder {
-    /// How many revoked sessions the store remembers, each until its absolute deadline, so that
-    /// a revoked token is answered "revoked" rather than "unknown". Default 100,000 (about 6 MB).
-    /// When full, revocations whose deadline passed are forgotten first; if none has, a new
+    /// How many revoked tokens the store remembers, each until its session's absolute deadline,
+    /// so that a revoked token is answered "revoked" rather than "unknown". A revoked session
+    /// takes one entry for its session token, and one for each of its current refresh token and
+    /// the one spent last, if it has them. Default 100,000 (about 6 MB). When full, revocations whose deadline passed are forgotten first; if none has, a new
     /// revocation is not remembered and its token reads as unknown. Either way it is rejected.
     pub fn max_tracked_revocations(mut self, n: usize) -> Self {
         self.max_tracked_revocations = n;
