@@ -30,7 +30,7 @@
 //! | `i:<session id>` | string | the digest of session `id` | with the session |
 //! | `u:<user id>` | sorted set | the user's session digests, scored by absolute deadline | with the user's last session |
 //! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
-//! | `v:<digest>` | string | a remembered revocation: `reason\|until` | at the session's absolute deadline |
+//! | `v:<digest>` | string | a remembered revocation of a session token, or of its current or last spent refresh token: `reason\|until` | at the session's absolute deadline |
 //! | `d:<session id>` | string | a denylist entry: `reason\|until` | when the last access token expires |
 //! | `x` | sorted set | every session digest, scored by its idle deadline (the sweeper's index) | never: pruned by the sweeper, and by every login of entries a day past their idle deadline |
 //! | `q` | string | the creation sequence (orders logins made in the same instant) | never: one integer |
