@@ -643,6 +643,8 @@ where
     /// If a refresh is already running, this waits for it. Otherwise `refresh` is called with
     /// the tokens held so far (`None` if the holder is empty, so the same closure can log in)
     /// and its future runs once for all callers; a successful result replaces the held tokens.
+    /// A grant without a refresh token keeps the refresh token held before (RFC 6749 §6: the
+    /// server may leave it in force).
     /// `refresh` is called when the returned future is first polled, never while the holder
     /// is locked, and not at all if the tokens are fresh or another refresh is joined.
     ///
@@ -752,7 +754,12 @@ impl<E, C: Clock> Inner<E, C> {
             return state.current.clone().ok_or(RefreshError::Cleared);
         }
         match result {
-            Ok(Ok(grant)) => {
+            Ok(Ok(mut grant)) => {
+                // RFC 6749 §6: a refresh response without a refresh token leaves the one held
+                // in force.
+                if grant.refresh_token.is_none() {
+                    grant.refresh_token = state.current.as_ref().and_then(|t| t.refresh_token.clone());
+                }
                 let tokens = Arc::new(Tokens::new(grant, started, state.margin));
                 state.replace(Some(Arc::clone(&tokens)));
                 Ok(tokens)

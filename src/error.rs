@@ -236,6 +236,11 @@ pub enum StoreError {
     /// random tokens this does not happen by chance; the manager retries with a fresh token.
     #[error("a session with this token digest or id already exists")]
     Conflict,
+    /// Concurrent writers kept changing the same session until the store gave up (a store
+    /// that updates optimistically bounds its retries). Nothing changed; the operation may be
+    /// retried.
+    #[error("too many concurrent updates of the same session")]
+    Contended,
     /// The backend is unreachable or timed out.
     #[error("session store unavailable")]
     Unavailable(#[source] Box<dyn StdError + Send + Sync>),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use sessionkit::client::{Grant, RefreshError, RefreshMargin, TokenHolder, Tokens};
+use sessionkit::client::{Credential, Grant, RefreshError, RefreshMargin, TokenHolder, Tokens};
 use sessionkit::clock::{Clock, MockClock};
 use tokio::sync::watch;
 
@@ -183,6 +183,24 @@ async fn lifetimes_count_from_the_start_of_the_refresh() {
     assert_eq!(tokens.obtained_at(), started);
     assert_eq!(tokens.expires_at(), Some(started.saturating_add(Duration::from_secs(60))));
     assert_eq!(holder.time_until_refresh(), Some(Duration::from_secs(53)));
+}
+
+#[tokio::test]
+async fn a_refresh_answer_without_a_refresh_token_keeps_the_one_held() {
+    // RFC 6749 §6: the server may answer a refresh without issuing a new refresh token.
+    let clock = MockClock::new();
+    let holder = holder_with_login(&clock);
+    clock.advance(LIFETIME);
+    let tokens =
+        holder.get_or_refresh(|_| async { Ok(Grant::new("access-1").with_expires_in(LIFETIME)) }).await.unwrap();
+    assert_eq!(access(&tokens), "access-1");
+    assert_eq!(tokens.refresh_token().map(Credential::expose_secret), Some("refresh-0"));
+
+    // A new one, when sent, replaces it.
+    clock.advance(LIFETIME);
+    let tokens =
+        holder.get_or_refresh(|_| async { Ok(Grant::new("access-2").with_refresh_token("refresh-2")) }).await.unwrap();
+    assert_eq!(tokens.refresh_token().map(Credential::expose_secret), Some("refresh-2"));
 }
 
 #[tokio::test]

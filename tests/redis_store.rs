@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use redis_server::RedisServer;
+use sessionkit::clock::Clock;
 use sessionkit::clock::MockClock;
+use sessionkit::store::SessionStore;
 use sessionkit::store::redis::{DenylistMode, RedisConfig, RedisStore};
 use sessionkit::token::keys::{KeySet, SigningKey};
 use sessionkit::{Error, LimitPolicy, NewSession, SessionConfig, SessionManager, StoreError, UserId};
@@ -389,6 +391,35 @@ async fn indexes_stay_bounded_without_a_sweeper() {
     assert_eq!(zcard(&mut conn, "bounded:{0}:u:alice").await, 1);
     assert_eq!(zcard(&mut conn, "bounded:{0}:x").await, 1);
     assert_eq!(m.list(&user("alice")).await.unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_over_due_index_entries_of_live_sessions_ends() {
+    // The expiry index scores deadlines in (rounded) milliseconds, so an entry can be due by
+    // its score while its session is still live. A sweep must examine it once and stop.
+    let Some(server) = RedisServer::start("sweep_ends") else { return };
+    let clock = MockClock::new();
+    let store = RedisStore::connect(RedisConfig::new(server.url()).with_key_prefix("sweepends")).await.unwrap();
+    let m = SessionManager::with_clock(store.clone(), SessionConfig::default(), clock.clone());
+    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let digests: Vec<String> =
+        redis::cmd("ZRANGE").arg("sweepends:{0}:x").arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!(digests.len(), 1);
+    let _: () = redis::cmd("ZADD")
+        .arg("sweepends:{0}:x")
+        .arg("XX")
+        .arg(0)
+        .arg(&digests[0])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let sweep = SessionStore::remove_expired(&store, clock.now(), 1);
+    let removed = tokio::time::timeout(Duration::from_secs(10), sweep).await.expect("the sweep ends").unwrap();
+    assert!(removed.is_empty(), "a live session is not swept");
+    m.validate(created.token.expose_secret()).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

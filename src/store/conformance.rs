@@ -133,6 +133,7 @@ where
     remove_expired_spares_renewed_sessions(make().await).await;
     concurrent_logins_never_exceed_the_limit(make().await).await;
     concurrent_rotations_have_one_winner(make().await).await;
+    concurrent_patches_are_all_applied(make().await).await;
     concurrent_revoke_all_and_logins(make().await).await;
     refresh_rotates_replays_and_detects_reuse(make().await).await;
     refresh_grace_is_a_strict_window(make().await).await;
@@ -600,6 +601,28 @@ pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store
     assert_eq!(store.count().await.unwrap(), 1);
 }
 
+/// 32 concurrent patches of one session's data, each setting its own key: every one is
+/// applied, none lost to another's write.
+pub async fn concurrent_patches_are_all_applied<S: SessionStore + Clone>(store: S) {
+    let r = record(&user("alice"), T0);
+    insert_ok(&store, &r, None, T0).await;
+    let mut tasks = Vec::new();
+    for i in 0..32 {
+        let (store, id) = (store.clone(), r.id);
+        tasks.push(tokio::spawn(async move {
+            store.update_data(&id, &DataPatch::new().set(format!("k{i}"), i), 4096, at(SECOND)).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        assert!(matches!(t.await.unwrap(), DataOutcome::Updated(_)));
+    }
+    let data = live(&store, &r.digest, at(2 * SECOND)).await.data;
+    assert_eq!(data.len(), 32, "no patch is lost");
+    for i in 0..32 {
+        assert_eq!(data.get_as::<i64>(&format!("k{i}")), Some(i));
+    }
+}
+
 /// Logins racing a revoke-all: afterwards every session is either revoked or was created after
 /// the revoke-all and is listed; none is lost from the user index.
 pub async fn concurrent_revoke_all_and_logins<S: SessionStore + Clone>(store: S) {
@@ -691,6 +714,15 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S
         RefreshOutcome::NotFound,
         "a replay stores nothing"
     );
+    // An instance whose clock lags the one that spent the token is still inside the window:
+    // the two refreshes were concurrent, not a replay of a stolen token.
+    match refresh(&store, &r0, successor(8), t1.saturating_sub(2 * SECOND), GRACE).await {
+        RefreshOutcome::Replayed { sealed, spent_at, .. } => {
+            assert_eq!(sealed, s1.sealed);
+            assert_eq!(spent_at, t1);
+        }
+        other => panic!("a spent_at ahead of now is inside the grace window, got {other:?}"),
+    }
 
     // Rotating the session token keeps the refresh family.
     let (_, new_session_digest) = SessionToken::generate().unwrap();
@@ -736,6 +768,14 @@ pub async fn refresh_grace_is_a_strict_window<S: SessionStore>(store: S) {
     assert!(
         matches!(refresh(&store, &r0, successor(2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
         "a zero grace window is strict single use"
+    );
+
+    let (_, r0) = insert_with_refresh(&store, "carol", T0).await;
+    let ahead = T0.saturating_add(SECOND);
+    assert!(matches!(refresh(&store, &r0, successor(1), ahead, Duration::ZERO).await, RefreshOutcome::Rotated(_)));
+    assert!(
+        matches!(refresh(&store, &r0, successor(2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
+        "a zero grace window is strict even against a clock running ahead"
     );
 }
 

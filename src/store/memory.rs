@@ -468,7 +468,9 @@ impl Entry {
             return RefreshStep::Rotate;
         }
         if let Some(spent) = family.last_spent.as_ref().filter(|s| s.digest == *presented) {
-            let within = now >= spent.at && now.duration_since(spent.at) < grace;
+            // A spent_at later than now comes from an instance whose clock runs ahead: the
+            // two requests were concurrent, so that counts as inside the window.
+            let within = now.duration_since(spent.at) < grace;
             return if within {
                 RefreshStep::Replay { sealed: spent.sealed.to_vec(), spent_at: spent.at }
             } else {

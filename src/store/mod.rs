@@ -350,10 +350,12 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
     /// Applies `patch` to a live session's data, atomically with respect to other patches, if
-    /// the result's compact JSON is at most `max_bytes`.
+    /// the result's compact JSON is at most `max_bytes`. Concurrent patches of one session are
+    /// all applied, none lost.
     ///
     /// # Errors
-    /// [`StoreError`] only if the store cannot answer.
+    /// [`StoreError::Contended`] if a store that updates optimistically gave up under
+    /// contention (nothing changed); other [`StoreError`]s if the store cannot answer.
     fn update_data(
         &self,
         id: &SessionId,
@@ -416,8 +418,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ///   [`RefreshOutcome::Expired`]; otherwise make `successor` current, remember `presented`
     ///   as spent at `now` together with `successor.sealed`, renew the session as
     ///   [`touch`](Self::touch) would with `touch`, and answer [`RefreshOutcome::Rotated`].
-    /// * **the token spent last, less than `grace` ago** (`now - spent_at < grace`) — change
-    ///   nothing and answer [`RefreshOutcome::Replayed`] with the sealed successor stored then
+    /// * **the token spent last, less than `grace` ago** (`now - spent_at < grace`, and also
+    ///   when `spent_at` is later than `now`: another instance whose clock runs ahead spent it,
+    ///   and a concurrent refresh must not be taken for reuse) — change nothing and answer [`RefreshOutcome::Replayed`] with the sealed successor stored then
     ///   ([`RefreshOutcome::Expired`] if the session has expired meanwhile).
     /// * **any other spent token** among the last [`REFRESH_REUSE_HISTORY`] — remove the session
     ///   as by [`remove`](Self::remove) with `reuse` and answer [`RefreshOutcome::Reused`].

@@ -1,9 +1,12 @@
 //! [`RedisStore`]: sessions shared by any number of application instances through Redis or
 //! Valkey (feature `redis`).
 //!
-//! Every [`SessionStore`] operation is one Lua script run by the server, so each is atomic
-//! against every other instance: two instances can never both fill a user's last slot, fork a
-//! refresh-token family or bring a revoked session back. Validation ([`SessionStore::touch`])
+//! Every [`SessionStore`] operation but one is one Lua script run by the server, so each is
+//! atomic against every other instance: two instances can never both fill a user's last slot,
+//! fork a refresh-token family or bring a revoked session back. The exception is
+//! [`SessionStore::update_data`], an optimistic read, patch and versioned write (the patch and
+//! its size cap are computed in Rust): no patch is ever lost, and after 64 attempts, each
+//! failed because another patch won, it answers [`StoreError::Contended`]. Validation ([`SessionStore::touch`])
 //! is exactly one round trip, with the throttled renewal folded into it.
 //!
 //! ```no_run
@@ -106,7 +109,17 @@ pub enum DenylistMode {
 
 /// How to reach Redis and lay out the keys. Build with [`RedisConfig::new`] and the `with_`
 /// methods; every option states its default.
-#[derive(Debug, Clone)]
+///
+/// Its `Debug` output hides the URL's password (and any `password`/`pass` query parameter):
+///
+/// ```
+/// use sessionkit::store::redis::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://app:s3cret@127.0.0.1:6379/0");
+/// let shown = format!("{config:?}");
+/// assert!(shown.contains("redis://app:***@127.0.0.1:6379/0") && !shown.contains("s3cret"));
+/// ```
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// The server, as a `redis://` (or `rediss://` with a TLS-enabled `redis` crate) URL.
@@ -187,6 +200,70 @@ impl RedisConfig {
     }
 }
 
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("expired_retention", &self.expired_retention)
+            .field("denylist", &self.denylist)
+            .field("subscription_check", &self.subscription_check)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user information and the value of any `password` or `pass`
+/// query parameter replaced by `***`, for `Debug` output. Text that is not a URL with an
+/// authority is hidden whole, since where its secrets are cannot be told.
+fn redact_url(url: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return HIDDEN.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let mut out = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => out.push_str(&format!("{user}:{HIDDEN}")),
+                // `redis://secret@host` puts the password where a user name would be.
+                None => out.push_str(HIDDEN),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
+                    format!("{k}={HIDDEN}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// Longest accepted [`RedisConfig::expired_retention`]: a year.
+pub const MAX_EXPIRED_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Longest accepted timeout or check interval in a [`RedisConfig`]: an hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 /// Why a [`RedisStore`] could not be built. Redis being unreachable is not one of them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -200,6 +277,15 @@ pub enum RedisConfigError {
     /// A timeout is zero.
     #[error("{0} must be greater than zero")]
     ZeroTimeout(&'static str),
+    /// A duration is longer than its limit ([`MAX_TIMEOUT`] for the timeouts and the
+    /// subscription check, [`MAX_EXPIRED_RETENTION`] for the retention).
+    #[error("{option} must be at most {max:?}")]
+    TooLong {
+        /// The option's name.
+        option: &'static str,
+        /// Its limit.
+        max: Duration,
+    },
 }
 
 /// A [`SessionStore`] in Redis (or Valkey), shared by every instance that uses the same server
@@ -253,6 +339,9 @@ struct Scripts {
     scan: Script,
     restore: Script,
 }
+
+/// Attempts of the optimistic [`SessionStore::update_data`] before [`StoreError::Contended`].
+const DATA_ATTEMPTS: usize = 64;
 
 const PRELUDE: &str = include_str!("redis/prelude.lua");
 
@@ -360,7 +449,7 @@ impl RedisStore {
     /// Outside a tokio runtime (the connection and the subscription run on it).
     ///
     /// # Errors
-    /// [`RedisConfigError`] if the URL, prefix or a timeout is invalid.
+    /// [`RedisConfigError`] if the URL, prefix, a timeout or the retention is invalid.
     pub async fn connect(config: RedisConfig) -> Result<Self, RedisConfigError> {
         if config.key_prefix.is_empty() || config.key_prefix.chars().any(|c| c == '{' || c == '}' || c.is_control()) {
             return Err(RedisConfigError::Prefix(config.key_prefix));
@@ -373,6 +462,12 @@ impl RedisStore {
             if d.is_zero() {
                 return Err(RedisConfigError::ZeroTimeout(name));
             }
+            if d > MAX_TIMEOUT {
+                return Err(RedisConfigError::TooLong { option: name, max: MAX_TIMEOUT });
+            }
+        }
+        if config.expired_retention > MAX_EXPIRED_RETENTION {
+            return Err(RedisConfigError::TooLong { option: "expired_retention", max: MAX_EXPIRED_RETENTION });
         }
         let client = Client::open(config.url.as_str()).map_err(RedisConfigError::Url)?;
         let manager_config = ConnectionManagerConfig::new()
@@ -782,9 +877,11 @@ impl SessionStore for RedisStore {
     ) -> Result<DataOutcome, StoreError> {
         let id = id.to_string();
         let key = self.key("i", &id);
-        // Optimistic: read the data and its version, patch here, write if the version is
-        // unchanged. Patches of one session are rare, so retries are too.
-        loop {
+        // Optimistic: read the data and its version, patch here (the size cap is measured on
+        // serde's JSON, which Lua's cjson would not reproduce), write if the version is
+        // unchanged. Each failed attempt means another patch was applied meanwhile, so up to
+        // DATA_ATTEMPTS concurrent patches of one session all succeed.
+        for _ in 0..DATA_ATTEMPTS {
             let reply = self.run(&self.inner.scripts.data_get, &key, vec![ts(now), id.clone().into_bytes()]).await?;
             let reply = array(&reply)?;
             if tag(reply)? != "ok" {
@@ -808,6 +905,7 @@ impl SessionStore for RedisStore {
                 _ => return Err(corrupt("update_data reply")),
             }
         }
+        Err(StoreError::Contended)
     }
 
     async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
@@ -1031,7 +1129,9 @@ impl SessionStore for RedisStore {
         }
         // One script, so all or nothing; it may take a while for a large import (Redis answers
         // nothing else meanwhile: import into a store that is not serving yet).
-        let timeout = self.inner.config.operation_timeout + Duration::from_secs(1) * (1 + items.len() / 10_000) as u32;
+        let per_batch = u32::try_from(1 + items.len() / 10_000).unwrap_or(u32::MAX);
+        let timeout =
+            self.inner.config.operation_timeout.saturating_add(Duration::from_secs(1).saturating_mul(per_batch));
         let reply = self.run_long(&self.inner.scripts.restore, &format!("{}x", self.inner.base), args, timeout).await?;
         match tag(array(&reply)?)? {
             "ok" => {
@@ -1059,8 +1159,12 @@ impl SessionStore for RedisStore {
             let reply = self.run(&self.inner.scripts.remove_expired, &key, args).await?;
             let reply = array(&reply)?;
             let examined = usize::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("sweep count"))?;
-            removed.extend(records(field(reply, 1)?)?);
-            if examined < batch {
+            let found = records(field(reply, 1)?)?;
+            let none_removed = found.is_empty();
+            removed.extend(found);
+            // A full batch of candidates none of which has expired yet (the index's
+            // millisecond scores round up to `now`) would be examined again and again: stop.
+            if examined < batch || none_removed {
                 break;
             }
         }
@@ -1231,6 +1335,47 @@ mod tests {
         assert!(parse_ts(b"123").is_err());
         assert!(parse_ts(b"9999999999999999999x").is_err());
         assert!(parse_ts(b"99999999999999999999").is_err(), "over u64::MAX");
+    }
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            ("redis://:pw1@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+            ("redis://app:pw2@host/0?protocol=resp3", "redis://app:***@host/0?protocol=resp3"),
+            ("rediss://pw3@host", "rediss://***@host"),
+            ("redis://user:p@ss:w@rd@host:1", "redis://user:***@host:1"),
+            ("redis+unix:///run/redis.sock?db=1&pass=pw4", "redis+unix:///run/redis.sock?db=1&pass=***"),
+            ("unix:///run/redis.sock?password=pw5&user=u", "unix:///run/redis.sock?password=***&user=u"),
+            ("not a url pw6", "***"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            let debug = format!("{:?}", RedisConfig::new(url));
+            assert!(debug.contains(&format!("{shown:?}")), "{debug}");
+            assert!(!debug.contains("pw"), "{debug}");
+        }
+    }
+
+    #[tokio::test]
+    async fn out_of_range_durations_are_refused_before_any_connection() {
+        // Port 1 on loopback: nothing is contacted, the check comes first.
+        let base = RedisConfig::new("redis://127.0.0.1:1/");
+        let refused = [
+            (base.clone().with_expired_retention(Duration::MAX), "expired_retention"),
+            (base.clone().with_operation_timeout(Duration::MAX), "operation_timeout"),
+            (base.clone().with_connect_timeout(MAX_TIMEOUT + Duration::from_nanos(1)), "connect_timeout"),
+            (base.clone().with_subscription_check(Duration::from_secs(86_400)), "subscription_check"),
+        ];
+        for (config, name) in refused {
+            match RedisStore::connect(config).await {
+                Err(RedisConfigError::TooLong { option, .. }) => assert_eq!(option, name),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert!(matches!(
+            RedisStore::connect(base.with_operation_timeout(Duration::ZERO)).await,
+            Err(RedisConfigError::ZeroTimeout("operation_timeout"))
+        ));
     }
 
     #[test]

@@ -33,7 +33,9 @@ if h.rc == p then
   return {'rotated', rec(h)}
 end
 local spent = split(h.rs)
-if spent[1] == p and r.t and now >= r.t and r.t > ARGV[7] then
+-- Inside the grace window, or spent "after" now by an instance whose clock runs ahead; with a
+-- zero window (ARGV[7] == now) never.
+if spent[1] == p and r.t and ARGV[7] < now and r.t > ARGV[7] then
   local e = expiry(h, now)
   if e then return {'expired', e, rec(h)} end
   return {'replayed', rec(h), r.z, r.t}
