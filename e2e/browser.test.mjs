@@ -40,6 +40,7 @@ const SERVER_FLAGS = [
   '--max-sessions-per-user', 'unlimited',
 ];
 
+let binary;
 let server;
 let browser;
 
@@ -63,8 +64,8 @@ function serverBinary() {
 }
 
 /** Starts the server on a free loopback port; resolves once it prints its address. */
-function startServer(binary) {
-  const child = spawn(binary, ['--listen', '127.0.0.1:0', '--insecure-cookies', '--log-level', 'warn', ...SERVER_FLAGS], {
+function startServer(binary, flags = SERVER_FLAGS) {
+  const child = spawn(binary, ['--listen', '127.0.0.1:0', '--insecure-cookies', '--log-level', 'warn', ...flags], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -89,7 +90,8 @@ function startServer(binary) {
 
 before(async () => {
   mkdirSync(ARTIFACTS, { recursive: true });
-  server = await startServer(serverBinary());
+  binary = serverBinary();
+  server = await startServer(binary);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     headless: true,
@@ -137,9 +139,9 @@ async function newContext() {
 
 const refreshes = (log, since = 0) => log.requests.filter((r) => r.path === '/api/v1/auth/refresh-token' && r.at >= since);
 
-async function openPage(context) {
+async function openPage(context, url = server.url) {
   const page = await context.newPage();
-  await page.goto(server.url);
+  await page.goto(url);
   await page.waitForSelector('body[data-ready="true"]');
   return page;
 }
@@ -316,6 +318,36 @@ test('activity keeps the session alive; "stay signed in" extends it', async () =
   assert.ok(await page.locator('#app-view').isVisible(), 'still signed in past the old deadline');
   assert.deepEqual(log.responses.filter((r) => r.at >= start && r.status >= 400), []);
   await context.close();
+});
+
+test('an active page keeps its session past a server idle timeout shorter than the token lifetime', async () => {
+  // Calls made with an access token do not renew the session on the server; the page's
+  // refreshes must, often enough for the idle timeout (6 s here, tokens 20 s).
+  const other = await startServer(binary, [
+    '--access-token-ttl', '20s',
+    '--idle-timeout', '6s',
+    '--touch-interval', '1s',
+    '--client-idle-logout', '6s',
+    '--client-warning', '2s',
+  ]);
+  try {
+    const { context, log } = await newContext();
+    const page = await openPage(context, other.url);
+    await signIn(page);
+    const start = Date.now();
+    await beActive(page, 10_000);
+    const session = await page.evaluate(async () => (await import('/app.js')).api('/api/v1/auth/session'));
+    assert.equal(session.user, 'alice');
+    assert.ok(await page.locator('#app-view').isVisible(), 'still signed in');
+    assert.deepEqual(log.responses.filter((r) => r.at >= start && r.status >= 400), []);
+    // (6 s - 1 s) / 2: a refresh about every 2.5 s, although the token lasts 20 s.
+    const count = refreshes(log, start).length;
+    assert.ok(count >= 3 && count <= 6, `${count} refreshes`);
+    await context.close();
+  } finally {
+    other.child.kill('SIGTERM');
+    await new Promise((resolve) => other.child.once('exit', resolve));
+  }
 });
 
 test('a revocation through the admin API signs the page out at the next check', async () => {

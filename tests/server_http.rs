@@ -1914,7 +1914,8 @@ async fn the_refresh_token_cookie_is_narrow_and_csrf_checked() {
     assert_eq!(set_cookies.len(), 2, "{set_cookies:?}");
     assert!(set_cookies[0].starts_with("session="), "the session cookie comes first: {set_cookies:?}");
     let (pair, attributes) = cookie_parts(set_cookies[1]);
-    assert_eq!(pair, format!("refresh_token={}", alice.refresh));
+    // The cookie names its session, so that a cookie refresh can check it before spending.
+    assert_eq!(pair, format!("refresh_token={}.{}", alice.session_id, alice.refresh));
     for expected in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/auth/refresh-token", "Secure"] {
         assert!(attributes.iter().any(|a| a == expected), "{expected} missing: {attributes:?}");
     }
@@ -1931,18 +1932,33 @@ async fn the_refresh_token_cookie_is_narrow_and_csrf_checked() {
         }
         request
     };
-    server.send(through_cookie(&alice.token, &alice.refresh, None)).await.assert_error(403, "csrf_failed");
-    // Bob's refresh cookie planted next to alice's session cookie: refused, nothing handed out.
-    let planted = server.send(through_cookie(&alice.token, &bob.refresh, Some(&alice.csrf))).await;
+    let alice_cookie = format!("{}.{}", alice.session_id, alice.refresh);
+    server.send(through_cookie(&alice.token, &alice_cookie, None)).await.assert_error(403, "csrf_failed");
+    // Bob's refresh cookie planted next to alice's session cookie: refused before bob's token
+    // is spent, so bob (past the grace window) can still use it; and with alice's session id
+    // forged in front of it, refused after, with nothing handed out.
+    let bob_cookie = format!("{}.{}", bob.session_id, bob.refresh);
+    let planted = server.send(through_cookie(&alice.token, &bob_cookie, Some(&alice.csrf))).await;
     planted.assert_error(403, "csrf_failed");
+    server.clock.advance(Duration::from_secs(6));
+    let bob_refreshed = server.refresh_token(&bob.refresh).await;
+    assert_eq!(bob_refreshed.status, 200, "bob's token was not spent: {}", bob_refreshed.body);
+    let bob_next = bob_refreshed.body["refresh_token"].as_str().unwrap();
+    let forged = format!("{}.{bob_next}", alice.session_id);
+    let answer = server.send(through_cookie(&alice.token, &forged, Some(&alice.csrf))).await;
+    answer.assert_error(403, "csrf_failed");
+    assert!(answer.headers.get(SET_COOKIE).is_none(), "nothing handed out");
+    // A cookie without its session id is not a refresh token.
+    let bare = server.send(through_cookie(&alice.token, &alice.refresh, Some(&alice.csrf))).await;
+    bare.assert_error(401, "invalid_refresh_token");
 
-    let answer = server.send(through_cookie(&alice.token, &alice.refresh, Some(&alice.csrf))).await;
+    let answer = server.send(through_cookie(&alice.token, &alice_cookie, Some(&alice.csrf))).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body["expires_in"], 900);
     let next = answer.body["refresh_token"].as_str().unwrap();
     assert_ne!(next, alice.refresh);
     let (pair, _) = cookie_parts(answer.set_cookie());
-    assert_eq!(pair, format!("refresh_token={next}"));
+    assert_eq!(pair, format!("refresh_token={}.{next}", alice.session_id));
     assert_eq!(server.get("/api/v1/auth/session", answer.body["access_token"].as_str().unwrap()).await.status, 200);
 
     // No body token and no cookie; the body token wins over the cookie and needs no CSRF token.
@@ -2054,7 +2070,7 @@ async fn browser_page_and_client_config() {
         answer.body,
         json!({
             "refresh_margin_ms": 60_000, "idle_logout_ms": 600_000, "warning_ms": 60_000,
-            "check_interval_ms": 900_000, "csrf_header": "X-CSRF-Token",
+            "check_interval_ms": 900_000, "session_renew_ms": 270_000, "csrf_header": "X-CSRF-Token",
         })
     );
     let cli = Cli::try_parse_from([
@@ -2081,6 +2097,9 @@ async fn browser_page_and_client_config() {
     assert_eq!(answer.body["idle_logout_ms"], 6000);
     assert_eq!(answer.body["warning_ms"], 3000);
     assert_eq!(answer.body["check_interval_ms"], 2000);
+    // Half of (idle timeout - touch interval): a renewal is written at most once per touch
+    // interval, so refreshes this often keep an open page's session alive.
+    assert_eq!(answer.body["session_renew_ms"], 2500);
     let config = app::session_config(&cli.options).unwrap();
     assert_eq!(config.access_token_leeway(), Duration::ZERO);
     assert_eq!(config.touch_interval(), Duration::from_secs(1));

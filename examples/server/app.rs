@@ -471,6 +471,11 @@ pub(crate) struct ClientConfig {
     pub(crate) idle_logout: Duration,
     pub(crate) warning: Duration,
     pub(crate) check_interval: Duration,
+    /// How often an open page must renew its session (a token refresh counts as activity) so
+    /// that the server's idle timeout never ends a session whose user is active in the page:
+    /// half of (idle timeout − touch interval), since a renewal within the touch interval of
+    /// the last one is not written.
+    pub(crate) session_renew: Duration,
 }
 
 impl ClientConfig {
@@ -480,6 +485,7 @@ impl ClientConfig {
             idle_logout: options.client_idle_logout.unwrap_or(config.idle_timeout()),
             warning: options.client_warning.unwrap_or(Duration::from_secs(60)),
             check_interval: options.client_check_interval.unwrap_or(Duration::from_secs(15 * 60)),
+            session_renew: config.idle_timeout().saturating_sub(config.touch_interval()) / 2,
         };
         for (flag, d) in
             [("--client-idle-logout", client.idle_logout), ("--client-check-interval", client.check_interval)]
@@ -867,6 +873,7 @@ async fn client_config<S: SessionStore, C: Clock>(State(state): State<AppState<S
         "idle_logout_ms": ms(client.idle_logout),
         "warning_ms": ms(client.warning),
         "check_interval_ms": ms(client.check_interval),
+        "session_renew_ms": ms(client.session_renew),
         "csrf_header": "X-CSRF-Token",
     }))
 }
@@ -1282,7 +1289,8 @@ async fn login<S: SessionStore, C: Clock>(
     // session's absolute deadline. Otherwise session cookies, gone when the browser closes.
     let mut response = with_cookie(Json(body).into_response(), &state.cookie_for(&state.cookie, token, session)?)?;
     if let Some(pair) = &created.tokens {
-        let refresh = state.cookie_for(&state.refresh_cookie, pair.refresh_token.expose_secret(), session)?;
+        let value = refresh_cookie_value(&session.id(), pair.refresh_token.expose_secret());
+        let refresh = state.cookie_for(&state.refresh_cookie, &value, session)?;
         response = with_cookie(response, &refresh)?;
     }
     Ok(response)
@@ -1324,7 +1332,7 @@ async fn refresh_token<S: SessionStore, C: Clock>(
         let pair = state.manager.refresh(refresh_token).await.map_err(refresh_error)?;
         return Ok(Json(token_pair_view(&state, &pair)).into_response());
     }
-    let Some(refresh_token) = cookie_value(&headers, &state.refresh_cookie) else {
+    let Some(refresh_cookie) = cookie_value(&headers, &state.refresh_cookie) else {
         return Err(ApiError::invalid_request("expected `refresh_token` in the body, or the refresh-token cookie"));
     };
     state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::Required)?;
@@ -1333,13 +1341,30 @@ async fn refresh_token<S: SessionStore, C: Clock>(
     };
     let current = authenticate(&state, session_token.to_owned()).await?;
     state.check_csrf_token(&headers, &current.session.id())?;
+    let Some((cookie_session, refresh_token)) = refresh_cookie.split_once('.') else {
+        return Err(refresh_error(Error::InvalidRefreshToken));
+    };
+    // A refresh cookie of another session (planted from elsewhere, or left by another tab's
+    // login) is refused before its token is spent, so its own session loses nothing.
+    let mismatch = || ApiError::csrf("the refresh-token cookie does not belong to the session cookie's session");
+    if cookie_session != current.session.id().to_string() {
+        return Err(mismatch());
+    }
     let pair = state.manager.refresh(refresh_token).await.map_err(refresh_error)?;
     if pair.claims.session_id != current.session.id() {
-        // A refresh cookie planted from elsewhere: its session's pair is not handed out.
-        return Err(ApiError::csrf("the refresh-token cookie does not belong to the session cookie's session"));
+        // The cookie named this session but carried another's token: not handed out.
+        return Err(mismatch());
     }
-    let cookie = state.cookie_for(&state.refresh_cookie, pair.refresh_token.expose_secret(), &current.session)?;
+    let value = refresh_cookie_value(&current.session.id(), pair.refresh_token.expose_secret());
+    let cookie = state.cookie_for(&state.refresh_cookie, &value, &current.session)?;
     with_cookie(Json(token_pair_view(&state, &pair)).into_response(), &cookie)
+}
+
+/// The refresh-token cookie's value: the session's id, a dot, the refresh token (both
+/// base64url, which has no dot). The id lets a cookie-based refresh check, before spending the
+/// token, that the cookie belongs to the session cookie's session.
+fn refresh_cookie_value(session: &SessionId, refresh_token: &str) -> String {
+    format!("{session}.{refresh_token}")
 }
 
 /// A failed refresh's answer. A refresh token of a revoked session keeps the code

@@ -157,6 +157,13 @@ impl RedisConfig {
         }
     }
 
+    /// The URL with its password hidden (user information and `password`/`pass` query
+    /// parameters), fit for logs and start-up messages; what `Debug` shows.
+    #[must_use]
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
     /// Sets [`key_prefix`](Self::key_prefix).
     #[must_use]
     pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
@@ -203,7 +210,7 @@ impl RedisConfig {
 impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
-            .field("url", &redact_url(&self.url))
+            .field("url", &self.redacted_url())
             .field("key_prefix", &self.key_prefix)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)

@@ -164,11 +164,19 @@ function electLeader() {
   });
 }
 
+/**
+ * Arms the one refresh timer: a margin before the access token expires, and no later than
+ * `session_renew_ms` after the last refresh. Calls made with an access token do not renew the
+ * session on the server, a refresh does; so while the page is open the session outlives a
+ * server idle timeout shorter than the token's lifetime, and the page's own inactivity
+ * sign-out decides when it ends.
+ */
 function scheduleRefresh() {
   clearTimeout(state.refreshTimer);
   if (!leader || !state.signedIn || !state.access || state.scheduledRefreshSuspended) return;
   const lifetime = state.access.expiresAt - Date.now();
-  const delay = Math.max(0, lifetime - Math.min(state.config.refresh_margin_ms, lifetime / 2));
+  const beforeExpiry = lifetime - Math.min(state.config.refresh_margin_ms, lifetime / 2);
+  const delay = Math.max(0, Math.min(beforeExpiry, state.config.session_renew_ms ?? Infinity));
   state.refreshTimer = setTimeout(() => {
     refreshAccessToken().catch((error) => {
       if (!(error instanceof ApiError)) {
