@@ -736,6 +736,8 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// [`Error::AccessToken`] with the precise [`AccessTokenError`](crate::token::AccessTokenError);
     /// [`Error::Revoked`] for a revoked session; [`Error::NoSigningKeys`]; [`Error::Store`].
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, Error> {
+        // Before the keys: a key change after this point keeps the result out of the cache.
+        let epoch = self.inner.verified.epoch();
         let keys = self.inner.keys.load();
         let keys = keys.as_deref().ok_or(Error::NoSigningKeys)?;
         let now = self.inner.clock.now();
@@ -743,7 +745,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             Some(hit) => hit?,
             None => {
                 let (claims, nbf) = access::verify(keys, &self.inner.access, token, now)?;
-                self.inner.verified.insert(token, &claims, nbf, now);
+                self.inner.verified.insert(token, &claims, nbf, now, epoch);
                 claims
             }
         };

@@ -253,6 +253,39 @@ async fn key_rotation_keeps_old_tokens_valid_until_the_old_key_is_dropped() {
     m.verify_access(new_access.expose_secret()).await.unwrap();
 }
 
+/// A key dropped while verifications with it are in flight: none of them may leave the token
+/// in the verified cache, where later requests would accept it without the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_key_stays_dropped_while_verifications_race_the_change() {
+    let (m, _, old_access, _) = setup(config()).await;
+    let (ed, _) = SigningKey::generate_ed25519("ed-1").unwrap();
+    let both = m.keys().unwrap().rotated(ed).unwrap();
+    let only_new = both.clone().without("hs-1");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let racers: Vec<_> = (0..2)
+        .map(|_| {
+            let (m, token, stop) = (m.clone(), old_access.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = m.verify_access(&token).await;
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..2_000 {
+        m.set_keys(both.clone());
+        tokio::task::yield_now().await;
+        m.set_keys(only_new.clone());
+        assert_eq!(rejected(m.verify_access(&old_access).await), AccessTokenError::UnknownKey);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for r in racers {
+        r.await.unwrap();
+    }
+    assert_eq!(rejected(m.verify_access(&old_access).await), AccessTokenError::UnknownKey);
+}
+
 #[tokio::test]
 async fn jwks_publishes_the_ed25519_public_keys() {
     let (m, _) = manager(config());

@@ -357,9 +357,15 @@ pub(crate) fn check_times(
 /// parsing. Only tokens that passed full verification are cached; a hit compares the whole
 /// token in constant time, re-checks `exp`/`nbf` against the current time, and the caller still
 /// checks the denylist, so revocation stays immediate. Replacing the key set empties it.
+///
+/// A verification that began with the old key set and ends after the replacement must not
+/// refill it: the cache has an epoch, read before the key set is loaded and advanced before the
+/// cache is emptied, and an insert made under a stale epoch is dropped (the check runs under
+/// the shard's write lock, which the emptying also takes).
 pub(crate) struct VerifiedCache {
     shards: Box<[parking_lot::RwLock<std::collections::HashMap<u64, Cached, RandomKeys>>]>,
     per_shard: usize,
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 struct Cached {
@@ -376,7 +382,13 @@ impl VerifiedCache {
         let shards = (0..if capacity == 0 { 0 } else { CACHE_SHARDS })
             .map(|_| parking_lot::RwLock::new(std::collections::HashMap::with_hasher(RandomKeys)))
             .collect();
-        Self { shards, per_shard }
+        Self { shards, per_shard, epoch: std::sync::atomic::AtomicU64::new(0) }
+    }
+
+    /// The current epoch: read it before loading the key set a verification will use, and
+    /// pass it to [`insert`](Self::insert).
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A key from the token's signature part, which is high-entropy for genuine tokens. A
@@ -413,11 +425,15 @@ impl VerifiedCache {
         Some(check_times(&cached.claims, cached.nbf, policy, now).map(|()| cached.claims.clone()))
     }
 
-    /// Remembers a token that passed full verification.
-    pub(crate) fn insert(&self, token: &str, claims: &AccessClaims, nbf: Option<i64>, now: Timestamp) {
+    /// Remembers a token that passed full verification with the key set loaded after
+    /// [`epoch`](Self::epoch) answered `epoch`; nothing if the key set has changed since.
+    pub(crate) fn insert(&self, token: &str, claims: &AccessClaims, nbf: Option<i64>, now: Timestamp, epoch: u64) {
         let key = Self::key(token);
         let Some(shard) = self.shard(key) else { return };
         let mut shard = shard.write();
+        if self.epoch() != epoch {
+            return;
+        }
         if shard.len() >= self.per_shard {
             let now = unix_secs(now);
             shard.retain(|_, c| c.claims.expires_at > now);
@@ -430,8 +446,10 @@ impl VerifiedCache {
         shard.insert(key, Cached { token: token.into(), claims: claims.clone(), nbf });
     }
 
-    /// Forgets everything (the key set changed).
+    /// Forgets everything (the key set changed), and refuses inserts of verifications that
+    /// began before.
     pub(crate) fn clear(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         for shard in self.shards.iter() {
             shard.write().clear();
         }
@@ -466,7 +484,7 @@ mod tests {
     #[test]
     fn a_hit_needs_the_whole_token_and_rechecks_expiry() {
         let cache = VerifiedCache::new(64);
-        cache.insert("header.payload.signature-one", &claims(2_000), None, NOW);
+        cache.insert("header.payload.signature-one", &claims(2_000), None, NOW, cache.epoch());
         assert!(matches!(cache.get("header.payload.signature-one", &policy(), NOW), Some(Ok(_))));
         assert!(cache.get("header.PAYLOAD.signature-one", &policy(), NOW).is_none(), "same key, other token");
         let later = Timestamp::from_unix_nanos(2_000 * 1_000_000_000);
@@ -476,14 +494,25 @@ mod tests {
     }
 
     #[test]
+    fn a_verification_begun_before_a_key_change_is_not_cached_after_it() {
+        let cache = VerifiedCache::new(64);
+        let before = cache.epoch();
+        cache.clear(); // set_keys, while the verification ran with the old set
+        cache.insert("h.p.signed-with-the-old-key", &claims(2_000), None, NOW, before);
+        assert!(cache.get("h.p.signed-with-the-old-key", &policy(), NOW).is_none());
+        cache.insert("h.p.signed-with-the-new-key", &claims(2_000), None, NOW, cache.epoch());
+        assert!(cache.get("h.p.signed-with-the-new-key", &policy(), NOW).is_some());
+    }
+
+    #[test]
     fn the_cache_stays_bounded() {
         let cache = VerifiedCache::new(32);
         for i in 0..1_000 {
-            cache.insert(&format!("h.p.signature-{i:08}"), &claims(2_000), None, NOW);
+            cache.insert(&format!("h.p.signature-{i:08}"), &claims(2_000), None, NOW, cache.epoch());
         }
         assert!(cache.len() <= 32 + CACHE_SHARDS, "{}", cache.len());
         let disabled = VerifiedCache::new(0);
-        disabled.insert("h.p.s", &claims(2_000), None, NOW);
+        disabled.insert("h.p.s", &claims(2_000), None, NOW, disabled.epoch());
         assert!(disabled.get("h.p.s", &policy(), NOW).is_none());
     }
 }
