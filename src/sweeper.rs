@@ -43,8 +43,11 @@ impl SweeperHandle {
     }
 }
 
-/// Runs `run` every `interval` until stopped (`run` answers `false` to end the task early),
-/// then `finish` once.
+/// The shortest interval of a periodic task; a shorter one (zero included) counts as this.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Runs `run` every `interval` (at least [`MIN_INTERVAL`]) until stopped (`run` answers `false`
+/// to end the task early), then `finish` once.
 pub(crate) fn spawn_periodic<F, Fut>(
     interval: Duration,
     mut run: F,
@@ -56,7 +59,8 @@ where
 {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
+        // `tokio::time::interval` panics on zero, inside the task where nobody would see it.
+        let mut ticker = tokio::time::interval(interval.max(MIN_INTERVAL));
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The first tick completes at once; the first run is one interval after the start.
         ticker.tick().await;
@@ -81,7 +85,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// Starts removing expired sessions every `interval` (usually
     /// [`SessionConfig::sweep_interval`](crate::SessionConfig::sweep_interval)) on the current
     /// tokio runtime. Errors of a sweep are logged (feature `tracing`) and the next sweep runs
-    /// on schedule.
+    /// on schedule. An interval under [`MIN_INTERVAL`] counts as `MIN_INTERVAL`.
     ///
     /// # Panics
     /// Outside a tokio runtime, like `tokio::spawn`.
@@ -118,6 +122,7 @@ impl crate::store::memory::MemoryStore {
     /// Writes a snapshot to `path` every `interval`, and once more on
     /// [`SweeperHandle::shutdown`], so that a restarted process can
     /// [`load_snapshot`](Self::load_snapshot). Write failures are logged (feature `tracing`).
+    /// An interval under [`MIN_INTERVAL`] counts as `MIN_INTERVAL`.
     ///
     /// # Panics
     /// Outside a tokio runtime, like `tokio::spawn`.

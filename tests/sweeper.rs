@@ -33,6 +33,18 @@ async fn the_sweeper_runs_on_schedule_and_shuts_down_gracefully() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_zero_interval_sweeps_every_millisecond() {
+    let (m, clock) = manager(config());
+    login(&m, "alice").await;
+    let handle = m.spawn_sweeper(Duration::ZERO);
+    clock.advance(31 * MINUTE);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(!handle.is_finished(), "the task runs");
+    assert_eq!(m.store().len(), 0, "and sweeps");
+    handle.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn dropping_the_manager_ends_the_sweeper() {
     let (m, _) = manager(config());
     let handle = m.spawn_sweeper(Duration::from_secs(1));
@@ -41,6 +53,29 @@ async fn dropping_the_manager_ends_the_sweeper() {
     drop(m);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(handle.is_finished(), "the task holds only a weak reference");
+}
+
+/// Sessions ended long before their deadline (logout, rotation) leave no trail in the expiry
+/// index, which would otherwise keep each one's allocation until its remember-me deadline,
+/// days later.
+#[tokio::test]
+async fn ended_sessions_do_not_pile_up_in_the_expiry_index() {
+    let (m, _) = manager(config());
+    for _ in 0..20_000 {
+        let created = m.create(NewSession::new(user("alice")).remember_me(true)).await.unwrap();
+        m.revoke(created.token.expose_secret()).await.unwrap();
+    }
+    let after_logouts = m.store().expiry_index_len();
+    assert!(after_logouts <= 9_000, "20,000 logouts left {after_logouts} entries");
+
+    let mut token = login(&m, "bob").await;
+    for _ in 0..20_000 {
+        token = m.rotate(&token).await.unwrap().token.expose_secret().to_owned();
+    }
+    let after_rotations = m.store().expiry_index_len();
+    assert!(after_rotations <= 9_000, "20,000 rotations left {after_rotations} entries");
+    assert_eq!(m.store().len(), 1);
+    m.validate(&token).await.unwrap();
 }
 
 /// A million sessions created and expired in rounds: the store, its per-user index, the

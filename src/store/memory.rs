@@ -186,11 +186,31 @@ struct Inner {
 /// not pay for index upkeep. So the index is lazy: a session is filed under its deadline when
 /// it is stored, and when that second has passed the sweeper re-checks it and either removes it
 /// (expired) or files it again under its current deadline (renewed meanwhile). A sweep costs
-/// the number of sessions whose filed deadline has passed, not the number of sessions. Entries
-/// are weak, so a session removed otherwise costs the index nothing but its slot until then.
+/// the number of sessions whose filed deadline has passed, not the number of sessions.
+///
+/// Entries are weak, but a `Weak` keeps its session's allocation (not what the session owns)
+/// until it is dropped. Sessions removed otherwise (logout, eviction, rotation) would so hold
+/// on to that memory until their filed deadline, days for remember-me sessions. The index
+/// therefore compacts itself: when it has grown to twice its size after the last compaction
+/// (plus [`COMPACT_SLACK`]), every filing also drops the dead entries of the next
+/// [`COMPACT_STEP`] or so, bucket by bucket, until it has been through all of them. Dead
+/// entries stay below about twice the entries of the last compaction plus the slack, at an
+/// amortised cost of a few entries examined per filing, and no filing holds the lock for a
+/// whole pass.
 #[derive(Default)]
 struct ExpiryIndex {
-    buckets: Mutex<std::collections::BTreeMap<i64, Vec<std::sync::Weak<Entry>>>>,
+    state: Mutex<IndexState>,
+}
+
+#[derive(Default)]
+struct IndexState {
+    buckets: std::collections::BTreeMap<i64, Vec<std::sync::Weak<Entry>>>,
+    /// Entries in all buckets.
+    len: usize,
+    /// `len` when the last compaction ended.
+    compacted_len: usize,
+    /// While a compaction runs: the first bucket it has not been through.
+    cursor: Option<i64>,
 }
 
 const BUCKET_NANOS: i64 = 1_000_000_000;
@@ -198,14 +218,22 @@ const BUCKET_NANOS: i64 = 1_000_000_000;
 /// How many candidates a sweep takes from the index at a time (the index lock is held that long).
 const SWEEP_CHUNK: usize = 256;
 
+/// Growth of the expiry index, beyond twice its size after the last compaction, that starts a
+/// compaction.
+const COMPACT_SLACK: usize = 4096;
+
+/// Entries a compaction examines per filing (whole buckets: it may go over by one bucket).
+const COMPACT_STEP: usize = 32;
+
 impl ExpiryIndex {
     fn file(&self, entry: &Arc<Entry>) {
         let deadline = entry.idle_deadline().min(entry.absolute_deadline).unix_nanos();
         // Filed under the first whole second at or after it (the ceiling), so a bucket whose
         // second has come holds only deadlines that have passed.
         let bucket = deadline.saturating_add(BUCKET_NANOS - 1).div_euclid(BUCKET_NANOS);
-        let mut buckets = self.buckets.lock();
-        let bucket = buckets.entry(bucket).or_default();
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let bucket = state.buckets.entry(bucket).or_default();
         // A bucket can hold a second's worth of logins. Past a few thousand entries it grows by
         // an eighth rather than doubling, so its spare room stays under 12.5% (large buffers are
         // reallocated by remapping pages, not by copying).
@@ -213,15 +241,20 @@ impl ExpiryIndex {
             bucket.reserve_exact(bucket.len() / 8);
         }
         bucket.push(Arc::downgrade(entry));
+        state.len += 1;
+        if state.cursor.is_none() && state.len >= state.compacted_len.saturating_mul(2).saturating_add(COMPACT_SLACK) {
+            state.cursor = Some(i64::MIN);
+        }
+        state.compact_step();
     }
 
     /// Up to `max` entries filed under seconds that have come at `now`.
     fn take_due(&self, now: Timestamp, max: usize) -> Vec<std::sync::Weak<Entry>> {
         let due = now.unix_nanos().div_euclid(BUCKET_NANOS);
-        let mut buckets = self.buckets.lock();
+        let mut state = self.state.lock();
         let mut out = Vec::new();
         while out.len() < max {
-            let Some(mut first) = buckets.first_entry() else { break };
+            let Some(mut first) = state.buckets.first_entry() else { break };
             if *first.key() > due {
                 break;
             }
@@ -232,11 +265,39 @@ impl ExpiryIndex {
                 first.remove();
             }
         }
+        state.len -= out.len();
         out
     }
 
     fn len(&self) -> usize {
-        self.buckets.lock().values().map(Vec::len).sum()
+        self.state.lock().len
+    }
+}
+
+impl IndexState {
+    /// If a compaction runs: drops the dead entries of the next buckets, about
+    /// [`COMPACT_STEP`] entries' worth.
+    fn compact_step(&mut self) {
+        let mut examined = 0;
+        while examined < COMPACT_STEP {
+            let Some(from) = self.cursor else { return };
+            let Some((&key, bucket)) = self.buckets.range_mut(from..).next() else {
+                self.cursor = None;
+                self.compacted_len = self.len;
+                return;
+            };
+            let before = bucket.len();
+            bucket.retain(|e| e.strong_count() > 0);
+            examined += before;
+            self.len -= before - bucket.len();
+            if bucket.is_empty() {
+                self.buckets.remove(&key);
+            }
+            self.cursor = key.checked_add(1);
+            if self.cursor.is_none() {
+                self.compacted_len = self.len;
+            }
+        }
     }
 }
 
@@ -1115,8 +1176,9 @@ impl MemoryStore {
         removed
     }
 
-    /// Number of entries in the expiry index (live sessions, plus removed ones whose filed
-    /// deadline has not come yet). For monitoring and tests.
+    /// Number of entries in the expiry index: stored sessions, plus removed ones the index has
+    /// not dropped yet. It drops them in passing as it grows, so that they stay below about
+    /// twice the sessions stored at its last compaction plus 4,096. For monitoring and tests.
     #[must_use]
     pub fn expiry_index_len(&self) -> usize {
         self.inner.expiry.len()
