@@ -407,6 +407,10 @@ impl SessionConfigBuilder {
     /// Lifetime of access tokens (JWTs): how long a stolen access token stays useful, and how
     /// often clients refresh. Default 15 minutes; at most one day. Revocation does not wait for
     /// it: a revoked session's access tokens are refused at once through the denylist.
+    ///
+    /// Verifying an access token does not renew its session; a refresh does. With an idle
+    /// timeout shorter than this lifetime, clients must refresh before the idle timeout runs
+    /// out, not only before the token expires, or their session idles out meanwhile.
     pub fn access_token_ttl(mut self, d: Duration) -> Self {
         self.values.access_token_ttl = d;
         self

@@ -192,6 +192,9 @@ pub struct Rotated {
     pub token: SessionToken,
     /// The session, unchanged but for its token.
     pub session: Session,
+    /// When the manager has signing keys: a new access token and a new refresh token. The
+    /// session's earlier refresh tokens stopped working with the rotation.
+    pub tokens: Option<TokenPair>,
 }
 
 impl<S: SessionStore> SessionManager<S, SystemClock> {
@@ -524,18 +527,37 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// (<https://owasp.org/www-community/attacks/Session_fixation>). The old token stops working
     /// at once; send the new one to the client.
     ///
+    /// With signing keys set, the session's refresh tokens are replaced in the same atomic step:
+    /// every refresh token issued before (which whoever planted the session may hold) stops
+    /// working, and [`Rotated::tokens`] carries a new refresh token and a new access token.
+    /// Access tokens issued before keep verifying until they expire, at most
+    /// [`SessionConfig::access_token_ttl`] later (the denylist works per session, and the
+    /// session lives on); where a privilege change must cut those off at once, end the session
+    /// and create a new one instead ([`revoke`](Self::revoke), [`create`](Self::create)).
+    ///
     /// # Errors
     /// As [`validate`](Self::validate); also [`Error::Random`].
     pub async fn rotate(&self, token: &str) -> Result<Rotated, Error> {
         let old = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        let keys = self.inner.keys.load_full();
         for _ in 0..CONFLICT_RETRIES {
             let (token, new) = SessionToken::generate().map_err(Error::Random)?;
+            let refresh = match keys {
+                Some(_) => Some(RefreshToken::generate().map_err(Error::Random)?),
+                None => None,
+            };
             let now = self.inner.clock.now();
-            match self.inner.store.rotate(&old, new, now).await {
+            match self.inner.store.rotate(&old, new, refresh.as_ref().map(|(_, d)| *d), now).await {
                 Ok(lookup) => {
                     let session = self.answer(lookup, now)?;
                     self.emit(SessionEvent::Rotated { info: EventInfo::of(session.record(), now) });
-                    return Ok(Rotated { token, session });
+                    let tokens = match (&keys, refresh) {
+                        (Some(keys), Some((refresh_token, refresh_digest))) => {
+                            Some(self.pair(keys, session.record(), refresh_token, &refresh_digest, now))
+                        }
+                        _ => None,
+                    };
+                    return Ok(Rotated { token, session, tokens });
                 }
                 Err(StoreError::Conflict) => {}
                 Err(e) => return Err(Error::Store(e)),

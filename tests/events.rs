@@ -53,7 +53,7 @@ async fn the_lifecycle_emits_one_event_per_step() {
     assert!(matches!(next(&rx), SessionEvent::Extended { .. }));
     let rotated = m.rotate(&token).await.unwrap();
     assert!(matches!(next(&rx), SessionEvent::Rotated { .. }));
-    let pair = second.tokens.unwrap();
+    let pair = rotated.tokens.clone().unwrap();
     m.refresh(pair.refresh_token.expose_secret()).await.unwrap();
     assert!(matches!(next(&rx), SessionEvent::Refreshed { .. }));
     clock.advance(10 * Duration::from_secs(1));
@@ -130,14 +130,17 @@ async fn events_never_contain_a_token() {
     m.set_keys(KeySet::new(SigningKey::hs256("k", &[1; 32]).unwrap()).unwrap());
     let rx = collect(&m);
     let c = m.create(NewSession::new(user("alice")).ip("192.0.2.1".parse().unwrap())).await.unwrap();
-    let pair = c.tokens.unwrap();
+    let first = c.tokens.unwrap();
     let rotated = m.rotate(c.token.expose_secret()).await.unwrap();
+    let pair = rotated.tokens.clone().unwrap();
     let next_pair = m.refresh(pair.refresh_token.expose_secret()).await.unwrap();
     clock.advance(Duration::from_secs(60));
     let _ = m.refresh(pair.refresh_token.expose_secret()).await;
     let secrets = [
         c.token.expose_secret().to_owned(),
         rotated.token.expose_secret().to_owned(),
+        first.refresh_token.expose_secret().to_owned(),
+        first.access_token.expose_secret().to_owned(),
         pair.refresh_token.expose_secret().to_owned(),
         pair.access_token.expose_secret().to_owned(),
         next_pair.refresh_token.expose_secret().to_owned(),

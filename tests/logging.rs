@@ -30,8 +30,9 @@ async fn logs_describe_every_step_and_never_contain_a_secret() {
         .await
         .unwrap();
     let _ = m.create(NewSession::new(user("alice"))).await;
-    let pair = created.tokens.unwrap();
+    let first = created.tokens.unwrap();
     let rotated = m.rotate(created.token.expose_secret()).await.unwrap();
+    let pair = rotated.tokens.clone().unwrap();
     let next = m.refresh(pair.refresh_token.expose_secret()).await.unwrap();
     clock.advance(Duration::from_secs(60));
     let _ = m.refresh(pair.refresh_token.expose_secret()).await;
@@ -49,6 +50,8 @@ async fn logs_describe_every_step_and_never_contain_a_secret() {
     for s in [
         created.token.expose_secret(),
         rotated.token.expose_secret(),
+        first.refresh_token.expose_secret(),
+        first.access_token.expose_secret(),
         pair.refresh_token.expose_secret(),
         pair.access_token.expose_secret(),
         next.refresh_token.expose_secret(),

@@ -5,7 +5,8 @@
 mod common;
 
 use common::{MINUTE, config, login, manager};
-use sessionkit::{Error, ExpiryReason};
+use sessionkit::token::keys::{KeySet, SigningKey};
+use sessionkit::{Error, ExpiryReason, NewSession};
 
 #[tokio::test]
 async fn rotation_replaces_the_token_and_keeps_the_session() {
@@ -25,6 +26,35 @@ async fn rotation_replaces_the_token_and_keeps_the_session() {
     assert_eq!(after.request_count(), 2);
     assert!(m.revoke(&new).await.unwrap());
     assert!(matches!(m.validate(&new).await, Err(Error::Revoked { .. })));
+}
+
+/// Whoever planted a session before a privilege change may hold its refresh token too: the
+/// rotation replaces it, and the new pair comes with the new session token.
+#[tokio::test]
+async fn rotation_replaces_the_refresh_tokens_too() {
+    let (m, clock) = manager(config());
+    m.set_keys(KeySet::new(SigningKey::hs256("k", &[7; 32]).unwrap()).unwrap());
+    let created = m.create(NewSession::new(common::user("alice"))).await.unwrap();
+    let planted = created.tokens.unwrap();
+    let spent = planted.refresh_token.expose_secret().to_owned();
+    let held = m.refresh(&spent).await.unwrap().refresh_token.expose_secret().to_owned();
+    clock.advance(MINUTE);
+
+    let rotated = m.rotate(created.token.expose_secret()).await.unwrap();
+    let pair = rotated.tokens.expect("with keys, a rotation issues a new pair");
+    for old in [&held, &spent] {
+        assert!(matches!(m.refresh(old).await, Err(Error::InvalidRefreshToken)), "a refresh token of before is dead");
+    }
+    let claims = m.verify_access(pair.access_token.expose_secret()).await.unwrap();
+    assert_eq!(claims.session_id, rotated.session.id());
+    let next = m.refresh(pair.refresh_token.expose_secret()).await.unwrap();
+    assert_eq!(next.claims.session_id, rotated.session.id());
+    m.validate(rotated.token.expose_secret()).await.unwrap();
+
+    // Without keys there is nothing to replace.
+    let (plain, _) = manager(config());
+    let token = login(&plain, "bob").await;
+    assert!(plain.rotate(&token).await.unwrap().tokens.is_none());
 }
 
 #[tokio::test]

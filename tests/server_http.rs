@@ -79,9 +79,15 @@ impl SessionStore for SwitchableStore {
         self.inner.get_by_id(id).await
     }
 
-    async fn rotate(&self, old: &TokenDigest, new: TokenDigest, now: Timestamp) -> Result<Lookup, StoreError> {
+    async fn rotate(
+        &self,
+        old: &TokenDigest,
+        new: TokenDigest,
+        refresh: Option<TokenDigest>,
+        now: Timestamp,
+    ) -> Result<Lookup, StoreError> {
         self.check()?;
-        self.inner.rotate(old, new, now).await
+        self.inner.rotate(old, new, refresh, now).await
     }
 
     async fn update_data(

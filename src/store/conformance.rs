@@ -139,6 +139,7 @@ where
     refresh_grace_is_a_strict_window(make().await).await;
     refresh_history_is_bounded(make().await).await;
     refresh_of_dead_sessions(make().await).await;
+    rotate_with_refresh_replaces_the_family(make().await).await;
     denylist_follows_revocations(make().await).await;
     concurrent_refreshes_fork_nothing(make().await).await;
 }
@@ -431,7 +432,7 @@ pub async fn rotate_rekeys_the_session<S: SessionStore>(store: S) {
     insert_ok(&store, &r, None, T0).await;
     live(&store, &r.digest, at(SECOND)).await;
     let (_, new) = SessionToken::generate().unwrap();
-    let Lookup::Live(rotated) = store.rotate(&r.digest, new, at(2 * SECOND)).await.unwrap() else {
+    let Lookup::Live(rotated) = store.rotate(&r.digest, new, None, at(2 * SECOND)).await.unwrap() else {
         panic!("rotate of a live session must succeed")
     };
     assert_eq!(rotated.id, r.id, "same session");
@@ -453,18 +454,21 @@ pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
     let (a, b) = (record(&user("alice"), T0), record(&user("alice"), T0));
     insert_ok(&store, &a, None, T0).await;
     insert_ok(&store, &b, None, T0).await;
-    assert!(matches!(store.rotate(&a.digest, b.digest, at(SECOND)).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.rotate(&a.digest, b.digest, None, at(SECOND)).await, Err(StoreError::Conflict)));
     live(&store, &a.digest, at(SECOND)).await;
     live(&store, &b.digest, at(SECOND)).await;
     let (_, fresh) = SessionToken::generate().unwrap();
     assert_eq!(
-        store.rotate(&a.digest, fresh, at(IDLE + 2 * SECOND)).await.unwrap().expired_reason(),
+        store.rotate(&a.digest, fresh, None, at(IDLE + 2 * SECOND)).await.unwrap().expired_reason(),
         Some(ExpiryReason::Idle)
     );
     let (_, unknown) = SessionToken::generate().unwrap();
-    assert_eq!(store.rotate(&unknown, fresh, T0).await.unwrap(), Lookup::NotFound);
+    assert_eq!(store.rotate(&unknown, fresh, None, T0).await.unwrap(), Lookup::NotFound);
     store.remove(&b.id, revocation(RevocationReason::Admin, at(SECOND))).await.unwrap();
-    assert_eq!(store.rotate(&b.digest, fresh, at(2 * SECOND)).await.unwrap(), Lookup::Revoked(RevocationReason::Admin));
+    assert_eq!(
+        store.rotate(&b.digest, fresh, None, at(2 * SECOND)).await.unwrap(),
+        Lookup::Revoked(RevocationReason::Admin)
+    );
     assert_eq!(store.get(&fresh).await.unwrap(), None);
 }
 
@@ -584,7 +588,7 @@ pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store
         let old = r.digest;
         tasks.push(tokio::spawn(async move {
             let (_, new) = SessionToken::generate().unwrap();
-            (new, store.rotate(&old, new, at(SECOND)).await.unwrap())
+            (new, store.rotate(&old, new, None, at(SECOND)).await.unwrap())
         }));
     }
     let mut winners = Vec::new();
@@ -726,7 +730,7 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S
 
     // Rotating the session token keeps the refresh family.
     let (_, new_session_digest) = SessionToken::generate().unwrap();
-    assert!(matches!(store.rotate(&r.digest, new_session_digest, t1).await.unwrap(), Lookup::Live(_)));
+    assert!(matches!(store.rotate(&r.digest, new_session_digest, None, t1).await.unwrap(), Lookup::Live(_)));
     let t2 = t1.saturating_add(60 * SECOND);
     let s2 = successor(2);
     let current = s2.digest;
@@ -752,6 +756,43 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S
         );
     }
     assert_eq!(store.count().await.unwrap(), 0);
+}
+
+/// A rotation that brings a new refresh token: every refresh token issued before finds
+/// nothing (not reuse: the session lives on), the new one rotates, and a taken refresh digest
+/// is a conflict that changes nothing.
+pub async fn rotate_with_refresh_replaces_the_family<S: SessionStore>(store: S) {
+    let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
+    let s1 = successor(1);
+    let t1 = at(60 * SECOND);
+    assert!(matches!(refresh(&store, &r0, s1.clone(), t1, GRACE).await, RefreshOutcome::Rotated(_)));
+
+    let (_, other) = insert_with_refresh(&store, "bob", T0).await;
+    let (_, taken_session) = SessionToken::generate().unwrap();
+    assert!(matches!(store.rotate(&r.digest, taken_session, Some(other), t1).await, Err(StoreError::Conflict)));
+    live(&store, &r.digest, t1).await;
+
+    let (_, new_session) = SessionToken::generate().unwrap();
+    let (_, new_refresh) = SessionToken::generate().unwrap();
+    let t2 = t1.saturating_add(SECOND);
+    let Lookup::Live(rotated) = store.rotate(&r.digest, new_session, Some(new_refresh), t2).await.unwrap() else {
+        panic!("a live session rotates")
+    };
+    assert_eq!(rotated.id, r.id);
+    for (token, which) in [(s1.digest, "the current refresh token"), (r0, "the spent one, within the grace window")] {
+        assert_eq!(
+            refresh(&store, &token, successor(5), t2, GRACE).await,
+            RefreshOutcome::NotFound,
+            "{which} of before the rotation finds nothing"
+        );
+    }
+    live(&store, &new_session, t2).await;
+    let t3 = t2.saturating_add(SECOND);
+    match refresh(&store, &new_refresh, successor(6), t3, GRACE).await {
+        RefreshOutcome::Rotated(record) => assert_eq!(record.id, r.id),
+        other => panic!("the new refresh token rotates, got {other:?}"),
+    }
+    assert_eq!(store.count().await.unwrap(), 2);
 }
 
 pub async fn refresh_grace_is_a_strict_window<S: SessionStore>(store: S) {

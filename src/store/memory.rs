@@ -856,7 +856,13 @@ impl SessionStore for MemoryStore {
         Ok(self.inner.find_id(id).map(|e| e.record()))
     }
 
-    async fn rotate(&self, old: &TokenDigest, new: TokenDigest, now: Timestamp) -> Result<Lookup, StoreError> {
+    async fn rotate(
+        &self,
+        old: &TokenDigest,
+        new: TokenDigest,
+        refresh: Option<TokenDigest>,
+        now: Timestamp,
+    ) -> Result<Lookup, StoreError> {
         let inner = &*self.inner;
         let Some(entry) = inner.find(old) else {
             return Ok(inner.revocation(old, now));
@@ -869,10 +875,22 @@ impl SessionStore for MemoryStore {
             if let Err(reason) = entry.check(now) {
                 return Ok(Lookup::Expired { reason, record: Box::new(entry.record()) });
             }
+            if refresh.is_some_and(|r| inner.refresh_index.contains_key(&r)) {
+                return Err(StoreError::Conflict);
+            }
             let fresh = Arc::new(entry.rekeyed(new));
             if !inner.sessions.insert_unique(new.shard_bits(), new.hash_bits(), &fresh, |e| e.digest == new, by_digest)
             {
                 return Err(StoreError::Conflict);
+            }
+            if let Some(refresh) = refresh {
+                let family = RefreshFamily { current: refresh, last_spent: None, older: VecDeque::new() };
+                if let Some(replaced) = fresh.update_extra(|x| x.refresh.replace(family)) {
+                    for d in replaced.digests() {
+                        inner.refresh_index.remove(d);
+                    }
+                }
+                inner.refresh_index.insert(refresh, fresh.id);
             }
             inner.sessions.remove(old.shard_bits(), old.hash_bits(), |e| Arc::ptr_eq(e, &entry));
             inner.by_id.replace(entry.id.shard_bits(), entry.id.hash_bits(), |e| Arc::ptr_eq(e, &entry), &fresh);

@@ -333,19 +333,26 @@ pub trait SessionStore: Send + Sync + 'static {
     fn get_by_id(&self, id: &SessionId) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
     /// Replaces a live session's digest: afterwards `new` finds the session and `old` finds
-    /// nothing (not even a revocation). Everything else about the session is unchanged.
+    /// nothing (not even a revocation).
+    ///
+    /// With `refresh`, the session's refresh tokens are replaced in the same step: `refresh`
+    /// becomes its current refresh token (with no spent ones), and every refresh token issued
+    /// before, current or spent, finds nothing from then on ([`RefreshOutcome::NotFound`]: a
+    /// rotation is not theft, so presenting one is not reuse). Without it the refresh tokens
+    /// are kept. Everything else about the session is unchanged.
     ///
     /// Atomically: if `old` names no session, or one that has expired at `now`, change nothing
     /// and answer as [`touch`](Self::touch) would (`NotFound`, `Expired`, `Revoked`). Two
     /// concurrent rotations of the same `old` digest: exactly one succeeds.
     ///
     /// # Errors
-    /// [`StoreError::Conflict`] if `new` is already stored (nothing changes); other
-    /// [`StoreError`]s if the store cannot answer.
+    /// [`StoreError::Conflict`] if `new` is already stored as a session or `refresh` as a
+    /// refresh token (nothing changes); other [`StoreError`]s if the store cannot answer.
     fn rotate(
         &self,
         old: &TokenDigest,
         new: TokenDigest,
+        refresh: Option<TokenDigest>,
         now: Timestamp,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 

@@ -864,9 +864,16 @@ impl SessionStore for RedisStore {
         optional_record(array(&reply)?)
     }
 
-    async fn rotate(&self, old: &TokenDigest, new: TokenDigest, now: Timestamp) -> Result<Lookup, StoreError> {
+    async fn rotate(
+        &self,
+        old: &TokenDigest,
+        new: TokenDigest,
+        refresh: Option<TokenDigest>,
+        now: Timestamp,
+    ) -> Result<Lookup, StoreError> {
         let old = old.to_base64();
-        let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes()];
+        let refresh = refresh.map(|r| r.to_base64().into_bytes()).unwrap_or_default();
+        let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes(), refresh];
         let reply = self.run(&self.inner.scripts.rotate, &self.key("s", &old), args).await?;
         let reply = array(&reply)?;
         if tag(reply)? == "conflict" {

@@ -1,12 +1,14 @@
--- rotate: ARGV 3 now, 4 old digest, 5 new digest.
-local now, old, new = ARGV[3], ARGV[4], ARGV[5]
+-- rotate: ARGV 3 now, 4 old digest, 5 new digest, 6 new refresh digest or ''.
+local now, old, new, refresh = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local h = load(B .. 's:' .. old)
 if not h then return gone(old, now) end
 local e = expiry(h, now)
 if e then return {'expired', e, rec(h)} end
 if redis.call('EXISTS', B .. 's:' .. new) > 0 then return {'conflict'} end
+if refresh ~= '' and redis.call('EXISTS', B .. 'r:' .. refresh) > 0 then return {'conflict'} end
 redis.call('RENAME', B .. 's:' .. old, B .. 's:' .. new)
-redis.call('HSET', B .. 's:' .. new, 'g', new)
+local sk = B .. 's:' .. new
+redis.call('HSET', sk, 'g', new)
 redis.call('SET', B .. 'i:' .. h.id, new, 'KEEPTTL')
 local uk = B .. 'u:' .. h.u
 local seq = redis.call('ZSCORE', uk, old)
@@ -15,4 +17,16 @@ if seq then redis.call('ZADD', uk, seq, new) end
 redis.call('ZREM', B .. 'x', old)
 redis.call('ZADD', B .. 'x', ms(h.i), new)
 h.g = new
+if refresh ~= '' then
+  -- The refresh tokens issued before are forgotten (not remembered as revoked: not theft).
+  if h.rc then redis.call('DEL', B .. 'r:' .. h.rc) end
+  for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
+  redis.call('HSET', B .. 'r:' .. refresh, 's', h.id, 'k', 'c')
+  local life = redis.call('PTTL', sk)
+  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. refresh, life) end
+  h.rc = refresh
+  h.rs = nil
+  redis.call('HSET', sk, 'rc', refresh)
+  redis.call('HDEL', sk, 'rs')
+end
 return {'live', rec(h)}
