@@ -50,6 +50,9 @@ async fn a_restarted_manager_accepts_old_tokens_and_rejects_revoked_ones() {
         matches!(m.refresh(refresh.expose_secret()).await, Err(Error::Revoked { .. })),
         "so does the revocation of the refresh token"
     );
+    let small = MemoryStore::builder().max_tracked_revocations(1).build();
+    small.load_snapshot(&path).unwrap();
+    assert_eq!(small.tracked_revocations(), 1, "a restore keeps within the store's revocation budget");
     let _ = std::fs::remove_dir_all(dir);
 }
 

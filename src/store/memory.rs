@@ -1131,7 +1131,12 @@ impl MemoryStore {
                     sessions.push(Arc::new(Entry::with_family(record, family)));
                 }
                 StoredItem::Revoked { digest, reason, until } => {
-                    inner.revoked.insert(digest, Tombstone { reason, until });
+                    // Within the same budget as revocations made here (a dump from a store
+                    // with a larger one keeps what fits), and seen by the next full-table sweep.
+                    if inner.revoked.len() < inner.max_tracked_revocations {
+                        inner.revoked.insert(digest, Tombstone { reason, until });
+                        inner.revocations_expire_from.fetch_min(until.unix_nanos(), Ordering::Relaxed);
+                    }
                 }
                 StoredItem::Denied { session_id, reason, until } => {
                     inner.denied.insert(session_id, Tombstone { reason, until });
