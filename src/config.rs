@@ -428,7 +428,9 @@ impl SessionConfigBuilder {
     /// Within it, presenting the refresh token that was just spent returns the same successor
     /// pair again, so a client that sends parallel refreshes or retries after a lost response is
     /// not logged out. After it, presenting a spent refresh token is treated as theft (RFC 6819
-    /// §5.2.2.3, RFC 9700 §4.14.2) and revokes the whole session.
+    /// §5.2.2.3, RFC 9700 §4.14.2) and revokes the whole session. The window extends on both
+    /// sides of the moment the token was spent, so instances whose clocks differ by less than
+    /// it still see a concurrent refresh as one.
     ///
     /// # Warning
     /// A longer window gives a thief who races the legitimate client that much longer to use a

@@ -423,6 +423,30 @@ async fn a_sweep_over_due_index_entries_of_live_sessions_ends() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_goes_on_past_index_entries_whose_session_redis_already_dropped() {
+    // Sessions past their retention are dropped by Redis's TTL, leaving their index entries
+    // behind; a sweep clears those and goes on to the expired sessions after them.
+    let Some(server) = RedisServer::start("sweep_stale") else { return };
+    let clock = MockClock::new();
+    let store = RedisStore::connect(RedisConfig::new(server.url()).with_key_prefix("sweepstale")).await.unwrap();
+    let m = SessionManager::with_clock(store.clone(), SessionConfig::default(), clock.clone());
+    m.create(NewSession::new(user("alice"))).await.unwrap();
+    let client = redis::Client::open(server.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut stale = redis::cmd("ZADD");
+    stale.arg("sweepstale:{0}:x");
+    for i in 0..2_000 {
+        stale.arg(0).arg(format!("gone-{i:05}"));
+    }
+    let _: () = stale.query_async(&mut conn).await.unwrap();
+    clock.advance(Duration::from_secs(2 * 86_400));
+    let removed = SessionStore::remove_expired(&store, clock.now(), usize::MAX).await.unwrap();
+    assert_eq!(removed.len(), 1, "the expired session behind the stale entries is swept");
+    let left: usize = redis::cmd("ZCARD").arg("sweepstale:{0}:x").query_async(&mut conn).await.unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_from_memory_import_into_redis_and_back() {
     let Some(server) = RedisServer::start("export_import") else { return };
     let clock = MockClock::new();

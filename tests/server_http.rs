@@ -2106,6 +2106,17 @@ async fn browser_page_and_client_config() {
     // Half of (idle timeout - touch interval): a renewal is written at most once per touch
     // interval, so refreshes this often keep an open page's session alive.
     assert_eq!(answer.body["session_renew_ms"], 2500);
+    // The shorter idle timeout counts (here remember-me's), and never less than a second.
+    let cases: [(&[&str], u64); 2] = [
+        (&["--idle-timeout", "30m", "--remember-me-idle-timeout", "5m"], 120_000),
+        (&["--idle-timeout", "2s", "--touch-interval", "1999ms", "--client-warning", "500ms"], 1000),
+    ];
+    for (flags, renew_ms) in cases {
+        let cli = Cli::try_parse_from(std::iter::once("server").chain(flags.iter().copied())).unwrap();
+        let server = start(cli.options).await;
+        let answer = server.send(server.http.get(server.url("/api/v1/client-config"))).await;
+        assert_eq!(answer.body["session_renew_ms"], renew_ms, "{flags:?}");
+    }
     let config = app::session_config(&cli.options).unwrap();
     assert_eq!(config.access_token_leeway(), Duration::ZERO);
     assert_eq!(config.touch_interval(), Duration::from_secs(1));

@@ -473,8 +473,8 @@ pub(crate) struct ClientConfig {
     pub(crate) check_interval: Duration,
     /// How often an open page must renew its session (a token refresh counts as activity) so
     /// that the server's idle timeout never ends a session whose user is active in the page:
-    /// half of (idle timeout − touch interval), since a renewal within the touch interval of
-    /// the last one is not written.
+    /// half of (the shorter idle timeout, ordinary or remember-me, − touch interval), since a
+    /// renewal within the touch interval of the last one is not written; at least a second.
     pub(crate) session_renew: Duration,
 }
 
@@ -485,7 +485,12 @@ impl ClientConfig {
             idle_logout: options.client_idle_logout.unwrap_or(config.idle_timeout()),
             warning: options.client_warning.unwrap_or(Duration::from_secs(60)),
             check_interval: options.client_check_interval.unwrap_or(Duration::from_secs(15 * 60)),
-            session_renew: config.idle_timeout().saturating_sub(config.touch_interval()) / 2,
+            session_renew: (config
+                .idle_timeout()
+                .min(config.remember_me_idle_timeout())
+                .saturating_sub(config.touch_interval())
+                / 2)
+            .max(Duration::from_secs(1)),
         };
         for (flag, d) in
             [("--client-idle-logout", client.idle_logout), ("--client-check-interval", client.check_interval)]

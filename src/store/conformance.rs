@@ -818,6 +818,15 @@ pub async fn refresh_grace_is_a_strict_window<S: SessionStore>(store: S) {
         matches!(refresh(&store, &r0, successor(2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
         "a zero grace window is strict even against a clock running ahead"
     );
+
+    // Ahead by the window or more is not concurrency: reuse.
+    let (_, r0) = insert_with_refresh(&store, "dave", T0).await;
+    let far_ahead = T0.saturating_add(GRACE);
+    assert!(matches!(refresh(&store, &r0, successor(1), far_ahead, GRACE).await, RefreshOutcome::Rotated(_)));
+    assert!(
+        matches!(refresh(&store, &r0, successor(2), T0, GRACE).await, RefreshOutcome::Reused(_)),
+        "a spent_at a whole window ahead of now is reuse"
+    );
 }
 
 pub async fn refresh_history_is_bounded<S: SessionStore>(store: S) {

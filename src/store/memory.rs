@@ -529,9 +529,9 @@ impl Entry {
             return RefreshStep::Rotate;
         }
         if let Some(spent) = family.last_spent.as_ref().filter(|s| s.digest == *presented) {
-            // A spent_at later than now comes from an instance whose clock runs ahead: the
-            // two requests were concurrent, so that counts as inside the window.
-            let within = now.duration_since(spent.at) < grace;
+            // A spent_at later than now comes from a clock that runs ahead (or this one was
+            // stepped back): within the window on either side, the two were concurrent.
+            let within = now.duration_since(spent.at) < grace && spent.at.duration_since(now) < grace;
             return if within {
                 RefreshStep::Replay { sealed: spent.sealed.to_vec(), spent_at: spent.at }
             } else {

@@ -425,9 +425,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ///   [`RefreshOutcome::Expired`]; otherwise make `successor` current, remember `presented`
     ///   as spent at `now` together with `successor.sealed`, renew the session as
     ///   [`touch`](Self::touch) would with `touch`, and answer [`RefreshOutcome::Rotated`].
-    /// * **the token spent last, less than `grace` ago** (`now - spent_at < grace`, and also
-    ///   when `spent_at` is later than `now`: another instance whose clock runs ahead spent it,
-    ///   and a concurrent refresh must not be taken for reuse) — change nothing and answer [`RefreshOutcome::Replayed`] with the sealed successor stored then
+    /// * **the token spent last, less than `grace` from now** (`|now - spent_at| < grace`: a
+    ///   `spent_at` later than `now` comes from another instance whose clock runs ahead, and a
+    ///   concurrent refresh must not be taken for reuse) — change nothing and answer [`RefreshOutcome::Replayed`] with the sealed successor stored then
     ///   ([`RefreshOutcome::Expired`] if the session has expired meanwhile).
     /// * **any other spent token** among the last [`REFRESH_REUSE_HISTORY`] — remove the session
     ///   as by [`remove`](Self::remove) with `reuse` and answer [`RefreshOutcome::Reused`].

@@ -981,6 +981,7 @@ impl SessionStore for RedisStore {
             reuse.reason.as_str().as_bytes().to_vec(),
             deny_arg(&reuse),
             (REFRESH_REUSE_HISTORY + 1).to_string().into_bytes(),
+            ts(now.saturating_add(grace)),
         ];
         let reply = self.run(&self.inner.scripts.refresh, &self.key("r", &p), args).await?;
         let reply = array(&reply)?;
@@ -1174,11 +1175,13 @@ impl SessionStore for RedisStore {
             let reply = array(&reply)?;
             let examined = usize::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("sweep count"))?;
             let found = records(field(reply, 1)?)?;
-            let none_removed = found.is_empty();
+            let stale = int(field(reply, 2)?)?;
+            let no_progress = found.is_empty() && stale == 0;
             removed.extend(found);
             // A full batch of candidates none of which has expired yet (the index's
             // millisecond scores round up to `now`) would be examined again and again: stop.
-            if examined < batch || none_removed {
+            // (Entries whose session Redis already dropped by TTL are progress: they leave.)
+            if examined < batch || no_progress {
                 break;
             }
         }

@@ -1,6 +1,7 @@
 -- rotate_refresh: ARGV 3 now, 4 presented digest, 5 successor digest, 6 sealed successor,
 -- 7 now - grace, 8 now - touch interval, 9 now + idle, 10 now + remember-me idle, 11 count,
--- 12 reuse reason, 13 reuse deny-until or '', 14 history length (spent tokens recognised).
+-- 12 reuse reason, 13 reuse deny-until or '', 14 history length (spent tokens recognised),
+-- 15 now + grace.
 local now, p, succ = ARGV[3], ARGV[4], ARGV[5]
 local rk = B .. 'r:' .. p
 local r = load(rk)
@@ -33,9 +34,9 @@ if h.rc == p then
   return {'rotated', rec(h)}
 end
 local spent = split(h.rs)
--- Inside the grace window, or spent "after" now by an instance whose clock runs ahead; with a
--- zero window (ARGV[7] == now) never.
-if spent[1] == p and r.t and ARGV[7] < now and r.t > ARGV[7] then
+-- Spent less than the grace window before or after now (after: by an instance whose clock runs
+-- ahead); with a zero window (ARGV[7] == now) never.
+if spent[1] == p and r.t and ARGV[7] < now and r.t > ARGV[7] and r.t < ARGV[15] then
   local e = expiry(h, now)
   if e then return {'expired', e, rec(h)} end
   return {'replayed', rec(h), r.z, r.t}
