@@ -31,6 +31,11 @@ async fn store(url: &str, mode: DenylistMode) -> RedisStore {
     RedisStore::connect(RedisConfig::new(url).with_key_prefix(prefix).with_denylist(mode)).await.unwrap()
 }
 
+/// A plain connection to `server`, for looking at (or tampering with) the keys directly.
+async fn raw(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
 fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
@@ -298,8 +303,7 @@ async fn keys_hold_digests_and_every_key_expires() {
     let pair = created.tokens.unwrap();
     a.refresh(pair.refresh_token.expose_secret()).await.unwrap();
 
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw(&server).await;
     let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
     assert!(!keys.is_empty());
     let secrets = [created.token.expose_secret(), other.token.expose_secret(), pair.refresh_token.expose_secret()];
@@ -338,8 +342,7 @@ async fn commands(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_per_operation() {
     let Some(server) = RedisServer::start("round_trips") else { return };
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut probe = client.get_multiplexed_async_connection().await.unwrap();
+    let mut probe = raw(&server).await;
     // No subscription PINGs during the count.
     let config = RedisConfig::new(server.url()).with_subscription_check(Duration::from_secs(3600));
     let clock = MockClock::new();
@@ -378,8 +381,7 @@ async fn indexes_stay_bounded_without_a_sweeper() {
     for _ in 0..50 {
         m.create(NewSession::new(user("alice"))).await.unwrap();
     }
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw(&server).await;
     let zcard = async |conn: &mut redis::aio::MultiplexedConnection, key: &str| -> usize {
         redis::cmd("ZCARD").arg(key).query_async(conn).await.unwrap()
     };
@@ -402,8 +404,7 @@ async fn a_sweep_over_due_index_entries_of_live_sessions_ends() {
     let store = RedisStore::connect(RedisConfig::new(server.url()).with_key_prefix("sweepends")).await.unwrap();
     let m = SessionManager::with_clock(store.clone(), SessionConfig::default(), clock.clone());
     let created = m.create(NewSession::new(user("alice"))).await.unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw(&server).await;
     let digests: Vec<String> =
         redis::cmd("ZRANGE").arg("sweepends:{0}:x").arg(0).arg(-1).query_async(&mut conn).await.unwrap();
     assert_eq!(digests.len(), 1);
@@ -431,8 +432,7 @@ async fn a_sweep_goes_on_past_index_entries_whose_session_redis_already_dropped(
     let store = RedisStore::connect(RedisConfig::new(server.url()).with_key_prefix("sweepstale")).await.unwrap();
     let m = SessionManager::with_clock(store.clone(), SessionConfig::default(), clock.clone());
     m.create(NewSession::new(user("alice"))).await.unwrap();
-    let client = redis::Client::open(server.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut conn = raw(&server).await;
     let mut stale = redis::cmd("ZADD");
     stale.arg("sweepstale:{0}:x");
     for i in 0..2_000 {
