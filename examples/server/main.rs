@@ -153,8 +153,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     #[cfg(feature = "redis")]
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
         let running = app::Running::start_redis(&cli.options, SystemClock, &url).await?;
-        // The URL may hold a password.
-        println!("store: Redis at {}", sessionkit::store::redis::RedisConfig::new(url).redacted_url());
+        // The URL may hold a password: print the store's own, redacted.
+        println!("store: Redis at {}", running.state.manager.store().config().redacted_url());
         return serve(cli, running).await;
     }
     #[cfg(not(feature = "redis"))]

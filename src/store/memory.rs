@@ -362,6 +362,11 @@ struct Spent {
 }
 
 impl RefreshFamily {
+    /// A family whose only token is `current`, none spent yet.
+    fn new(current: TokenDigest) -> Self {
+        Self { current, last_spent: None, older: VecDeque::new() }
+    }
+
     fn digests(&self) -> impl Iterator<Item = &TokenDigest> {
         std::iter::once(&self.current).chain(self.last_spent.as_ref().map(|s| &s.digest)).chain(self.older.iter())
     }
@@ -388,7 +393,7 @@ impl Entry {
     }
 
     fn from_record(r: SessionRecord, refresh: Option<TokenDigest>) -> Self {
-        Self::with_family(r, refresh.map(|current| RefreshFamily { current, last_spent: None, older: VecDeque::new() }))
+        Self::with_family(r, refresh.map(RefreshFamily::new))
     }
 
     fn with_family(r: SessionRecord, refresh: Option<RefreshFamily>) -> Self {
@@ -884,8 +889,7 @@ impl SessionStore for MemoryStore {
                 return Err(StoreError::Conflict);
             }
             if let Some(refresh) = refresh {
-                let family = RefreshFamily { current: refresh, last_spent: None, older: VecDeque::new() };
-                if let Some(replaced) = fresh.update_extra(|x| x.refresh.replace(family)) {
+                if let Some(replaced) = fresh.update_extra(|x| x.refresh.replace(RefreshFamily::new(refresh))) {
                     for d in replaced.digests() {
                         inner.refresh_index.remove(d);
                     }

@@ -90,14 +90,26 @@ local function deny(id, reason, till, now)
   redis.call('PUBLISH', CH, id .. '|' .. reason .. '|' .. till)
 end
 
+-- Deletes the keys of session `h`'s refresh tokens, current and spent.
+local function drop_refresh(h)
+  if h.rc then redis.call('DEL', B .. 'r:' .. h.rc) end
+  for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
+end
+
+-- Stores refresh token `rd` as the current one of session `h` (key `sk`), expiring with it.
+local function new_refresh(rd, h, sk)
+  redis.call('HSET', B .. 'r:' .. rd, 's', h.id, 'k', 'c')
+  local life = redis.call('PTTL', sk)
+  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. rd, life) end
+end
+
 -- Removes a session with every index entry and refresh token; with a reason, remembers the
 -- revocation until the absolute deadline and denylists its access tokens until `till`.
 local function drop(dg, h, reason, till, now)
   redis.call('DEL', B .. 's:' .. dg, B .. 'i:' .. h.id)
   redis.call('ZREM', B .. 'u:' .. h.u, dg)
   redis.call('ZREM', B .. 'x', dg)
-  if h.rc then redis.call('DEL', B .. 'r:' .. h.rc) end
-  for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
+  drop_refresh(h)
   if reason then
     if h.a > now then
       -- Remembered for the session token, its current refresh token and the one spent last.

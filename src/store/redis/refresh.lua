@@ -24,9 +24,7 @@ if h.rc == p then
     redis.call('DEL', B .. 'r:' .. table.remove(spent))
   end
   redis.call('HSET', rk, 'k', 'x', 't', now, 'z', ARGV[6])
-  redis.call('HSET', B .. 'r:' .. succ, 's', h.id, 'k', 'c')
-  local life = redis.call('PTTL', sk)
-  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. succ, life) end
+  new_refresh(succ, h, sk)
   h.rc = succ
   h.rs = table.concat(spent, ',')
   redis.call('HSET', sk, 'rc', h.rc, 'rs', h.rs)

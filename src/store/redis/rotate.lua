@@ -19,11 +19,8 @@ redis.call('ZADD', B .. 'x', ms(h.i), new)
 h.g = new
 if refresh ~= '' then
   -- The refresh tokens issued before are forgotten (not remembered as revoked: not theft).
-  if h.rc then redis.call('DEL', B .. 'r:' .. h.rc) end
-  for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
-  redis.call('HSET', B .. 'r:' .. refresh, 's', h.id, 'k', 'c')
-  local life = redis.call('PTTL', sk)
-  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. refresh, life) end
+  drop_refresh(h)
+  new_refresh(refresh, h, sk)
   h.rc = refresh
   h.rs = nil
   redis.call('HSET', sk, 'rc', refresh)
