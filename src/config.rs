@@ -56,8 +56,9 @@ struct ConfigValues {
     remember_me_idle_timeout: Duration,
     #[serde(with = "humantime_serde")]
     remember_me_absolute_timeout: Duration,
-    #[serde(with = "humantime_serde")]
-    touch_interval: Duration,
+    /// `None`: derived from the idle timeouts ([`derived_touch_interval`]).
+    #[serde(with = "humantime_serde", skip_serializing_if = "Option::is_none")]
+    touch_interval: Option<Duration>,
     #[serde(with = "session_limit")]
     max_sessions_per_user: Option<u32>,
     on_limit: LimitPolicy,
@@ -83,7 +84,7 @@ impl Default for ConfigValues {
             absolute_timeout: Duration::from_secs(8 * HOUR),
             remember_me_idle_timeout: Duration::from_secs(7 * DAY),
             remember_me_absolute_timeout: Duration::from_secs(30 * DAY),
-            touch_interval: Duration::from_secs(MINUTE),
+            touch_interval: None,
             max_sessions_per_user: Some(16),
             on_limit: LimitPolicy::EvictOldest,
             max_user_agent_len: 256,
@@ -127,6 +128,14 @@ mod session_limit {
     }
 }
 
+/// The touch interval used when none is set: a quarter of the shorter idle timeout (ordinary
+/// or remember-me), at most 60 seconds. With idle timeouts of 4 minutes or more that is 60 s,
+/// the value it always had; with a 30-second one, 7.5 s; so a short idle timeout works without
+/// also choosing a touch interval, and idle expiry stays exact to within a quarter of it.
+fn derived_touch_interval(idle: Duration, remember_me_idle: Duration) -> Duration {
+    (idle.min(remember_me_idle) / 4).min(Duration::from_secs(MINUTE))
+}
+
 /// Durations beyond this many nanoseconds do not fit the stores' `i64` timestamps.
 const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
@@ -147,9 +156,11 @@ impl TryFrom<ConfigValues> for SessionConfig {
                 return Err(ConfigError::TooLong { field });
             }
         }
-        if v.touch_interval > MAX_DURATION {
+        if v.touch_interval.is_some_and(|d| d > MAX_DURATION) {
             return Err(ConfigError::TooLong { field: "touch_interval" });
         }
+        let touch_interval =
+            v.touch_interval.unwrap_or_else(|| derived_touch_interval(v.idle_timeout, v.remember_me_idle_timeout));
         for (idle, absolute, idle_d, absolute_d) in [
             ("idle_timeout", "absolute_timeout", v.idle_timeout, v.absolute_timeout),
             (
@@ -162,7 +173,7 @@ impl TryFrom<ConfigValues> for SessionConfig {
             if idle_d > absolute_d {
                 return Err(ConfigError::IdleExceedsAbsolute { idle, absolute });
             }
-            if v.touch_interval >= idle_d {
+            if touch_interval >= idle_d {
                 return Err(ConfigError::TouchIntervalTooLong { idle });
             }
         }
@@ -240,10 +251,13 @@ impl SessionConfig {
         self.values.remember_me_absolute_timeout
     }
 
-    /// Minimum time between two writes of a session's activity. Default 60 seconds.
+    /// Minimum time between two writes of a session's activity: the one set, else a quarter of
+    /// the shorter idle timeout, at most 60 seconds (60 s with the default idle timeouts).
     #[must_use]
     pub fn touch_interval(&self) -> Duration {
-        self.values.touch_interval
+        self.values
+            .touch_interval
+            .unwrap_or_else(|| derived_touch_interval(self.values.idle_timeout, self.values.remember_me_idle_timeout))
     }
 
     /// Maximum live sessions per user, or `None` for no limit. Default 16.
@@ -364,15 +378,17 @@ impl SessionConfigBuilder {
         self
     }
 
-    /// Minimum time between two writes of a session's activity (sliding renewal). Default 60
-    /// seconds; must be shorter than both idle timeouts.
+    /// Minimum time between two writes of a session's activity (sliding renewal). Default: a
+    /// quarter of the shorter idle timeout (ordinary or remember-me), at most 60 seconds, so
+    /// 60 s with idle timeouts of 4 minutes or more and 7.5 s with `idle_timeout(30 s)`. Set explicitly, it must be
+    /// shorter than both idle timeouts, or [`build`](Self::build) refuses it.
     ///
     /// Validation renews the idle deadline only when the last renewal is at least this old, so a
     /// remote store is written at most once per interval per session however busy the session
     /// is. The price: idle expiry, and `last_seen_at`, are exact only to within this interval.
     /// Zero renews on every validation.
     pub fn touch_interval(mut self, d: Duration) -> Self {
-        self.values.touch_interval = d;
+        self.values.touch_interval = Some(d);
         self
     }
 
@@ -527,6 +543,35 @@ mod tests {
             .build();
         assert_eq!(err, Err(ConfigError::TouchIntervalTooLong { idle: "idle_timeout" }));
         assert!(SessionConfig::builder().touch_interval(Duration::ZERO).build().is_ok());
+    }
+
+    #[test]
+    fn an_unset_touch_interval_follows_short_idle_timeouts() {
+        let defaults = SessionConfig::default();
+        assert_eq!(defaults.touch_interval(), Duration::from_secs(60), "the documented default");
+        let short = SessionConfig::builder().idle_timeout(Duration::from_secs(30)).build().unwrap();
+        assert_eq!(short.touch_interval(), Duration::from_millis(7500));
+        let tiny = SessionConfig::builder().idle_timeout(Duration::from_secs(3)).build().unwrap();
+        assert_eq!(tiny.touch_interval(), Duration::from_millis(750));
+        let four_minutes = SessionConfig::builder().idle_timeout(Duration::from_secs(240)).build().unwrap();
+        assert_eq!(four_minutes.touch_interval(), Duration::from_secs(60), "unchanged from 4 minutes up");
+        let remembered = SessionConfig::builder()
+            .remember_me_idle_timeout(Duration::from_secs(100))
+            .remember_me_absolute_timeout(Duration::from_secs(1000))
+            .build()
+            .unwrap();
+        assert_eq!(remembered.touch_interval(), Duration::from_secs(25), "the shorter idle timeout counts");
+        let json = serde_json::to_string(&short).unwrap();
+        assert!(!json.contains("touch_interval"), "a derived value is not written out: {json}");
+        assert_eq!(serde_json::from_str::<SessionConfig>(&json).unwrap(), short);
+        let from_file: SessionConfig = serde_json::from_str(r#"{"idle_timeout":"20s"}"#).unwrap();
+        assert_eq!(from_file.touch_interval(), Duration::from_secs(5));
+        // An explicit impossible combination is still refused.
+        let err = SessionConfig::builder()
+            .idle_timeout(Duration::from_secs(30))
+            .touch_interval(Duration::from_secs(60))
+            .build();
+        assert_eq!(err, Err(ConfigError::TouchIntervalTooLong { idle: "idle_timeout" }));
     }
 
     #[test]

@@ -51,6 +51,9 @@ pub const MAX_ATTRIBUTE_LEN: usize = 1024;
 /// The `__Host-` prefix.
 const HOST_PREFIX: &str = "__Host-";
 
+/// The `__Secure-` prefix.
+const SECURE_PREFIX: &str = "__Secure-";
+
 /// The `SameSite` attribute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SameSite {
@@ -90,7 +93,8 @@ impl fmt::Display for SameSite {
 pub enum CookieError {
     /// The name is empty, longer than [`MAX_NAME_LEN`], has a character outside RFC 7230's
     /// `token` set, or already carries a `__Host-` / `__Secure-` prefix (ask for the prefix
-    /// with [`SessionCookieBuilder::host_prefix`] instead).
+    /// with [`SessionCookieBuilder::host_prefix`] or [`SessionCookieBuilder::secure_prefix`]
+    /// instead).
     #[error("invalid cookie name {0:?}")]
     InvalidName(String),
     /// The value is longer than [`MAX_VALUE_LEN`] or has a character outside RFC 6265's
@@ -115,6 +119,10 @@ pub enum CookieError {
     /// or it has a `Domain`: browsers would reject it.
     #[error("the __Host- prefix requires Secure, Path=/ and no Domain")]
     HostPrefixUnavailable,
+    /// The `__Secure-` prefix was asked for a cookie that is not `Secure`, or together with
+    /// the `__Host-` prefix.
+    #[error("the __Secure- prefix requires Secure (and excludes __Host-)")]
+    SecurePrefixUnavailable,
 }
 
 /// Builds a [`SessionCookie`]; see the [module documentation](self) for each default.
@@ -127,6 +135,7 @@ pub struct SessionCookieBuilder {
     path: String,
     domain: Option<String>,
     host_prefix: bool,
+    secure_prefix: bool,
 }
 
 impl SessionCookieBuilder {
@@ -168,11 +177,21 @@ impl SessionCookieBuilder {
         self
     }
 
+    /// Whether to prefix the name with `__Secure-` (default `false`): browsers then accept the
+    /// cookie only from a secure origin with `Secure` set, so a plain-HTTP page cannot plant
+    /// it. Unlike `__Host-` it allows a narrower `Path` (a refresh-token cookie scoped to its
+    /// endpoint) and a `Domain`. Requires `Secure`, and not together with `__Host-`.
+    pub fn secure_prefix(mut self, secure_prefix: bool) -> Self {
+        self.secure_prefix = secure_prefix;
+        self
+    }
+
     /// Checks the whole and builds the cookie.
     ///
     /// # Errors
     /// [`CookieError::InvalidName`], [`CookieError::InvalidPath`], [`CookieError::InvalidDomain`],
-    /// [`CookieError::SameSiteNoneNeedsSecure`], [`CookieError::HostPrefixUnavailable`].
+    /// [`CookieError::SameSiteNoneNeedsSecure`], [`CookieError::HostPrefixUnavailable`],
+    /// [`CookieError::SecurePrefixUnavailable`].
     pub fn build(self) -> Result<SessionCookie, CookieError> {
         if !valid_name(&self.name) {
             return Err(CookieError::InvalidName(self.name));
@@ -191,7 +210,16 @@ impl SessionCookieBuilder {
         if self.host_prefix && (!self.secure || self.path != "/" || self.domain.is_some()) {
             return Err(CookieError::HostPrefixUnavailable);
         }
-        let name = if self.host_prefix { format!("{HOST_PREFIX}{}", self.name) } else { self.name };
+        if self.secure_prefix && (!self.secure || self.host_prefix) {
+            return Err(CookieError::SecurePrefixUnavailable);
+        }
+        let name = if self.host_prefix {
+            format!("{HOST_PREFIX}{}", self.name)
+        } else if self.secure_prefix {
+            format!("{SECURE_PREFIX}{}", self.name)
+        } else {
+            self.name
+        };
         let mut attributes = format!("; HttpOnly; SameSite={}; Path={}", self.same_site, self.path);
         if let Some(domain) = &self.domain {
             let _ = write!(attributes, "; Domain={domain}");
@@ -224,10 +252,11 @@ impl SessionCookie {
             path: "/".to_owned(),
             domain: None,
             host_prefix: false,
+            secure_prefix: false,
         }
     }
 
-    /// The cookie's full name, with its `__Host-` prefix if it has one.
+    /// The cookie's full name, with its `__Host-` or `__Secure-` prefix if it has one.
     #[must_use]
     pub fn name(&self) -> &str {
         &self.name
@@ -249,21 +278,48 @@ impl SessionCookie {
         if !valid_value(value) {
             return Err(CookieError::InvalidValue { len: value.len() });
         }
-        let mut cookie = format!("{}={value}{}", self.name, self.attributes);
-        if let Some(max_age) = max_age {
-            let _ = write!(cookie, "; Max-Age={}", max_age.as_secs());
-        }
-        Ok(cookie)
+        Ok(self.format(value, max_age))
     }
 
     /// A persistent `Set-Cookie` value that lasts until `deadline` (typically the session's
     /// absolute deadline, so that the cookie never outlives the session), counted from `now`.
-    /// A deadline already passed gives `Max-Age=0`, which deletes the cookie.
+    /// A deadline already passed gives `Max-Age=0`, which deletes the cookie. Both instants are
+    /// a [`Timestamp`] or an `OffsetDateTime` (as [`Session::absolute_expires_at`](crate::Session::absolute_expires_at)
+    /// returns).
     ///
     /// # Errors
     /// As [`set`](Self::set).
-    pub fn set_until(&self, value: &str, deadline: Timestamp, now: Timestamp) -> Result<String, CookieError> {
-        self.set(value, Some(deadline.duration_since(now)))
+    pub fn set_until(
+        &self,
+        value: &str,
+        deadline: impl Into<Timestamp>,
+        now: impl Into<Timestamp>,
+    ) -> Result<String, CookieError> {
+        self.set(value, Some(deadline.into().duration_since(now.into())))
+    }
+
+    /// A `Set-Cookie` value carrying `token` (which the crate made, so it is always a valid
+    /// cookie value) for `session`: a browser-session cookie, or for a remember-me session a
+    /// persistent one until the session's absolute deadline, never longer.
+    #[must_use]
+    pub fn set_token(&self, token: &crate::SessionToken, session: &crate::Session, now: Timestamp) -> String {
+        self.set_trusted(token.expose_secret(), session, now)
+    }
+
+    /// As [`set_token`](Self::set_token), for a value the crate made (base64url, ids joined by
+    /// `.`), which needs no check.
+    pub(crate) fn set_trusted(&self, value: &str, session: &crate::Session, now: Timestamp) -> String {
+        debug_assert!(valid_value(value));
+        let max_age = session.remember_me().then(|| Timestamp::from(session.absolute_expires_at()).duration_since(now));
+        self.format(value, max_age)
+    }
+
+    fn format(&self, value: &str, max_age: Option<Duration>) -> String {
+        let mut cookie = format!("{}={value}{}", self.name, self.attributes);
+        if let Some(max_age) = max_age {
+            let _ = write!(cookie, "; Max-Age={}", max_age.as_secs());
+        }
+        cookie
     }
 
     /// A `Set-Cookie` value that makes the browser drop the cookie: empty, `Max-Age=0`, with
@@ -276,6 +332,9 @@ impl SessionCookie {
     /// The cookie's value in a `Cookie` request header (`a=1; session=TOKEN; b=2`), without
     /// surrounding quotes; `None` if it is absent or empty. The first occurrence wins, as
     /// browsers send the most specific cookie first.
+    ///
+    /// HTTP/2 clients may split cookies over several `Cookie` headers: use
+    /// [`find_in`](Self::find_in) for a request's headers.
     #[must_use]
     pub fn find<'a>(&self, cookie_header: &'a str) -> Option<&'a str> {
         cookie_header
@@ -284,6 +343,13 @@ impl SessionCookie {
             .find(|(name, _)| *name == self.name)
             .map(|(_, value)| value.trim().trim_matches('"'))
             .filter(|value| !value.is_empty())
+    }
+
+    /// The cookie's value in any of a request's `Cookie` headers (HTTP/2 clients may send one
+    /// header per cookie), as [`find`](Self::find) reads each; the first occurrence wins.
+    #[must_use]
+    pub fn find_in<'a>(&self, cookie_headers: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+        cookie_headers.into_iter().find_map(|header| self.find(header))
     }
 }
 
@@ -361,6 +427,41 @@ mod tests {
         assert!(cookie.set_until("v", at(100), at(160)).unwrap().ends_with("; Max-Age=0"), "past: deleted");
         let almost = Timestamp::from_unix_nanos(100 * 1_000_000_000 - 1);
         assert!(cookie.set_until("v", at(101), almost).unwrap().ends_with("; Max-Age=1"), "rounded down");
+        // A session's deadlines are `OffsetDateTime`s: taken as they are.
+        let deadline = at(100).to_offset_date_time();
+        assert!(cookie.set_until("v", deadline, at(40)).unwrap().ends_with("; Max-Age=60"));
+    }
+
+    #[test]
+    fn set_token_lasts_as_long_as_a_remembered_session() {
+        let store = crate::MemoryStore::new();
+        let clock = crate::clock::MockClock::at(at(1_000));
+        let sessions = crate::SessionManager::with_clock(store, crate::SessionConfig::default(), clock);
+        let cookie = SessionCookie::builder("s").build().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        for (remember, max_age) in [(false, None), (true, Some("; Max-Age=2592000"))] {
+            let new = crate::NewSession::new(crate::UserId::new("u").unwrap()).remember_me(remember);
+            let login = runtime.block_on(sessions.create(new)).unwrap();
+            let set = cookie.set_token(&login.token, &login.session, at(1_000));
+            assert!(set.starts_with(&format!("s={}; HttpOnly", login.token.expose_secret())), "{set}");
+            match max_age {
+                Some(max_age) => assert!(set.ends_with(max_age), "until the absolute deadline (30 days): {set}"),
+                None => assert!(!set.contains("Max-Age"), "a browser-session cookie: {set}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_secure_prefix_allows_a_narrow_path() {
+        let cookie = SessionCookie::builder("refresh").secure_prefix(true).path("/auth/refresh").build().unwrap();
+        assert_eq!(cookie.name(), "__Secure-refresh");
+        assert!(cookie.clear().contains("; Path=/auth/refresh; Secure"));
+        for builder in [
+            SessionCookie::builder("s").secure_prefix(true).secure(false),
+            SessionCookie::builder("s").secure_prefix(true).host_prefix(true),
+        ] {
+            assert_eq!(builder.build().unwrap_err(), CookieError::SecurePrefixUnavailable);
+        }
     }
 
     #[test]
@@ -429,5 +530,9 @@ mod tests {
         assert_eq!(cookie.find(""), None);
         let host = SessionCookie::builder("session").host_prefix(true).build().unwrap();
         assert_eq!(host.find("session=planted; __Host-session=real"), Some("real"));
+        // HTTP/2 clients may send one `Cookie` header per cookie.
+        assert_eq!(cookie.find_in(["theme=dark", "lang=en; session=tok"]), Some("tok"));
+        assert_eq!(cookie.find_in(["session=first", "session=second"]), Some("first"));
+        assert_eq!(cookie.find_in(["theme=dark", "lang=en"]), None);
     }
 }

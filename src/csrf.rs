@@ -7,16 +7,19 @@
 //! state-changing request authenticated by the cookie must echo it in a header, which another
 //! site can neither read nor set.
 //!
-//! The token is `HMAC-SHA-256(key, "sessionkit/csrf/v1" ‖ 0x00 ‖ session id)`, 43 characters of
-//! base64url. It is derived from the public [`SessionId`] with a server-side secret, so nothing
-//! is stored and every instance that shares the [`CsrfKey`] agrees on it; it lives exactly as
-//! long as the session (a rotated session token keeps its id, and so its CSRF token). The
-//! domain-separation label carries a version, so a future format cannot be confused with this
-//! one. Verification checks the length before decoding anything and compares the MAC in
-//! constant time (ring's [`hmac::verify`]).
+//! The token is `HMAC-SHA-256(key, "sessionkit/csrf/v2" ‖ 0x00 ‖ SHA-256(session token))`, 43
+//! characters of base64url. It is derived from the digest of the session's current token with
+//! a server-side secret, so nothing is stored, every instance that shares the [`CsrfKey`]
+//! agrees on it, and it changes whenever the session token does: after
+//! [`rotate`](crate::SessionManager::rotate) (a privilege change) a CSRF token read before is
+//! refused. Because the digest is known from the presented session token alone, a request can
+//! be checked before its session is looked up. The domain-separation label carries a version,
+//! so a future format cannot be confused with this one. Verification checks the length before
+//! decoding anything and compares the MAC in constant time (ring's [`hmac::verify`]).
 //!
 //! Pair it with an `Origin` check: the token defeats forgery, the origin check is defence in
-//! depth and costs nothing (the example server does both).
+//! depth and costs nothing. The `axum` integration (feature `axum`) does both on every
+//! cookie-authenticated request that changes state.
 //!
 //! ```
 //! use sessionkit::csrf::{CsrfError, CsrfKey};
@@ -29,17 +32,22 @@
 //! let session = login.session;
 //!
 //! // Hand the token to the page (in a login answer, say); never put it in a cookie.
-//! let token = key.token(&session.id());
+//! let token = key.token(&session);
 //!
 //! // On a cookie-authenticated POST: the header must carry it.
-//! assert_eq!(key.verify(&session.id(), token.expose_secret()), Ok(()));
-//! assert_eq!(key.verify(&session.id(), "forged"), Err(CsrfError::Malformed));
+//! assert_eq!(key.verify(&session, token.expose_secret()), Ok(()));
+//! assert_eq!(key.verify(&session, "forged"), Err(CsrfError::Malformed));
+//!
+//! // A privilege change rotates the session token, and with it the CSRF token.
+//! let rotated = sessions.rotate(login.token.expose_secret()).await?;
+//! assert_eq!(key.verify(&rotated.session, token.expose_secret()), Err(CsrfError::Mismatch));
 //! # Ok(()) }
 //! ```
 //!
 //! [OWASP CSRF cheat sheet]: https://cheatsheetseries.owasp.org/cheatsheets/Cross-Site_Request_Forgery_Prevention_Cheat_Sheet.html
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,7 +55,8 @@ use rand::TryRng as _;
 use ring::hmac;
 use zeroize::Zeroizing;
 
-use crate::session::SessionId;
+use crate::session::Session;
+use crate::token::TokenDigest;
 
 /// Shortest accepted key, in bytes: the output size of SHA-256.
 pub const MIN_KEY_LEN: usize = 32;
@@ -63,7 +72,7 @@ pub const TOKEN_LEN: usize = 43;
 const MAC_LEN: usize = 32;
 
 /// The domain-separation label: what the MAC is of, and which version of the format.
-const LABEL: &[u8] = b"sessionkit/csrf/v1\0";
+const LABEL: &[u8] = b"sessionkit/csrf/v2\0";
 
 /// A [`CsrfKey`] could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -96,14 +105,20 @@ pub enum CsrfError {
 
 /// The server-side secret CSRF tokens are derived with.
 ///
-/// `Debug` shows nothing of it, and its bytes are wiped from memory when it is dropped. ring
-/// expands the secret into an HMAC key schedule for the duration of each call; that copy lives
-/// on the stack and is not wiped by ring.
+/// `Debug` shows nothing of it, and the copy of the secret it keeps is wiped from memory when
+/// the last clone is dropped. ring's HMAC key schedule, computed once when the key is made, is
+/// not wiped by ring.
 ///
-/// Cheap to clone? No: it owns its secret; share it behind an `Arc` or in your application
-/// state.
+/// Cheap to clone: clones share the secret.
+#[derive(Clone)]
 pub struct CsrfKey {
-    secret: Zeroizing<Vec<u8>>,
+    inner: Arc<KeyInner>,
+}
+
+struct KeyInner {
+    /// Kept only to be wiped on drop; the MACs use `hmac`.
+    _secret: Zeroizing<Vec<u8>>,
+    hmac: hmac::Key,
 }
 
 impl fmt::Debug for CsrfKey {
@@ -126,7 +141,7 @@ impl CsrfKey {
         if !(MIN_KEY_LEN..=MAX_KEY_LEN).contains(&secret.len()) {
             return Err(CsrfKeyError::BadLength(secret.len()));
         }
-        Ok(Self { secret: Zeroizing::new(secret.to_vec()) })
+        Ok(Self::of_secret(Zeroizing::new(secret.to_vec())))
     }
 
     /// A new key of 32 bytes from the operating system's CSPRNG, for a single process (tokens
@@ -137,32 +152,41 @@ impl CsrfKey {
     pub fn generate() -> Result<Self, CsrfKeyError> {
         let mut secret = Zeroizing::new(vec![0u8; MIN_KEY_LEN]);
         rand::rngs::SysRng.try_fill_bytes(&mut secret).map_err(|_| CsrfKeyError::Random)?;
-        Ok(Self { secret })
+        Ok(Self::of_secret(secret))
     }
 
-    fn hmac_key(&self) -> hmac::Key {
-        hmac::Key::new(hmac::HMAC_SHA256, &self.secret)
+    fn of_secret(secret: Zeroizing<Vec<u8>>) -> Self {
+        let hmac = hmac::Key::new(hmac::HMAC_SHA256, &secret);
+        Self { inner: Arc::new(KeyInner { _secret: secret, hmac }) }
     }
 
-    /// The MAC input: the versioned label, then the session id's 16 bytes. Fixed length, so no
-    /// two inputs can be confused.
-    fn message(session: &SessionId) -> [u8; LABEL.len() + 16] {
-        let mut message = [0u8; LABEL.len() + 16];
-        let (label, id) = message.split_at_mut(LABEL.len());
+    /// The MAC input: the versioned label, then the token digest's 32 bytes. Fixed length, so
+    /// no two inputs can be confused.
+    fn message(digest: &TokenDigest) -> [u8; LABEL.len() + 32] {
+        let mut message = [0u8; LABEL.len() + 32];
+        let (label, rest) = message.split_at_mut(LABEL.len());
         label.copy_from_slice(LABEL);
-        id.copy_from_slice(session.as_bytes());
+        rest.copy_from_slice(digest.as_bytes());
         message
     }
 
-    /// The CSRF token of `session`. The same session always gets the same token (under the same
-    /// key), so it can be computed again on every page load.
+    /// The CSRF token of `session` as it is now. The same session token always gets the same
+    /// CSRF token (under the same key), so it can be computed again on every page load; a
+    /// rotated session gets a new one.
     #[must_use]
-    pub fn token(&self, session: &SessionId) -> CsrfToken {
-        let tag = hmac::sign(&self.hmac_key(), &Self::message(session));
+    pub fn token(&self, session: &Session) -> CsrfToken {
+        self.token_for_digest(&session.record().digest)
+    }
+
+    /// The CSRF token of the session whose token has `digest`
+    /// ([`SessionToken::digest`](crate::SessionToken::digest)).
+    #[must_use]
+    pub fn token_for_digest(&self, digest: &TokenDigest) -> CsrfToken {
+        let tag = hmac::sign(&self.inner.hmac, &Self::message(digest));
         CsrfToken { encoded: URL_SAFE_NO_PAD.encode(tag.as_ref()) }
     }
 
-    /// Checks that `presented` is the CSRF token of `session`.
+    /// Checks that `presented` is the CSRF token of `session` as it is now.
     ///
     /// The length is checked first and the alphabet strictly (only the canonical 43-character
     /// encoding of 32 bytes), so oversized or odd input costs nothing; the MAC is then compared
@@ -170,9 +194,18 @@ impl CsrfKey {
     ///
     /// # Errors
     /// [`CsrfError::Missing`] for an empty string, [`CsrfError::Malformed`] for anything but 43
-    /// canonical base64url characters, [`CsrfError::Mismatch`] for a token of another session or
-    /// key.
-    pub fn verify(&self, session: &SessionId, presented: &str) -> Result<(), CsrfError> {
+    /// canonical base64url characters, [`CsrfError::Mismatch`] for a token of another session,
+    /// of the session before a rotation, or of another key.
+    pub fn verify(&self, session: &Session, presented: &str) -> Result<(), CsrfError> {
+        self.verify_digest(&session.record().digest, presented)
+    }
+
+    /// [`verify`](Self::verify) against the digest of the session token the request presented,
+    /// before (or without) looking the session up.
+    ///
+    /// # Errors
+    /// As [`verify`](Self::verify).
+    pub fn verify_digest(&self, digest: &TokenDigest, presented: &str) -> Result<(), CsrfError> {
         if presented.is_empty() {
             return Err(CsrfError::Missing);
         }
@@ -186,7 +219,7 @@ impl CsrfKey {
             Ok(MAC_LEN) => {}
             _ => return Err(CsrfError::Malformed),
         }
-        hmac::verify(&self.hmac_key(), &Self::message(session), tag.as_slice()).map_err(|_| CsrfError::Mismatch)
+        hmac::verify(&self.inner.hmac, &Self::message(digest), tag.as_slice()).map_err(|_| CsrfError::Mismatch)
     }
 }
 
@@ -227,8 +260,8 @@ mod tests {
 
     use super::*;
 
-    fn id(byte: u8) -> SessionId {
-        SessionId::from_bytes([byte; 16])
+    fn id(byte: u8) -> TokenDigest {
+        TokenDigest::from_bytes([byte; 32])
     }
 
     #[test]
@@ -245,63 +278,70 @@ mod tests {
         let key = CsrfKey::from_bytes(&[1; 32]).unwrap();
         let same = CsrfKey::from_bytes(&[1; 32]).unwrap();
         let other = CsrfKey::from_bytes(&[2; 32]).unwrap();
-        let token = key.token(&id(9));
+        let token = key.token_for_digest(&id(9));
         assert_eq!(token.expose_secret().len(), TOKEN_LEN);
-        assert_eq!(token, same.token(&id(9)), "instances sharing a secret agree");
-        assert_ne!(token, key.token(&id(8)));
-        assert_ne!(token, other.token(&id(9)));
-        assert_eq!(same.verify(&id(9), token.expose_secret()), Ok(()));
-        assert_eq!(key.verify(&id(8), token.expose_secret()), Err(CsrfError::Mismatch));
-        assert_eq!(other.verify(&id(9), token.expose_secret()), Err(CsrfError::Mismatch));
+        assert_eq!(token, same.token_for_digest(&id(9)), "instances sharing a secret agree");
+        assert_ne!(token, key.token_for_digest(&id(8)));
+        assert_ne!(token, other.token_for_digest(&id(9)));
+        assert_eq!(same.verify_digest(&id(9), token.expose_secret()), Ok(()));
+        assert_eq!(key.verify_digest(&id(8), token.expose_secret()), Err(CsrfError::Mismatch));
+        assert_eq!(other.verify_digest(&id(9), token.expose_secret()), Err(CsrfError::Mismatch));
     }
 
     #[test]
-    fn the_mac_is_of_the_versioned_label_and_the_id() {
-        // Known answer, computed independently: HMAC-SHA-256 of the label and the id bytes.
+    fn the_mac_is_of_the_versioned_label_and_the_digest() {
+        // Known answer, computed independently: HMAC-SHA-256 of the label and the digest bytes.
         let key = CsrfKey::from_bytes(&[0x0b; 32]).unwrap();
-        let mut message = b"sessionkit/csrf/v1\0".to_vec();
-        message.extend_from_slice(&[0xab; 16]);
+        let mut message = b"sessionkit/csrf/v2\0".to_vec();
+        message.extend_from_slice(&[0xab; 32]);
         let expected = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[0x0b; 32]), &message);
-        assert_eq!(key.token(&id(0xab)).expose_secret(), URL_SAFE_NO_PAD.encode(expected.as_ref()));
-        // Without the label the MAC differs: a MAC of the bare id made elsewhere is no token.
-        let bare = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[0x0b; 32]), &[0xab; 16]);
-        assert_eq!(key.verify(&id(0xab), &URL_SAFE_NO_PAD.encode(bare.as_ref())), Err(CsrfError::Mismatch));
+        assert_eq!(key.token_for_digest(&id(0xab)).expose_secret(), URL_SAFE_NO_PAD.encode(expected.as_ref()));
+        // Without the label the MAC differs: a MAC of the bare digest made elsewhere is no token.
+        let bare = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &[0x0b; 32]), &[0xab; 32]);
+        assert_eq!(key.verify_digest(&id(0xab), &URL_SAFE_NO_PAD.encode(bare.as_ref())), Err(CsrfError::Mismatch));
     }
 
     #[test]
     fn malformed_input_is_refused_before_any_work() {
         let key = CsrfKey::generate().unwrap();
-        let good = key.token(&id(3));
+        let good = key.token_for_digest(&id(3));
         let good = good.expose_secret();
-        assert_eq!(key.verify(&id(3), ""), Err(CsrfError::Missing));
-        assert_eq!(key.verify(&id(3), &good[..42]), Err(CsrfError::Malformed));
-        assert_eq!(key.verify(&id(3), &format!("{good}A")), Err(CsrfError::Malformed));
-        assert_eq!(key.verify(&id(3), &"A".repeat(1 << 20)), Err(CsrfError::Malformed));
-        assert_eq!(key.verify(&id(3), &format!("{}*", &good[..42])), Err(CsrfError::Malformed));
-        assert_eq!(key.verify(&id(3), &format!("{}=", &good[..42])), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), ""), Err(CsrfError::Missing));
+        assert_eq!(key.verify_digest(&id(3), &good[..42]), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), &format!("{good}A")), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), &"A".repeat(1 << 20)), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), &format!("{}*", &good[..42])), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), &format!("{}=", &good[..42])), Err(CsrfError::Malformed));
         // Same length, non-ASCII: not base64url.
-        assert_eq!(key.verify(&id(3), &format!("{}é", &good[..41])), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), &format!("{}é", &good[..41])), Err(CsrfError::Malformed));
         // The last character carries 2 bits beyond the 256: a spelling with them set is refused.
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let last = ALPHABET.iter().position(|&c| c == good.as_bytes()[42]).unwrap();
         let mut odd = good.as_bytes().to_vec();
         odd[42] = ALPHABET[last ^ 1];
-        assert_eq!(key.verify(&id(3), std::str::from_utf8(&odd).unwrap()), Err(CsrfError::Malformed));
+        assert_eq!(key.verify_digest(&id(3), std::str::from_utf8(&odd).unwrap()), Err(CsrfError::Malformed));
         // Every single-character change fails.
         for i in 0..TOKEN_LEN {
             let mut bytes = good.as_bytes().to_vec();
             bytes[i] = if bytes[i] == b'A' { b'B' } else { b'A' };
             let changed = String::from_utf8(bytes).unwrap();
-            assert_ne!(key.verify(&id(3), &changed), Ok(()), "change at {i}");
+            assert_ne!(key.verify_digest(&id(3), &changed), Ok(()), "change at {i}");
         }
-        assert_eq!(key.verify(&id(3), good), Ok(()));
+        assert_eq!(key.verify_digest(&id(3), good), Ok(()));
+    }
+
+    #[test]
+    fn clones_share_the_key() {
+        let key = CsrfKey::generate().unwrap();
+        let clone = key.clone();
+        assert_eq!(clone.verify_digest(&id(5), key.token_for_digest(&id(5)).expose_secret()), Ok(()));
     }
 
     #[test]
     fn debug_and_display_are_redacted() {
         let key = CsrfKey::from_bytes(&[0x41; 32]).unwrap();
         assert_eq!(format!("{key:?}"), "CsrfKey(<redacted>)");
-        let token = key.token(&id(1));
+        let token = key.token_for_digest(&id(1));
         assert!(!format!("{token:?}").contains(token.expose_secret()));
         assert_eq!(token.to_string(), "<redacted>");
     }

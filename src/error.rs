@@ -152,6 +152,11 @@ pub enum Error {
 impl Error {
     /// `true` for rejections of what a client presented (malformed, unknown, expired or revoked
     /// token; login refused by the limit; oversized data): the client's fault, not the server's.
+    ///
+    /// Not every rejection means "not authenticated": [`LimitReached`](Self::LimitReached)
+    /// answers 409 and [`DataTooLarge`](Self::DataTooLarge) 413. Use
+    /// [`http_status`](Self::http_status) to answer, and
+    /// [`is_unauthenticated`](Self::is_unauthenticated) to tell a missing or dead credential.
     #[must_use]
     pub const fn is_rejection(&self) -> bool {
         matches!(
@@ -166,6 +171,83 @@ impl Error {
                 | Self::RefreshTokenReused
                 | Self::AccessToken(_)
         )
+    }
+}
+
+impl Error {
+    /// `true` when the request has no valid credential: a malformed, unknown, expired or
+    /// revoked session token, a refused access token or refresh token (HTTP 401).
+    #[must_use]
+    pub const fn is_unauthenticated(&self) -> bool {
+        self.http_status() == 401
+    }
+
+    /// The HTTP status this error is answered with: 401 for a missing or dead credential, 409
+    /// for a login refused by the per-user limit, 413 for oversized session data, 400 for an
+    /// invalid user id, 503 for a store failure (never 401: the session's state is unknown),
+    /// 500 for the rest (misconfiguration, a failed random number generator).
+    #[must_use]
+    pub const fn http_status(&self) -> u16 {
+        match self {
+            Self::MalformedToken
+            | Self::UnknownSession
+            | Self::Expired { .. }
+            | Self::Revoked { .. }
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::AccessToken(_) => 401,
+            Self::LimitReached { .. } => 409,
+            Self::DataTooLarge { .. } => 413,
+            Self::InvalidUserId(_) => 400,
+            Self::Store(_) => 503,
+            Self::NoSigningKeys | Self::Config(_) | Self::Random(_) => 500,
+        }
+    }
+
+    /// The stable machine-readable code of this error, as the `axum` integration puts it in
+    /// the `"error"` field of its JSON answers:
+    ///
+    /// | code | variants |
+    /// |---|---|
+    /// | `invalid_session` | [`MalformedToken`](Self::MalformedToken), [`UnknownSession`](Self::UnknownSession) |
+    /// | `session_expired` | [`Expired`](Self::Expired) (see [`reason`](Self::reason)) |
+    /// | `session_revoked` | [`Revoked`](Self::Revoked) (see [`reason`](Self::reason)) |
+    /// | `access_token_expired` | [`AccessToken`](Self::AccessToken) with [`AccessTokenError::Expired`](crate::AccessTokenError::Expired) |
+    /// | `invalid_access_token` | any other [`AccessToken`](Self::AccessToken) |
+    /// | `invalid_refresh_token` | [`InvalidRefreshToken`](Self::InvalidRefreshToken) |
+    /// | `refresh_token_reused` | [`RefreshTokenReused`](Self::RefreshTokenReused) |
+    /// | `session_limit_reached` | [`LimitReached`](Self::LimitReached) |
+    /// | `session_data_too_large` | [`DataTooLarge`](Self::DataTooLarge) |
+    /// | `invalid_request` | [`InvalidUserId`](Self::InvalidUserId) |
+    /// | `store_unavailable` | [`Store`](Self::Store) |
+    /// | `internal_error` | [`NoSigningKeys`](Self::NoSigningKeys), [`Config`](Self::Config), [`Random`](Self::Random) |
+    #[must_use]
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedToken | Self::UnknownSession => "invalid_session",
+            Self::Expired { .. } => "session_expired",
+            Self::Revoked { .. } => "session_revoked",
+            Self::AccessToken(crate::token::AccessTokenError::Expired) => "access_token_expired",
+            Self::AccessToken(_) => "invalid_access_token",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::LimitReached { .. } => "session_limit_reached",
+            Self::DataTooLarge { .. } => "session_data_too_large",
+            Self::InvalidUserId(_) => "invalid_request",
+            Self::Store(_) => "store_unavailable",
+            Self::NoSigningKeys | Self::Config(_) | Self::Random(_) => "internal_error",
+        }
+    }
+
+    /// Why the session ended, for [`Expired`](Self::Expired) (`"idle"`, `"absolute"`) and
+    /// [`Revoked`](Self::Revoked) (`"logout"`, `"evicted"`, …); `None` otherwise.
+    #[must_use]
+    pub const fn reason(&self) -> Option<&'static str> {
+        match self {
+            Self::Expired { reason } => Some(reason.as_str()),
+            Self::Revoked { reason } => Some(reason.as_str()),
+            _ => None,
+        }
     }
 }
 

@@ -78,6 +78,9 @@
 //! * `tracing` (default): session events also logged as structured `tracing` events.
 //! * `tokio`: `SessionManager::spawn_sweeper` and `MemoryStore::spawn_snapshots`.
 //! * `test-util`: `clock::MockClock` and the store conformance suite.
+//! * `axum`: `sessionkit::axum`, the web integration for axum 0.8: a tower layer, the
+//!   `CurrentSession` and `OptionalSession` extractors, the CSRF guard, cookies and JSON error
+//!   answers.
 //! * `client`: `client::TokenHolder`, for API clients of a sessionkit server: refreshes access
 //!   tokens ahead of expiry, once for any number of concurrent callers. No HTTP client, no
 //!   runtime.
@@ -88,6 +91,8 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;

@@ -503,8 +503,15 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     #[inline]
     pub async fn validate(&self, token: &str) -> Result<Session, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        self.validate_digest(&digest).await
+    }
+
+    /// [`validate`](Self::validate) of a token already digested (the web integration digests
+    /// a cookie's token once, for the CSRF check and the lookup).
+    #[inline]
+    pub(crate) async fn validate_digest(&self, digest: &TokenDigest) -> Result<Session, Error> {
         let now = self.inner.clock.now();
-        self.answer(self.inner.store.touch(&digest, now, self.inner.touch).await?, now)
+        self.answer(self.inner.store.touch(digest, now, self.inner.touch).await?, now)
     }
 
     /// Extends a session: pushes its idle deadline to now plus the idle timeout, whatever the
@@ -514,9 +521,14 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// As [`validate`](Self::validate).
     pub async fn extend(&self, token: &str) -> Result<Session, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        self.extend_digest(&digest).await
+    }
+
+    /// [`extend`](Self::extend) of a token already digested.
+    pub(crate) async fn extend_digest(&self, digest: &TokenDigest) -> Result<Session, Error> {
         let now = self.inner.clock.now();
         let policy = TouchPolicy { interval: std::time::Duration::ZERO, count_request: false, ..self.inner.touch };
-        let session = self.answer(self.inner.store.touch(&digest, now, policy).await?, now)?;
+        let session = self.answer(self.inner.store.touch(digest, now, policy).await?, now)?;
         self.emit(SessionEvent::Extended { info: EventInfo::of(session.record(), now) });
         Ok(session)
     }
@@ -592,13 +604,19 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// [`Error::MalformedToken`], [`Error::Store`].
     pub async fn revoke(&self, token: &str) -> Result<bool, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
+        Ok(self.revoke_digest(&digest).await?.is_some())
+    }
+
+    /// [`revoke`](Self::revoke) of a token already digested, answering the session as it was
+    /// when it ended (one store call).
+    pub(crate) async fn revoke_digest(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, Error> {
         let now = self.inner.clock.now();
         let reason = RevocationReason::Logout;
-        let removed = self.inner.store.remove_by_digest(&digest, self.revocation(reason, now)).await?;
+        let removed = self.inner.store.remove_by_digest(digest, self.revocation(reason, now)).await?;
         if let Some(record) = &removed {
             self.emit_revoked(std::slice::from_ref(record), reason, now);
         }
-        Ok(removed.is_some())
+        Ok(removed)
     }
 
     async fn remove(

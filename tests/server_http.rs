@@ -1900,8 +1900,9 @@ async fn csrf_tokens_agree_across_instances_sharing_the_secret() {
     let other = start(options()).await;
     let login = first.login("alice", "wonderland").await;
     let id: SessionId = login.session_id.parse().unwrap();
-    assert_eq!(second.state.csrf.token(&id).expose_secret(), login.csrf);
-    assert_ne!(other.state.csrf.token(&id).expose_secret(), login.csrf);
+    let session = first.state.manager.get(&id).await.unwrap().unwrap();
+    assert_eq!(second.state.web.csrf_key().token(&session).expose_secret(), login.csrf);
+    assert_ne!(other.state.web.csrf_key().token(&session).expose_secret(), login.csrf);
 
     for bad in [B64.encode([7u8; 31]), "not base64!".to_owned()] {
         let options = app::Options { csrf_secret: Some(bad.as_str().into()), ..options() };
@@ -1961,10 +1962,13 @@ async fn the_refresh_token_cookie_is_narrow_and_csrf_checked() {
     let answer = server.send(through_cookie(&alice.token, &alice_cookie, Some(&alice.csrf))).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body["expires_in"], 900);
-    let next = answer.body["refresh_token"].as_str().unwrap();
-    assert_ne!(next, alice.refresh);
+    // The successor travels in the HttpOnly cookie only, not also in the body.
+    assert!(answer.body.get("refresh_token").is_none(), "{}", answer.body);
     let (pair, _) = cookie_parts(answer.set_cookie());
-    assert_eq!(pair, format!("refresh_token={}.{next}", alice.session_id));
+    let prefix = format!("refresh_token={}.", alice.session_id);
+    let next = pair.strip_prefix(&prefix).unwrap_or_else(|| panic!("{pair}")).to_owned();
+    let next = next.as_str();
+    assert_ne!(next, alice.refresh);
     assert_eq!(server.get("/api/v1/auth/session", answer.body["access_token"].as_str().unwrap()).await.status, 200);
 
     // No body token and no cookie; the body token wins over the cookie and needs no CSRF token.

@@ -18,14 +18,14 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequestParts, Path, Query, Request, State};
 use axum::http::header::{
-    AUTHORIZATION, CACHE_CONTROL, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE, COOKIE,
-    HOST, ORIGIN, REFERRER_POLICY, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
+    CACHE_CONTROL, CONTENT_SECURITY_POLICY as CONTENT_SECURITY_POLICY_HEADER, CONTENT_TYPE, REFERRER_POLICY,
+    X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -33,8 +33,10 @@ use axum::{Json, Router, middleware};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use sessionkit::axum::{
+    AllowedOrigins, ApiError, Auth, CurrentSession, JsonBody, LoggedOut, Refreshed, SessionLayer, WebConfig,
+};
 use sessionkit::export::ExportError;
 use sessionkit::store::memory::SnapshotError;
 use sessionkit::sweeper::SweeperHandle;
@@ -42,9 +44,8 @@ use sessionkit::time::OffsetDateTime;
 use sessionkit::time::format_description::well_known::Rfc3339;
 use sessionkit::token::keys::{KeyError, MIN_HS256_SECRET_LEN};
 use sessionkit::{
-    AccessClaims, AccessTokenError, Clock, CsrfKey, Error, KeySet, LimitPolicy, MemoryStore, NewSession, SameSite,
-    Session, SessionConfig, SessionConfigBuilder, SessionCookie, SessionId, SessionManager, SessionStats, SessionStore,
-    SigningKey, Timestamp, TokenPair, UserId,
+    Clock, CsrfKey, KeySet, LimitPolicy, MemoryStore, Session, SessionConfig, SessionConfigBuilder, SessionId,
+    SessionManager, SessionStats, SessionStore, SigningKey, UserId,
 };
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize as _;
@@ -134,6 +135,14 @@ pub(crate) struct Options {
     /// plain-HTTP page can plant or overwrite it. Needs `Secure` (not with --insecure-cookies).
     #[arg(long, conflicts_with = "insecure_cookies")]
     pub(crate) host_cookie_prefix: bool,
+
+    /// An origin whose pages may log in and send cookie-authenticated changes, as
+    /// `https://app.example.com` (repeatable). Without any, a page's origin must name the
+    /// request's own `Host` (https, or http for loopback hosts and with --insecure-cookies),
+    /// which suits a server reached under names not known in advance; give the list in
+    /// production, so that no other name pointed at the server (DNS rebinding) passes.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub(crate) allowed_origins: Vec<String>,
 
     /// Secret from which the per-session CSRF tokens are derived, base64url without padding,
     /// 32 to 64 bytes decoded; give every instance the same one. Default: a random secret
@@ -436,17 +445,16 @@ impl Users {
     }
 }
 
-/// What every handler shares: the session manager, the users, the cookie and CSRF policy, and
-/// what the browser page is configured with.
+/// What every handler shares: the session manager, the users, the web integration's
+/// configuration (cookies, CSRF key, origins) and what the browser page is configured with.
 pub(crate) struct AppState<S, C> {
     pub(crate) manager: SessionManager<S, C>,
     pub(crate) users: Arc<Users>,
     pub(crate) secure_cookies: bool,
-    /// The session cookie (`session`, or `__Host-session` with `--host-cookie-prefix`).
-    pub(crate) cookie: SessionCookie,
-    /// The refresh-token cookie: `SameSite=Strict`, sent only to the refresh-token endpoint.
-    pub(crate) refresh_cookie: SessionCookie,
-    pub(crate) csrf: Arc<CsrfKey>,
+    /// The cookies (`session`, or `__Host-session` with `--host-cookie-prefix`; the
+    /// refresh-token cookie, sent only to the refresh-token endpoint), the CSRF key and the
+    /// allowed origins.
+    pub(crate) web: WebConfig,
     pub(crate) client: ClientConfig,
 }
 
@@ -456,9 +464,7 @@ impl<S, C> Clone for AppState<S, C> {
             manager: self.manager.clone(),
             users: Arc::clone(&self.users),
             secure_cookies: self.secure_cookies,
-            cookie: self.cookie.clone(),
-            refresh_cookie: self.refresh_cookie.clone(),
-            csrf: Arc::clone(&self.csrf),
+            web: self.web.clone(),
             client: self.client,
         }
     }
@@ -479,11 +485,16 @@ pub(crate) struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// The page's settings: each flag, or its default. The warning defaults to 60 s, or a
+    /// quarter of the sign-out delay when that is shorter than 4 minutes, so that a short
+    /// `--idle-timeout` works without `--client-warning`; an explicit warning must still be
+    /// shorter than the sign-out delay.
     fn from_options(options: &Options, config: &SessionConfig) -> Result<Self, StartupError> {
+        let idle_logout = options.client_idle_logout.unwrap_or(config.idle_timeout());
         let client = Self {
             refresh_margin: options.client_refresh_margin.unwrap_or(Duration::from_secs(60)),
-            idle_logout: options.client_idle_logout.unwrap_or(config.idle_timeout()),
-            warning: options.client_warning.unwrap_or(Duration::from_secs(60)),
+            idle_logout,
+            warning: options.client_warning.unwrap_or_else(|| (idle_logout / 4).min(Duration::from_secs(60))),
             check_interval: options.client_check_interval.unwrap_or(Duration::from_secs(15 * 60)),
             session_renew: (config
                 .idle_timeout()
@@ -512,9 +523,6 @@ pub(crate) const REFRESH_TOKEN_PATH: &str = "/api/v1/auth/refresh-token";
 /// Name of the refresh-token cookie.
 pub(crate) const REFRESH_COOKIE_NAME: &str = "refresh_token";
 
-/// The request header that carries the CSRF token.
-pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
-
 /// The CSRF key from `--csrf-secret`, else a random one.
 fn csrf_key(options: &Options) -> Result<CsrfKey, StartupError> {
     let Some(JwtSecret(encoded)) = &options.csrf_secret else {
@@ -528,6 +536,31 @@ fn csrf_key(options: &Options) -> Result<CsrfKey, StartupError> {
     key
 }
 
+/// The allowed origins: the `--allowed-origin` list, else any origin naming the request's own
+/// `Host`.
+fn allowed_origins(options: &Options, secure: bool) -> Result<AllowedOrigins, StartupError> {
+    let mut list = options.allowed_origins.iter();
+    let Some(first) = list.next() else {
+        return Ok(AllowedOrigins::request_host(!secure));
+    };
+    let invalid = |e| StartupError(format!("--allowed-origin: {e}"));
+    list.try_fold(AllowedOrigins::new(first).map_err(invalid)?, |origins, o| origins.and(o).map_err(invalid))
+}
+
+/// The web integration's configuration from the options.
+fn web_config(options: &Options) -> Result<WebConfig, StartupError> {
+    let secure = !options.insecure_cookies;
+    WebConfig::builder(allowed_origins(options, secure)?)
+        .secure(secure)
+        .session_cookie_name(COOKIE_NAME)
+        .host_prefix(options.host_cookie_prefix)
+        .refresh_cookie_name(REFRESH_COOKIE_NAME)
+        .refresh_path(REFRESH_TOKEN_PATH)
+        .csrf_key(csrf_key(options)?)
+        .build()
+        .map_err(|e| StartupError(format!("session {e}")))
+}
+
 impl<S: SessionStore, C: Clock> AppState<S, C> {
     /// Builds the state from the options, over `store`, reading the time from `clock`.
     pub(crate) fn from_options(options: &Options, store: S, clock: C) -> Result<Self, StartupError> {
@@ -535,124 +568,11 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
         let client = ClientConfig::from_options(options, &config)?;
         let users = Users::from_specs(&options.users, &options.admins)?;
         let keys = signing_keys(options)?;
-        let csrf = csrf_key(options)?;
-        let secure = !options.insecure_cookies;
-        let cookie = SessionCookie::builder(COOKIE_NAME)
-            .secure(secure)
-            .host_prefix(options.host_cookie_prefix)
-            .build()
-            .map_err(|e| StartupError(format!("session cookie: {e}")))?;
-        let refresh_cookie = SessionCookie::builder(REFRESH_COOKIE_NAME)
-            .secure(secure)
-            .same_site(SameSite::Strict)
-            .path(REFRESH_TOKEN_PATH)
-            .build()
-            .map_err(|e| StartupError(format!("refresh-token cookie: {e}")))?;
+        let web = web_config(options)?;
         let manager = SessionManager::with_clock(store, config, clock);
         manager.set_keys(keys);
-        Ok(Self {
-            manager,
-            users: Arc::new(users),
-            secure_cookies: secure,
-            cookie,
-            refresh_cookie,
-            csrf: Arc::new(csrf),
-            client,
-        })
+        Ok(Self { manager, users: Arc::new(users), secure_cookies: !options.insecure_cookies, web, client })
     }
-
-    /// A `Set-Cookie` value of `cookie` carrying `value` for `session`: a browser-session
-    /// cookie, or with remember-me a persistent one until the session's absolute deadline.
-    fn cookie_for(&self, cookie: &SessionCookie, value: &str, session: &Session) -> Result<String, ApiError> {
-        let set = if session.remember_me() {
-            let deadline = Timestamp::from(session.absolute_expires_at());
-            cookie.set_until(value, deadline, self.manager.clock().now())
-        } else {
-            cookie.set(value, None)
-        };
-        set.map_err(|e| ApiError::internal(format!("cookie: {e}")))
-    }
-
-    /// The CSRF defence for a request that a cookie authenticates: its `Origin` must be this
-    /// server's (see [`same_origin`]), checked before the session is looked at.
-    fn check_origin(&self, parts: &RequestHead<'_>, origin: OriginRule) -> Result<(), ApiError> {
-        if same_origin(parts, self.secure_cookies, origin) {
-            Ok(())
-        } else {
-            Err(ApiError::csrf("cross-origin request refused: the Origin header must name this server"))
-        }
-    }
-
-    /// The second half of the CSRF defence: the `X-CSRF-Token` header must carry the session's
-    /// CSRF token.
-    fn check_csrf_token(&self, headers: &HeaderMap, session: &SessionId) -> Result<(), ApiError> {
-        let presented = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
-        self.csrf
-            .verify(session, presented)
-            .map_err(|e| ApiError::csrf(format!("{e}: send the session's csrf_token in the X-CSRF-Token header")))
-    }
-}
-
-/// How strictly [`same_origin`] treats a request without an `Origin` header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OriginRule {
-    /// A cookie-authenticated state-changing request: without `Origin`, only
-    /// `Sec-Fetch-Site: same-origin` is accepted.
-    Required,
-    /// A login: without `Origin`, anything but a `Sec-Fetch-Site` naming another site
-    /// (`cross-site`, `same-site`) is accepted, so that non-browser clients can log in.
-    WhenPresent,
-}
-
-/// The parts of a request the origin check reads.
-pub(crate) struct RequestHead<'a> {
-    headers: &'a HeaderMap,
-    uri: &'a axum::http::Uri,
-}
-
-/// Whether the request comes from a page of this server: its `Origin` is `https://HOST` with
-/// `HOST` the request's `Host` header (or HTTP/2 authority), compared without regard to case.
-/// `http://HOST` matches too when cookies are not `Secure`, or when `HOST` is a loopback name
-/// or address (browsers treat loopback as a secure context and keep `Secure` cookies for it,
-/// so `cargo run --example server` works as printed). An `Origin` of `null` never matches.
-/// Without `Origin`, the browser's `Sec-Fetch-Site` decides as [`OriginRule`] says.
-///
-/// Behind a reverse proxy the proxy must pass the original `Host` on.
-fn same_origin(parts: &RequestHead<'_>, secure: bool, rule: OriginRule) -> bool {
-    let Some(origin) = parts.headers.get(ORIGIN) else {
-        let fetch_site = parts.headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
-        return match rule {
-            OriginRule::Required => fetch_site == Some("same-origin"),
-            OriginRule::WhenPresent => fetch_site.is_none_or(|site| site == "same-origin" || site == "none"),
-        };
-    };
-    let Ok(origin) = origin.to_str() else {
-        return false;
-    };
-    let host =
-        parts.headers.get(HOST).and_then(|v| v.to_str().ok()).or_else(|| parts.uri.authority().map(|a| a.as_str()));
-    let Some(host) = host.filter(|h| !h.is_empty()) else {
-        return false;
-    };
-    let Some((scheme, authority)) = origin.split_once("://") else {
-        return false;
-    };
-    let scheme_ok = scheme == "https" || (scheme == "http" && (!secure || is_loopback(host)));
-    scheme_ok && authority.eq_ignore_ascii_case(host)
-}
-
-/// Whether a `Host` value (`name[:port]`, `[v6]:port`) names the loopback interface.
-fn is_loopback(host: &str) -> bool {
-    let name = match host.strip_prefix('[') {
-        Some(rest) => rest.split_once(']').map_or(rest, |(v6, _)| v6),
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// Whether a request method may change state: anything but `GET`, `HEAD` and `OPTIONS`.
-fn is_state_changing(method: &Method) -> bool {
-    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 /// The server as the binary runs it: the state over a [`MemoryStore`] restored from the
@@ -750,7 +670,8 @@ impl<S: SessionStore, C: Clock> Running<S, C> {
 }
 
 /// The router: every endpoint under `/api/v1` and the JWKS, the browser page (`/`, `/app.js`,
-/// `/app.css`) and its configuration, JSON errors for unknown routes and methods, the 64 KiB
+/// `/app.css`) and its configuration, the session layer (`sessionkit::axum`: extractors, CSRF
+/// guard, cookies), JSON errors for unknown routes and methods, the 64 KiB
 /// body limit, the security headers and `Cache-Control: no-store` on every response that does
 /// not set its own (they carry tokens and per-user data; only the public JWKS is cacheable)
 /// ([`security_headers`]), and one access-log line per request ([`access_log`]).
@@ -761,13 +682,13 @@ pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router
         .route("/app.css", get(page_css))
         .route("/api/v1/client-config", get(client_config::<S, C>))
         .route("/api/v1/auth/login", post(login::<S, C>))
-        .route("/api/v1/auth/logout", post(logout::<S, C>))
+        .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/logout-all", post(logout_all::<S, C>))
         .route("/api/v1/auth/session", get(current_session))
         .route("/api/v1/auth/sessions", get(list_sessions::<S, C>))
-        .route("/api/v1/auth/sessions/refresh", post(refresh::<S, C>))
+        .route("/api/v1/auth/sessions/refresh", post(refresh))
         .route("/api/v1/auth/sessions/revoke", post(revoke_session::<S, C>))
-        .route("/api/v1/auth/refresh-token", post(refresh_token::<S, C>))
+        .route("/api/v1/auth/refresh-token", post(refresh_token))
         .route("/.well-known/jwks.json", get(jwks::<S, C>))
         .route("/api/v1/admin/sessions", get(admin_list_sessions::<S, C>))
         // Static segments win over `{session_id}` in axum 0.8, whatever the order: `GET
@@ -778,6 +699,7 @@ pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router
         .route("/api/v1/admin/users/{name}/sessions", delete(admin_revoke_user::<S, C>))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(SessionLayer::new(state.manager.clone(), state.web.clone()))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(security_headers))
         .layer(middleware::from_fn(access_log))
@@ -891,269 +813,21 @@ async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
 }
 
-// ---------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------
-
-/// An error answer: `{"error": code, "message": text}`, plus `"reason"` for expired and revoked
-/// sessions.
-#[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    reason: Option<&'static str>,
-}
-
-impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), reason: None }
-    }
-
-    fn invalid_session(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_session", message)
-    }
-
-    fn not_found(message: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", message)
-    }
-
-    fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
-    }
-
-    fn csrf(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "csrf_failed", message)
-    }
-
-    fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", message)
-    }
-
-    fn json_rejection(rejection: &JsonRejection) -> Self {
-        match rejection.status() {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
-            ),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                "expected a request body with `Content-Type: application/json`",
-            ),
-            _ => Self::invalid_request(rejection.body_text()),
-        }
-    }
-}
-
-impl From<Error> for ApiError {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::MalformedToken => Self::invalid_session("malformed session token"),
-            Error::UnknownSession => Self::invalid_session("unknown session"),
-            Error::Expired { reason } => Self {
-                reason: Some(reason.as_str()),
-                ..Self::new(StatusCode::UNAUTHORIZED, "session_expired", format!("session expired ({reason} timeout)"))
-            },
-            Error::Revoked { reason } => Self {
-                reason: Some(reason.as_str()),
-                ..Self::new(StatusCode::UNAUTHORIZED, "session_revoked", format!("session revoked ({reason})"))
-            },
-            Error::LimitReached { limit } => Self::new(
-                StatusCode::CONFLICT,
-                "session_limit_reached",
-                format!("this user already has the maximum of {limit} sessions; log out of one first"),
-            ),
-            Error::Store(e) => {
-                tracing::error!(target: "server", error = %e, "session store failure");
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store is unavailable")
-            }
-            Error::RefreshTokenReused => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "refresh_token_reused",
-                "this refresh token was already used; the session has been revoked, log in again",
-            ),
-            Error::InvalidRefreshToken => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_refresh_token",
-                "malformed or unknown refresh token, or its session has ended",
-            ),
-            Error::AccessToken(AccessTokenError::Expired) => Self::new(
-                StatusCode::UNAUTHORIZED,
-                "access_token_expired",
-                "access token expired; get a new one from /api/v1/auth/refresh-token",
-            ),
-            Error::AccessToken(e) => Self::new(StatusCode::UNAUTHORIZED, "invalid_access_token", e.to_string()),
-            Error::InvalidUserId(e) => Self::invalid_request(e.to_string()),
-            // `from_options` always sets the keys: a server misconfiguration if it happens.
-            Error::NoSigningKeys => {
-                tracing::error!(target: "server", "no access-token signing keys");
-                Self::internal("access tokens are not configured")
-            }
-            other => {
-                tracing::error!(target: "server", error = %other, "internal error");
-                Self::internal("internal error")
-            }
-        }
-    }
-}
-
-impl From<ExportError> for ApiError {
-    fn from(e: ExportError) -> Self {
-        match e {
-            ExportError::Store(e) => Error::Store(e).into(),
-            other => {
-                tracing::error!(target: "server", error = %other, "export failed");
-                Self::internal("the export could not be written")
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.code, "message": self.message });
-        if let (Some(reason), Value::Object(map)) = (self.reason, &mut body) {
-            map.insert("reason".to_owned(), Value::from(reason));
-        }
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-/// `Json<T>`, but a rejection (malformed JSON, wrong content type, body over the limit) answers
-/// with our error shape.
-pub(crate) struct ApiJson<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, St: Send + Sync> FromRequest<St> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &St) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(ApiError::json_rejection(&rejection)),
+/// An export that failed: a store failure answers 503 like any other; a failure to write the
+/// answer is the server's.
+fn export_error(e: ExportError) -> ApiError {
+    match e {
+        ExportError::Store(e) => sessionkit::Error::Store(e).into(),
+        other => {
+            tracing::error!(target: "server", error = %other, "export failed");
+            ApiError::internal("the export could not be written")
         }
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-// Extractors
+// Extractors (the session ones come from `sessionkit::axum`)
 // ---------------------------------------------------------------------------------------------
-
-/// The token the client presented: `Authorization: Bearer <token>`, or else the session
-/// cookie, with whether it came from the cookie. A present `Authorization` header that is not a
-/// bearer token is not overridden by the cookie: the request is rejected.
-fn presented_token(headers: &HeaderMap, cookie: &SessionCookie) -> Result<PresentedToken, ApiError> {
-    if let Some(value) = headers.get(AUTHORIZATION) {
-        let bearer = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .filter(|token| !token.is_empty());
-        return match bearer {
-            Some(token) => Ok(PresentedToken { token: token.to_owned(), via_cookie: false }),
-            None => Err(ApiError::invalid_session("the Authorization header is not `Bearer <token>`")),
-        };
-    }
-    let from_cookie = cookie_value(headers, cookie);
-    match from_cookie {
-        Some(token) => Ok(PresentedToken { token: token.to_owned(), via_cookie: true }),
-        None => Err(ApiError::invalid_session(
-            "no session token: send `Authorization: Bearer <token>` or the session cookie",
-        )),
-    }
-}
-
-/// The value of `cookie` in the request's `Cookie` headers.
-fn cookie_value<'a>(headers: &'a HeaderMap, cookie: &SessionCookie) -> Option<&'a str> {
-    headers.get_all(COOKIE).iter().filter_map(|value| value.to_str().ok()).find_map(|value| cookie.find(value))
-}
-
-/// Whether a presented bearer token is shaped like a JWT (three parts, two dots) rather than a
-/// session token (43 base64url characters, which never contain a dot). Anything else is treated
-/// as a (malformed) session token and answered `invalid_session`.
-pub(crate) fn looks_like_jwt(token: &str) -> bool {
-    token.bytes().filter(|&b| b == b'.').count() == 2
-}
-
-/// The token presented with the request, not yet validated.
-pub(crate) struct PresentedToken {
-    token: String,
-    /// Whether the browser sent it by itself (the session cookie), which makes a
-    /// state-changing request subject to the CSRF checks.
-    via_cookie: bool,
-}
-
-impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for PresentedToken {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
-        presented_token(&parts.headers, &state.cookie)
-    }
-}
-
-/// What a request authenticated with.
-pub(crate) enum Credential {
-    /// A session token, validated with [`SessionManager::validate`].
-    SessionToken(String),
-    /// A verified access token.
-    AccessToken(AccessClaims),
-}
-
-/// The validated session of the request and the credential it was found by.
-///
-/// With a session token the session comes from [`SessionManager::validate`], which also counts
-/// the request and slides the idle deadline. With an access token it is verified
-/// and its session read by the token's `sid` without counting or renewing it
-/// ([`SessionManager::authenticate_access`]: signature, expiry, denylist, then the session or
-/// why it is gone): clients on access tokens keep their session alive through
-/// `/api/v1/auth/refresh-token`.
-///
-/// A state-changing request (not `GET`, `HEAD`, `OPTIONS`) authenticated by the session
-/// cookie must also pass the CSRF checks: its `Origin` is checked before the session is looked
-/// up, and its `X-CSRF-Token` header against the session's CSRF token once it is known. A
-/// failure answers 403 `csrf_failed`. Bearer tokens are exempt: another site's page cannot
-/// make a browser send them.
-pub(crate) struct CurrentSession {
-    session: Session,
-    credential: Credential,
-}
-
-impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for CurrentSession {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
-        let presented = PresentedToken::from_request_parts(parts, state).await?;
-        let guarded = presented.via_cookie && is_state_changing(&parts.method);
-        if guarded {
-            state.check_origin(&RequestHead { headers: &parts.headers, uri: &parts.uri }, OriginRule::Required)?;
-        }
-        let current = authenticate(state, presented.token).await?;
-        if guarded {
-            state.check_csrf_token(&parts.headers, &current.session.id())?;
-        }
-        Ok(current)
-    }
-}
-
-async fn authenticate<S: SessionStore, C: Clock>(
-    state: &AppState<S, C>,
-    token: String,
-) -> Result<CurrentSession, ApiError> {
-    if looks_like_jwt(&token) {
-        let (claims, session) = state.manager.authenticate_access(&token).await?;
-        Ok(CurrentSession { session, credential: Credential::AccessToken(claims) })
-    } else {
-        let session = state.manager.validate(&token).await?;
-        Ok(CurrentSession { session, credential: Credential::SessionToken(token) })
-    }
-}
 
 /// A [`CurrentSession`] of an administrator; 403 `forbidden` for other users.
 pub(crate) struct AdminSession(CurrentSession);
@@ -1163,10 +837,10 @@ impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for AdminSessio
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
         let current = CurrentSession::from_request_parts(parts, state).await?;
-        if state.users.is_admin(current.session.user()) {
+        if state.users.is_admin(current.user()) {
             Ok(Self(current))
         } else {
-            Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", "administrators only"))
+            Err(ApiError::forbidden("administrators only"))
         }
     }
 }
@@ -1193,9 +867,10 @@ fn rfc3339(t: OffsetDateTime) -> Result<String, ApiError> {
 
 /// `GET /auth/session` and `POST /auth/sessions/refresh`, with the session's CSRF token for
 /// the page (cookie-authenticated state-changing requests must send it back).
-fn session_view(session: &Session, csrf: &CsrfKey) -> Result<Value, ApiError> {
+fn session_view(current: &CurrentSession) -> Result<Value, ApiError> {
+    let session = current.session();
     Ok(json!({
-        "csrf_token": csrf.token(&session.id()).expose_secret(),
+        "csrf_token": current.csrf_token().expose_secret(),
         "session_id": session.id().to_string(),
         "user": session.user().as_str(),
         "created_at": rfc3339(session.created_at())?,
@@ -1232,12 +907,6 @@ async fn session_list<S: SessionStore, C: Clock>(
     Ok(Json(json!({ "sessions": items })))
 }
 
-fn with_cookie(mut response: Response, cookie: &str) -> Result<Response, ApiError> {
-    let value = HeaderValue::from_str(cookie).map_err(|_| ApiError::internal("cookie value is not a valid header"))?;
-    response.headers_mut().append(SET_COOKIE, value);
-    Ok(response)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------
@@ -1248,67 +917,29 @@ struct LoginRequest {
     password: String,
     #[serde(default)]
     remember_me: bool,
+    /// A browser page that keeps its tokens in the `HttpOnly` cookies asks for an answer
+    /// without `session_token` and `refresh_token`.
+    #[serde(default)]
+    cookie_only: bool,
 }
 
-/// `POST /api/v1/auth/login`.
+/// `POST /api/v1/auth/login`: checks the password, then [`Auth::login`] (login-CSRF guard,
+/// session and refresh-token cookies, the login answer).
 async fn login<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
+    auth: Auth,
     ClientIp(ip): ClientIp,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<LoginRequest>,
+    JsonBody(body): JsonBody<LoginRequest>,
 ) -> Result<Response, ApiError> {
-    // Login CSRF (another site logging the browser into the attacker's account): a browser's
-    // cross-origin login is refused; clients that send no `Origin` may log in.
-    state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::WhenPresent)?;
     let Some(user) = state.users.authenticate(&body.username, &body.password) else {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong user name or password"));
     };
-    let mut new = NewSession::new(user.id.clone()).remember_me(body.remember_me);
+    let mut new = auth.new_session(user.id.clone()).remember_me(body.remember_me);
     if let Some(ip) = ip {
         new = new.ip(ip);
     }
-    if let Some(agent) = headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) {
-        new = new.user_agent(agent);
-    }
-    let created = state.manager.create(new).await?;
-    let session = &created.session;
-    let token = created.token.expose_secret();
-    let mut body = json!({
-        "csrf_token": state.csrf.token(&session.id()).expose_secret(),
-        "session_token": token,
-        "session_id": session.id().to_string(),
-        "user": session.user().as_str(),
-        "remember_me": session.remember_me(),
-        "expires_at": rfc3339(session.expires_at())?,
-        "idle_expires_at": rfc3339(session.idle_expires_at())?,
-        "absolute_expires_at": rfc3339(session.absolute_expires_at())?,
-    });
-    // The manager always has keys (`from_options` sets them), so the pair is always there.
-    if let (Some(pair), Value::Object(map)) = (&created.tokens, &mut body)
-        && let Value::Object(tokens) = token_pair_view(&state, pair)
-    {
-        map.extend(tokens);
-    }
-    // A remember-me session survives browser restarts: persistent cookies lasting until the
-    // session's absolute deadline. Otherwise session cookies, gone when the browser closes.
-    let mut response = with_cookie(Json(body).into_response(), &state.cookie_for(&state.cookie, token, session)?)?;
-    if let Some(pair) = &created.tokens {
-        let value = refresh_cookie_value(&session.id(), pair.refresh_token.expose_secret());
-        let refresh = state.cookie_for(&state.refresh_cookie, &value, session)?;
-        response = with_cookie(response, &refresh)?;
-    }
-    Ok(response)
-}
-
-/// The OAuth-style token fields of a login or refresh answer.
-fn token_pair_view<S: SessionStore, C: Clock>(state: &AppState<S, C>, pair: &TokenPair) -> Value {
-    json!({
-        "access_token": pair.access_token.expose_secret(),
-        "refresh_token": pair.refresh_token.expose_secret(),
-        "token_type": "Bearer",
-        "expires_in": pair.expires_in(state.manager.clock().now()),
-    })
+    let answer = auth.login(new).await?;
+    Ok(if body.cookie_only { answer.cookie_only() } else { answer }.into_response())
 }
 
 #[derive(Deserialize)]
@@ -1319,74 +950,11 @@ struct RefreshTokenRequest {
 }
 
 /// `POST /api/v1/auth/refresh-token`: spends a refresh token for a new access token and a new
-/// refresh token. The session must still be live; the refresh renews its idle deadline.
-///
-/// The refresh token is the body's `refresh_token`, or else the `refresh_token` cookie that
-/// login sets (HttpOnly, `SameSite=Strict`, sent only to this path), for pages that keep the
-/// refresh token out of reach of scripts. A refresh through the cookie is cookie-authenticated,
-/// so it passes the CSRF checks against the session cookie's session (origin, then the
-/// `X-CSRF-Token` header), the new pair must belong to that same session, and the answer sets
-/// the successor cookie.
-async fn refresh_token<S: SessionStore, C: Clock>(
-    State(state): State<AppState<S, C>>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    ApiJson(body): ApiJson<RefreshTokenRequest>,
-) -> Result<Response, ApiError> {
-    if let Some(refresh_token) = &body.refresh_token {
-        let pair = state.manager.refresh(refresh_token).await.map_err(refresh_error)?;
-        return Ok(Json(token_pair_view(&state, &pair)).into_response());
-    }
-    let Some(refresh_cookie) = cookie_value(&headers, &state.refresh_cookie) else {
-        return Err(ApiError::invalid_request("expected `refresh_token` in the body, or the refresh-token cookie"));
-    };
-    state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::Required)?;
-    let Some(session_token) = cookie_value(&headers, &state.cookie) else {
-        return Err(ApiError::invalid_session("a refresh through the cookie needs the session cookie too"));
-    };
-    let current = authenticate(&state, session_token.to_owned()).await?;
-    state.check_csrf_token(&headers, &current.session.id())?;
-    let Some((cookie_session, refresh_token)) = refresh_cookie.split_once('.') else {
-        return Err(refresh_error(Error::InvalidRefreshToken));
-    };
-    // A refresh cookie of another session (planted from elsewhere, or left by another tab's
-    // login) is refused before its token is spent, so its own session loses nothing.
-    let mismatch = || ApiError::csrf("the refresh-token cookie does not belong to the session cookie's session");
-    if cookie_session != current.session.id().to_string() {
-        return Err(mismatch());
-    }
-    let pair = state.manager.refresh(refresh_token).await.map_err(refresh_error)?;
-    if pair.claims.session_id != current.session.id() {
-        // The cookie named this session but carried another's token: not handed out.
-        return Err(mismatch());
-    }
-    let value = refresh_cookie_value(&current.session.id(), pair.refresh_token.expose_secret());
-    let cookie = state.cookie_for(&state.refresh_cookie, &value, &current.session)?;
-    with_cookie(Json(token_pair_view(&state, &pair)).into_response(), &cookie)
-}
-
-/// The refresh-token cookie's value: the session's id, a dot, the refresh token (both
-/// base64url, which has no dot). The id lets a cookie-based refresh check, before spending the
-/// token, that the cookie belongs to the session cookie's session.
-fn refresh_cookie_value(session: &SessionId, refresh_token: &str) -> String {
-    format!("{session}.{refresh_token}")
-}
-
-/// A failed refresh's answer. A refresh token of a revoked session keeps the code
-/// `invalid_refresh_token` that clients know, and adds why the session ended as `"reason"`
-/// (`logout`, `refresh_reuse`, ...), so that a page can tell its user.
-fn refresh_error(e: Error) -> ApiError {
-    match e {
-        Error::Revoked { reason } => ApiError {
-            reason: Some(reason.as_str()),
-            ..ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "invalid_refresh_token",
-                format!("this refresh token's session was revoked ({reason})"),
-            )
-        },
-        other => other.into(),
-    }
+/// refresh token ([`Auth::refresh_tokens`]): the body's `refresh_token`, or else the
+/// refresh-token cookie (CSRF-guarded, bound to the session cookie's session, answered with the
+/// successor cookie and no refresh token in the body).
+async fn refresh_token(auth: Auth, JsonBody(body): JsonBody<RefreshTokenRequest>) -> Result<Refreshed, ApiError> {
+    auth.refresh_tokens(body.refresh_token.as_deref()).await
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens (none under HS256,
@@ -1403,68 +971,31 @@ async fn jwks<S: SessionStore, C: Clock>(State(state): State<AppState<S, C>>) ->
 }
 
 /// `GET /api/v1/auth/session`.
-async fn current_session<S: SessionStore, C: Clock>(
-    State(state): State<AppState<S, C>>,
-    current: CurrentSession,
-) -> Result<Json<Value>, ApiError> {
-    session_view(&current.session, &state.csrf).map(Json)
+async fn current_session(current: CurrentSession) -> Result<Json<Value>, ApiError> {
+    session_view(&current).map(Json)
 }
 
-/// `POST /api/v1/auth/sessions/refresh`: pushes the idle deadline out by a full idle timeout.
-///
-/// [`SessionManager::extend`] takes a session token. With an access token the session is
-/// answered unchanged (still authenticated and checked): such clients renew the idle deadline
-/// through `/api/v1/auth/refresh-token`.
-///
-/// Through the session cookie the request passes the CSRF checks first (which validate the
-/// session, so such a refresh counts as one request).
-async fn refresh<S: SessionStore, C: Clock>(
-    State(state): State<AppState<S, C>>,
-    presented: PresentedToken,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
-    let PresentedToken { token, via_cookie } = presented;
-    if via_cookie {
-        state.check_origin(&RequestHead { headers: &headers, uri: &uri }, OriginRule::Required)?;
-        let current = authenticate(&state, token.clone()).await?;
-        state.check_csrf_token(&headers, &current.session.id())?;
-    }
-    let session = if looks_like_jwt(&token) {
-        authenticate(&state, token).await?.session
-    } else {
-        state.manager.extend(&token).await?
-    };
-    session_view(&session, &state.csrf).map(Json)
+/// `POST /api/v1/auth/sessions/refresh`: pushes the idle deadline out by a full idle timeout
+/// ([`Auth::extend`]). With an access token the session is answered unchanged (such clients
+/// renew it through `/api/v1/auth/refresh-token`).
+async fn refresh(auth: Auth) -> Result<Json<Value>, ApiError> {
+    session_view(&auth.extend().await?).map(Json)
 }
 
 /// `POST /api/v1/auth/logout`: ends the session the request authenticated with (reason
-/// `logout`, whichever credential was used).
-async fn logout<S: SessionStore, C: Clock>(
-    State(state): State<AppState<S, C>>,
-    current: CurrentSession,
-) -> Result<Response, ApiError> {
-    match &current.credential {
-        Credential::SessionToken(token) => {
-            state.manager.revoke(token).await?;
-        }
-        Credential::AccessToken(claims) => {
-            // `revoke_by_id` would record the reason `admin`; this is the user's own logout.
-            state.manager.revoke_own(current.session.user(), &claims.session_id).await?;
-        }
-    }
-    let response = with_cookie(StatusCode::NO_CONTENT.into_response(), &state.cookie.clear())?;
-    with_cookie(response, &state.refresh_cookie.clear())
+/// `logout`, whichever credential was used) and clears both cookies.
+async fn logout(auth: Auth) -> Result<LoggedOut, ApiError> {
+    auth.logout().await
 }
 
 /// `POST /api/v1/auth/logout-all`: ends every session of the user, this one included.
 async fn logout_all<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
+    auth: Auth,
     current: CurrentSession,
 ) -> Result<Response, ApiError> {
-    let revoked = state.manager.revoke_all(current.session.user(), None).await?;
-    let response = with_cookie(Json(json!({ "revoked": revoked })).into_response(), &state.cookie.clear())?;
-    with_cookie(response, &state.refresh_cookie.clear())
+    let revoked = state.manager.revoke_all(current.user(), None).await?;
+    Ok((auth.clear_cookies(), Json(json!({ "revoked": revoked }))).into_response())
 }
 
 /// `GET /api/v1/auth/sessions`.
@@ -1472,7 +1003,7 @@ async fn list_sessions<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
     current: CurrentSession,
 ) -> Result<Json<Value>, ApiError> {
-    session_list(&state, current.session.user(), Some(current.session.id())).await
+    session_list(&state, current.user(), Some(current.id())).await
 }
 
 #[derive(Deserialize)]
@@ -1484,11 +1015,11 @@ struct RevokeRequest {
 async fn revoke_session<S: SessionStore, C: Clock>(
     State(state): State<AppState<S, C>>,
     current: CurrentSession,
-    ApiJson(body): ApiJson<RevokeRequest>,
+    JsonBody(body): JsonBody<RevokeRequest>,
 ) -> Result<StatusCode, ApiError> {
     // A malformed id cannot name one of the caller's sessions: the same 404 as any other.
     let id = body.session_id.parse::<SessionId>().map_err(|_| ApiError::not_found("no such session"))?;
-    if state.manager.revoke_own(current.session.user(), &id).await? {
+    if state.manager.revoke_own(current.user(), &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no such session"))
@@ -1508,7 +1039,7 @@ async fn admin_list_sessions<S: SessionStore, C: Clock>(
 ) -> Result<Json<Value>, ApiError> {
     let Query(query) = query.map_err(|_| ApiError::invalid_request("expected the query parameter `user=NAME`"))?;
     let user = UserId::new(query.user).map_err(|e| ApiError::invalid_request(e.to_string()))?;
-    session_list(&state, &user, Some(admin.session.id())).await
+    session_list(&state, &user, Some(admin.id())).await
 }
 
 /// `DELETE /api/v1/admin/sessions/{session_id}`.
@@ -1557,7 +1088,7 @@ async fn admin_export<S: SessionStore, C: Clock>(
     _admin: AdminSession,
 ) -> Result<Response, ApiError> {
     let mut body = Vec::new();
-    state.manager.export(&mut body).await?;
+    state.manager.export(&mut body).await.map_err(export_error)?;
     let mut response = body.into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)

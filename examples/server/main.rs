@@ -14,13 +14,18 @@
 //! timeout), `--client-warning 60s` and `--client-check-interval 15m`, served at
 //! `GET /api/v1/client-config`.
 //!
-//! Browsers: a state-changing request (not GET/HEAD/OPTIONS) authenticated by the session
-//! cookie must come from this server's origin (`Origin`, or `Sec-Fetch-Site: same-origin`) and
+//! The session glue (extractors, CSRF guard, cookies, JSON errors) is the library's
+//! `sessionkit::axum`; this example keeps the handlers and options. Browsers: a state-changing
+//! request (not GET/HEAD/OPTIONS) authenticated by the session cookie must come from an allowed
+//! origin (`--allowed-origin ORIGIN`, repeatable; without it, an origin naming the request's own
+//! `Host`) or carry `Sec-Fetch-Site: same-origin`, and
 //! carry the session's `csrf_token` (in the login and session answers) in `X-CSRF-Token`, else
 //! 403 `csrf_failed`; bearer requests are exempt, and a login is refused only for a foreign
 //! `Origin`. Login also sets a `refresh_token` cookie (HttpOnly, `SameSite=Strict`,
 //! `Path=/api/v1/auth/refresh-token`) that `refresh-token` uses when the body has no
-//! `refresh_token`. Every response carries `Content-Security-Policy`, `X-Content-Type-Options`,
+//! `refresh_token`; a refresh through that cookie answers the new pair with the successor in
+//! the cookie only. A login body with `"cookie_only": true` (the page sends it) leaves
+//! `session_token` and `refresh_token` out of the answer. Every response carries `Content-Security-Policy`, `X-Content-Type-Options`,
 //! `Referrer-Policy` and `X-Frame-Options`. `--host-cookie-prefix` names the session cookie
 //! `__Host-session`; `--csrf-secret BASE64URL` (32 to 64 bytes) shares CSRF tokens between
 //! instances; `--access-token-leeway` and `--touch-interval` set those options.

@@ -247,6 +247,8 @@ async function logIn(form) {
         username: form.username.value,
         password: form.password.value,
         remember_me: form.remember_me.checked,
+        // The tokens stay in the HttpOnly cookies: the answer leaves them out of the body.
+        cookie_only: true,
       },
     });
     if (status !== 200) {
@@ -254,8 +256,8 @@ async function logIn(form) {
       return;
     }
     form.password.value = '';
-    // session_token and refresh_token are also in the answer (for API clients); this page uses
-    // the HttpOnly cookies instead and keeps no copy.
+    // With cookie_only the answer has no session_token or refresh_token: this page uses the
+    // HttpOnly cookies and never sees either.
     begin(body, sentAt);
     post({ type: 'login', sessionId: body.session_id });
   } catch {
