@@ -38,13 +38,13 @@ use rand::seq::SliceRandom as _;
 use redis_server::RedisServer;
 use sessionkit::store::redis::{RedisConfig, RedisStore};
 use sessionkit::token::keys::{KeySet, SigningKey};
-use sessionkit::{LimitPolicy, MemoryStore, NewSession, SessionConfig, SessionManager, SessionStore, UserId};
+use sessionkit::{LimitPolicy, MemoryStore, NewSession, SessionConfig, SessionManager, TokenStore, UserId};
 use tokio::runtime::Runtime;
 
 const SESSIONS: usize = 1_000;
 const USERS: usize = 250;
 
-fn manager<S: SessionStore>(store: S, limit: Option<u32>) -> SessionManager<S> {
+fn manager<S: TokenStore>(store: S, limit: Option<u32>) -> SessionManager<S> {
     let config =
         SessionConfig::builder().max_sessions_per_user(limit).on_limit(LimitPolicy::EvictOldest).build().unwrap();
     let m = SessionManager::new(store, config);
@@ -57,7 +57,7 @@ fn users(n: usize) -> Vec<UserId> {
 }
 
 /// Fills `m` and answers the session tokens and access tokens, shuffled.
-fn fill<S: SessionStore>(rt: &Runtime, m: &SessionManager<S>) -> (Vec<String>, Vec<String>) {
+fn fill<S: TokenStore>(rt: &Runtime, m: &SessionManager<S>) -> (Vec<String>, Vec<String>) {
     let users = users(USERS);
     let mut tokens = Vec::with_capacity(SESSIONS);
     let mut access = Vec::with_capacity(SESSIONS);
@@ -76,7 +76,7 @@ fn fill<S: SessionStore>(rt: &Runtime, m: &SessionManager<S>) -> (Vec<String>, V
 
 /// Benchmarks every subject on stores from `make`; `after` runs before and after each subject
 /// with its name (the Redis run uses it to report the server's own time per call).
-fn subjects<S: SessionStore>(
+fn subjects<S: TokenStore>(
     c: &mut Criterion,
     rt: &Runtime,
     name: &str,

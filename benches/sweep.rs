@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use sessionkit::clock::MockClock;
-use sessionkit::store::{SessionStore, StoredItem};
+use sessionkit::store::{BackupStore, SessionStore, StoredItem};
 use sessionkit::{Clock, MemoryStore, NewSession, SessionConfig, SessionManager, Timestamp, UserId};
 
 const SESSIONS: usize = 1_000_000;
@@ -99,7 +99,7 @@ fn sweeps(c: &mut Criterion) {
                     let removed = sweep(&store, now);
                     total += started.elapsed();
                     assert_eq!(removed.len(), expired);
-                    run(store.restore(removed)).unwrap();
+                    run(store.restore(removed, now)).unwrap();
                 }
                 total
             });

@@ -123,11 +123,11 @@ pub use manager::{Created, NewSession, Rotated, SessionManager, TokenPair};
 pub use policy::LimitPolicy;
 pub use session::{DataPatch, Session, SessionData, SessionId, UserId};
 pub use stats::SessionStats;
-pub use store::SessionStore;
 #[cfg(feature = "memory")]
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
+pub use store::{BackupStore, SessionStore, TokenStore};
 pub use token::keys::{KeySet, SigningKey};
 pub use token::{AccessClaims, AccessToken, AccessTokenError, RefreshToken, SessionToken};
 

@@ -17,7 +17,8 @@ use crate::session::{
     DataPatch, Metadata, Session, SessionData, SessionId, SessionRecord, UserId, truncate_to_boundary,
 };
 use crate::store::{
-    DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, SessionStore, Successor, TouchPolicy,
+    BackupStore, DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanCursor, SessionStore, Successor,
+    TokenStore, TouchPolicy,
 };
 use crate::token::access::{self, AccessPolicy};
 use crate::token::keys::KeySet;
@@ -239,21 +240,6 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         }
     }
 
-    /// Sets (or replaces) the keys that sign and verify access tokens. From then on
-    /// [`create`](Self::create) also issues an access and a refresh token. Replacing the set
-    /// takes effect at once for every clone of the manager; to rotate keys without
-    /// invalidating tokens in flight, pass [`KeySet::rotated`].
-    pub fn set_keys(&self, keys: KeySet) {
-        self.inner.keys.store(Some(Arc::new(keys)));
-        self.inner.verified.clear();
-    }
-
-    /// The current key set, if any.
-    #[must_use]
-    pub fn keys(&self) -> Option<Arc<KeySet>> {
-        self.inner.keys.load_full()
-    }
-
     fn revocation(&self, reason: RevocationReason, at: crate::clock::Timestamp) -> Revocation {
         Revocation { reason, at, deny_access_until: Some(at.saturating_add(self.inner.deny_for)) }
     }
@@ -285,62 +271,6 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     #[must_use]
     pub fn counters(&self) -> crate::events::CounterSnapshot {
         self.inner.events.counters.snapshot()
-    }
-
-    /// A snapshot of the sessions in the store: counts, top users, IPs and user agents,
-    /// logins per hour over the last day, session ages, and the counters. Reads the store page
-    /// by page without blocking validations.
-    ///
-    /// # Errors
-    /// [`Error::Store`].
-    pub async fn stats(&self) -> Result<crate::stats::SessionStats, Error> {
-        let now = self.inner.clock.now();
-        let mut builder = crate::stats::StatsBuilder::new(now);
-        let mut cursor = Some(0);
-        while let Some(at) = cursor {
-            let page = self.inner.store.scan(at, crate::store::SCAN_PAGE).await?;
-            for item in &page.items {
-                if let crate::store::StoredItem::Session { record, .. } = item {
-                    builder.add(record);
-                }
-            }
-            cursor = page.next;
-            YieldNow(false).await;
-        }
-        Ok(builder.finish(self.counters()))
-    }
-
-    /// Writes every session, remembered revocation and denylist entry as JSON Lines (see
-    /// [`crate::export`]), page by page. Answers the number of items. No token is written.
-    ///
-    /// # Errors
-    /// [`ExportError`](crate::export::ExportError) if writing or reading the store fails.
-    pub async fn export(&self, out: &mut impl std::io::Write) -> Result<u64, crate::export::ExportError> {
-        crate::export::write_header(out, self.inner.clock.now())?;
-        let mut count = 0;
-        let mut cursor = Some(0);
-        while let Some(at) = cursor {
-            let page = self.inner.store.scan(at, crate::store::SCAN_PAGE).await?;
-            for item in &page.items {
-                crate::export::write_item(out, item)?;
-                count += 1;
-            }
-            cursor = page.next;
-        }
-        crate::export::write_end(out, count)?;
-        Ok(count)
-    }
-
-    /// Reads an export (see [`crate::export`]), checks every line, then adds everything to the
-    /// store at once. Answers the number of items. On any error nothing is added.
-    ///
-    /// # Errors
-    /// [`ImportError`](crate::export::ImportError), naming the first bad line.
-    pub async fn import(&self, input: impl std::io::BufRead) -> Result<usize, crate::export::ImportError> {
-        let items = crate::export::read(input)?;
-        let count = items.len();
-        self.inner.store.restore(items).await.map_err(crate::export::ImportError::Store)?;
-        Ok(count)
     }
 
     fn emit(&self, event: SessionEvent) {
@@ -712,6 +642,71 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             .map(Session::from))
     }
 
+    fn pair(
+        &self,
+        keys: &KeySet,
+        record: &SessionRecord,
+        refresh_token: RefreshToken,
+        refresh_digest: &TokenDigest,
+        issued_at: crate::clock::Timestamp,
+    ) -> TokenPair {
+        let (access_token, claims) =
+            access::issue(keys, &self.inner.access, &record.user, &record.id, issued_at, refresh_digest);
+        TokenPair { access_token, refresh_token, claims }
+    }
+
+    /// Removes every session that has expired, with its refresh tokens and index entries, and
+    /// forgets revocations and denylist entries whose time has passed. Answers how many
+    /// sessions were removed.
+    ///
+    /// Works in batches of [`SWEEP_BATCH`] and yields to the executor between them, so that
+    /// validations running meanwhile are never held up for long.
+    ///
+    /// # Errors
+    /// [`Error::Store`]; sessions removed before the failure stay removed.
+    pub async fn sweep_expired(&self) -> Result<usize, Error> {
+        let mut total = 0;
+        loop {
+            let now = self.inner.clock.now();
+            let removed = self.inner.store.remove_expired(now, SWEEP_BATCH).await?;
+            total += removed.len();
+            for record in &removed {
+                let reason = match expiry::check(now, record.idle_deadline, record.absolute_deadline) {
+                    Err(reason) => reason,
+                    Ok(()) => ExpiryReason::Idle,
+                };
+                self.emit_expired(record, reason, ObservedBy::Sweeper, now);
+            }
+            if removed.len() < SWEEP_BATCH {
+                return Ok(total);
+            }
+            YieldNow(false).await;
+        }
+    }
+
+    async fn live_record(&self, digest: &TokenDigest, now: crate::clock::Timestamp) -> Result<SessionRecord, Error> {
+        let policy = TouchPolicy { interval: std::time::Duration::MAX, count_request: false, ..self.inner.touch };
+        self.answer(self.inner.store.touch(digest, now, policy).await?, now).map(Session::into_record)
+    }
+}
+
+/// Access and refresh tokens: with a store that keeps refresh tokens and the denylist.
+impl<S: TokenStore, C: Clock> SessionManager<S, C> {
+    /// Sets (or replaces) the keys that sign and verify access tokens. From then on
+    /// [`create`](Self::create) also issues an access and a refresh token. Replacing the set
+    /// takes effect at once for every clone of the manager; to rotate keys without
+    /// invalidating tokens in flight, pass [`KeySet::rotated`].
+    pub fn set_keys(&self, keys: KeySet) {
+        self.inner.keys.store(Some(Arc::new(keys)));
+        self.inner.verified.clear();
+    }
+
+    /// The current key set, if any.
+    #[must_use]
+    pub fn keys(&self) -> Option<Arc<KeySet>> {
+        self.inner.keys.load_full()
+    }
+
     /// Exchanges a refresh token for a new access token and a new refresh token.
     ///
     /// The session is checked first (revoked, idle, absolute); a refresh counts as activity
@@ -814,51 +809,64 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         }
         Ok((claims, Session::from(record)))
     }
+}
 
-    fn pair(
-        &self,
-        keys: &KeySet,
-        record: &SessionRecord,
-        refresh_token: RefreshToken,
-        refresh_digest: &TokenDigest,
-        issued_at: crate::clock::Timestamp,
-    ) -> TokenPair {
-        let (access_token, claims) =
-            access::issue(keys, &self.inner.access, &record.user, &record.id, issued_at, refresh_digest);
-        TokenPair { access_token, refresh_token, claims }
-    }
-
-    /// Removes every session that has expired, with its refresh tokens and index entries, and
-    /// forgets revocations and denylist entries whose time has passed. Answers how many
-    /// sessions were removed.
-    ///
-    /// Works in batches of [`SWEEP_BATCH`] and yields to the executor between them, so that
-    /// validations running meanwhile are never held up for long.
+/// Export, import and statistics: with a store that can be scanned and restored.
+impl<S: BackupStore, C: Clock> SessionManager<S, C> {
+    /// A snapshot of the sessions in the store: counts, top users, IPs and user agents,
+    /// logins per hour over the last day, session ages, and the counters. Reads the store page
+    /// by page without blocking validations.
     ///
     /// # Errors
-    /// [`Error::Store`]; sessions removed before the failure stay removed.
-    pub async fn sweep_expired(&self) -> Result<usize, Error> {
-        let mut total = 0;
-        loop {
-            let now = self.inner.clock.now();
-            let removed = self.inner.store.remove_expired(now, SWEEP_BATCH).await?;
-            total += removed.len();
-            for record in &removed {
-                let reason = match expiry::check(now, record.idle_deadline, record.absolute_deadline) {
-                    Err(reason) => reason,
-                    Ok(()) => ExpiryReason::Idle,
-                };
-                self.emit_expired(record, reason, ObservedBy::Sweeper, now);
+    /// [`Error::Store`].
+    pub async fn stats(&self) -> Result<crate::stats::SessionStats, Error> {
+        let now = self.inner.clock.now();
+        let mut builder = crate::stats::StatsBuilder::new(now);
+        let mut cursor = Some(ScanCursor::START);
+        while let Some(at) = cursor {
+            let page = self.inner.store.scan(at).await?;
+            for item in &page.items {
+                if let crate::store::StoredItem::Session { record, .. } = item {
+                    builder.add(record);
+                }
             }
-            if removed.len() < SWEEP_BATCH {
-                return Ok(total);
-            }
+            cursor = page.next;
             YieldNow(false).await;
         }
+        Ok(builder.finish(self.counters()))
     }
 
-    async fn live_record(&self, digest: &TokenDigest, now: crate::clock::Timestamp) -> Result<SessionRecord, Error> {
-        let policy = TouchPolicy { interval: std::time::Duration::MAX, count_request: false, ..self.inner.touch };
-        self.answer(self.inner.store.touch(digest, now, policy).await?, now).map(Session::into_record)
+    /// Writes every session, remembered revocation and denylist entry as JSON Lines (see
+    /// [`crate::export`]), page by page. Answers the number of items. No token is written.
+    ///
+    /// # Errors
+    /// [`ExportError`](crate::export::ExportError) if writing or reading the store fails.
+    pub async fn export(&self, out: &mut impl std::io::Write) -> Result<u64, crate::export::ExportError> {
+        crate::export::write_header(out, self.inner.clock.now())?;
+        let mut count = 0;
+        let mut cursor = Some(ScanCursor::START);
+        while let Some(at) = cursor {
+            let page = self.inner.store.scan(at).await?;
+            for item in &page.items {
+                crate::export::write_item(out, item)?;
+                count += 1;
+            }
+            cursor = page.next;
+        }
+        crate::export::write_end(out, count)?;
+        Ok(count)
+    }
+
+    /// Reads an export (see [`crate::export`]), checks every line, then adds everything to the
+    /// store at once. Answers the number of items. On any error nothing is added.
+    ///
+    /// # Errors
+    /// [`ImportError`](crate::export::ImportError), naming the first bad line.
+    pub async fn import(&self, input: impl std::io::BufRead) -> Result<usize, crate::export::ImportError> {
+        let items = crate::export::read(input)?;
+        let count = items.len();
+        let now = self.inner.clock.now();
+        self.inner.store.restore(items, now).await.map_err(crate::export::ImportError::Store)?;
+        Ok(count)
     }
 }

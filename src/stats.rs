@@ -1,7 +1,7 @@
 //! Analytics: a serde-serialisable snapshot of how sessions are used.
 //!
 //! [`SessionManager::stats`](crate::SessionManager::stats) reads the store page by page
-//! ([`SessionStore::scan`](crate::SessionStore::scan)) under the same shard read locks that
+//! ([`BackupStore::scan`](crate::BackupStore::scan)) under the same shard read locks that
 //! validations take, so computing it never blocks a validation; on a busy store the figures
 //! are a consistent-enough sample rather than an atomic photograph.
 

@@ -9,8 +9,8 @@
 mod common;
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -28,15 +28,9 @@ use sessionkit::axum::{
     Refreshed, RotatedAnswer, SessionLayer, WebConfig, WebConfigBuilder,
 };
 use sessionkit::clock::MockClock;
-use sessionkit::policy::Limit;
-use sessionkit::session::SessionRecord;
-use sessionkit::store::{
-    DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanPage, StoredItem, Successor, TouchPolicy,
-};
 use sessionkit::token::TokenDigest;
 use sessionkit::{
-    DataPatch, KeySet, LimitPolicy, MemoryStore, RevocationReason, Session, SessionConfig, SessionConfigBuilder,
-    SessionId, SessionManager, SessionStore, SigningKey, StoreError, Timestamp, UserId,
+    KeySet, LimitPolicy, MemoryStore, Session, SessionConfig, SessionConfigBuilder, SessionManager, SigningKey, UserId,
 };
 use tower::ServiceExt as _;
 
@@ -44,138 +38,10 @@ use tower::ServiceExt as _;
 // A store the test can switch off, to check the 503 answers.
 // -------------------------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct SwitchableStore {
-    inner: Arc<MemoryStore>,
-    down: Arc<AtomicBool>,
-}
+#[path = "support/switchable_store.rs"]
+mod switchable_store;
 
-impl SwitchableStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable(Box::new(std::io::Error::other("switched off by the test"))))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl SessionStore for SwitchableStore {
-    async fn insert(
-        &self,
-        record: SessionRecord,
-        refresh: Option<TokenDigest>,
-        limit: Option<Limit>,
-        eviction: Revocation,
-    ) -> Result<InsertOutcome, StoreError> {
-        self.check()?;
-        self.inner.insert(record, refresh, limit, eviction).await
-    }
-
-    async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
-        self.check()?;
-        self.inner.touch(digest, now, policy).await
-    }
-
-    async fn get(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.get(digest).await
-    }
-
-    async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.get_by_id(id).await
-    }
-
-    async fn rotate(
-        &self,
-        old: &TokenDigest,
-        new: TokenDigest,
-        refresh: Option<TokenDigest>,
-        now: Timestamp,
-    ) -> Result<Lookup, StoreError> {
-        self.check()?;
-        self.inner.rotate(old, new, refresh, now).await
-    }
-
-    async fn update_data(
-        &self,
-        id: &SessionId,
-        patch: &DataPatch,
-        max_bytes: usize,
-        now: Timestamp,
-    ) -> Result<DataOutcome, StoreError> {
-        self.check()?;
-        self.inner.update_data(id, patch, max_bytes, now).await
-    }
-
-    async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove(id, revocation).await
-    }
-
-    async fn remove_by_digest(
-        &self,
-        digest: &TokenDigest,
-        revocation: Revocation,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove_by_digest(digest, revocation).await
-    }
-
-    async fn remove_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionId>,
-        revocation: Revocation,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove_user(user, keep, revocation).await
-    }
-
-    async fn rotate_refresh(
-        &self,
-        presented: &TokenDigest,
-        successor: Successor,
-        now: Timestamp,
-        grace: Duration,
-        touch: TouchPolicy,
-        reuse: Revocation,
-    ) -> Result<RefreshOutcome, StoreError> {
-        self.check()?;
-        self.inner.rotate_refresh(presented, successor, now, grace, touch, reuse).await
-    }
-
-    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
-        self.check()?;
-        self.inner.access_denied(id, now).await
-    }
-
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.list_user(user, now).await
-    }
-
-    async fn count(&self) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.count().await
-    }
-
-    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove_expired(now, max).await
-    }
-
-    async fn scan(&self, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        self.check()?;
-        self.inner.scan(cursor, count).await
-    }
-
-    async fn restore(&self, items: Vec<StoredItem>) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.restore(items).await
-    }
-}
+use switchable_store::SwitchableStore;
 
 // -------------------------------------------------------------------------------------------
 // The application under test: a few routes over the session layer.

@@ -1,8 +1,4 @@
-//! The store conformance suite, run against `MemoryStore`.
+//! The store conformance suite against `MemoryStore`: one test per clause of the contract of
+//! `SessionStore`, `TokenStore` and `BackupStore`.
 
-use sessionkit::MemoryStore;
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_store_passes_the_conformance_suite() {
-    sessionkit::store::conformance::run_all(|| async { MemoryStore::new() }).await;
-}
+sessionkit::conformance_tests!(memory_store, sessionkit::MemoryStore::new(), tokens, backup);

@@ -1,15 +1,23 @@
 //! Property test: random sequences of logins, validations, extensions, rotations, logouts,
-//! revoke-alls and clock steps, checked against a simple model of the rules.
+//! revoke-alls and clock steps, checked against a simple model of the rules, on every store:
+//! `MemoryStore`, and `RedisStore` on a private `redis-server` (skipped when none is
+//! installed, unless `SESSIONKIT_REQUIRE_REDIS` is set).
 
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "support/redis_server.rs"]
+mod redis_server;
 
 use std::time::Duration;
 
-use common::{config, manager, user};
+use common::{config, user};
 use proptest::prelude::*;
-use sessionkit::{Error, ExpiryReason, LimitPolicy, NewSession, RevocationReason};
+use proptest::test_runner::TestRunner;
+use sessionkit::clock::MockClock;
+use sessionkit::{
+    Error, ExpiryReason, LimitPolicy, MemoryStore, NewSession, RevocationReason, SessionManager, SessionStore,
+};
 
 const IDLE: i64 = 30 * 60;
 const ABSOLUTE: i64 = 4 * 3600;
@@ -103,16 +111,17 @@ fn observed(r: &Result<sessionkit::Session, Error>) -> Outcome {
     }
 }
 
-fn run(ops: Vec<Op>) {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-    rt.block_on(async move {
+/// Runs `ops` through a manager on `store` and checks every answer against the model.
+async fn check<S: SessionStore>(store: S, ops: Vec<Op>) {
+    {
         let builder = config()
             .idle_timeout(Duration::from_secs(IDLE as u64))
             .absolute_timeout(Duration::from_secs(ABSOLUTE as u64))
             .touch_interval(Duration::from_secs(TOUCH as u64))
             .max_sessions_per_user(Some(LIMIT as u32))
             .on_limit(LimitPolicy::EvictOldest);
-        let (m, clock) = manager(builder);
+        let clock = MockClock::new();
+        let m = SessionManager::with_clock(store, builder.build().unwrap(), clock.clone());
         let users = ["u0", "u1", "u2"];
         let mut now = 0i64;
         // One entry per token ever issued; `session` links rotated tokens of one session.
@@ -221,7 +230,7 @@ fn run(ops: Vec<Op>) {
                 assert!(listed <= LIMIT);
             }
         }
-    });
+    }
 }
 
 fn clone_err(e: &Error) -> Error {
@@ -233,11 +242,44 @@ fn clone_err(e: &Error) -> Error {
     }
 }
 
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    proptest::collection::vec(op(), 1..60)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_manager_follows_the_model(ops in proptest::collection::vec(op(), 1..60)) {
-        run(ops);
+    fn the_manager_follows_the_model_on_memory_store(ops in ops()) {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(check(MemoryStore::new(), ops));
+    }
+}
+
+/// The same model on `RedisStore`: one private server for the whole run, a fresh key prefix
+/// (an empty store) per case. Fewer cases than in memory: every operation is a round trip.
+#[cfg(feature = "redis")]
+#[test]
+fn the_manager_follows_the_model_on_redis_store() {
+    use sessionkit::store::redis::{RedisConfig, RedisStore};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let Some(server) = redis_server::RedisServer::start("the_manager_follows_the_model_on_redis_store") else {
+        return;
+    };
+    let url = server.url();
+    let case = AtomicU32::new(0);
+    let mut runner = TestRunner::new(ProptestConfig { cases: 48, ..ProptestConfig::default() });
+    let result = runner.run(&ops(), |ops| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let prefix = format!("model{}", case.fetch_add(1, Ordering::Relaxed));
+            let store = RedisStore::connect(RedisConfig::new(&url).with_key_prefix(prefix)).await.unwrap();
+            check(store, ops).await;
+        });
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("RedisStore departs from the model: {e}");
     }
 }

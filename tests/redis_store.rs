@@ -68,19 +68,14 @@ async fn two_instances(
     (a, b, clock)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_subscribed() {
+// The conformance suite, one test per clause, in both denylist modes; each test on a private
+// server of its own.
+sessionkit::conformance_tests!(conformance_subscribed, {
     let Some(server) = RedisServer::start("conformance_subscribed") else { return };
-    let url = server.url();
-    sessionkit::store::conformance::run_all(|| store(&url, DenylistMode::Subscribed)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn conformance_strict() {
+} => store(&server.url(), DenylistMode::Subscribed).await, tokens, backup);
+sessionkit::conformance_tests!(conformance_strict, {
     let Some(server) = RedisServer::start("conformance_strict") else { return };
-    let url = server.url();
-    sessionkit::store::conformance::run_all(|| store(&url, DenylistMode::Strict)).await;
-}
+} => store(&server.url(), DenylistMode::Strict).await, tokens, backup);
 
 /// Waits (at most `limit`) until `f` holds; answers how long it took. For propagation between
 /// two connections, which no clock can be injected into.

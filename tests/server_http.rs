@@ -11,8 +11,7 @@
 #[path = "../examples/server/app.rs"]
 mod app;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -21,144 +20,16 @@ use clap::Parser;
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, ORIGIN, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE};
 use serde_json::{Value, json};
 use sessionkit::clock::MockClock;
-use sessionkit::policy::Limit;
-use sessionkit::session::SessionRecord;
-use sessionkit::store::{
-    DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanPage, StoredItem, Successor, TouchPolicy,
-};
-use sessionkit::token::TokenDigest;
-use sessionkit::{
-    DataPatch, Error, LimitPolicy, MemoryStore, RevocationReason, SessionId, SessionManager, SessionStore, StoreError,
-    Timestamp, UserId,
-};
+use sessionkit::{Error, LimitPolicy, MemoryStore, RevocationReason, SessionId, SessionManager, UserId};
 
 // -------------------------------------------------------------------------------------------
 // A store the test can switch off, to check the 503 answer.
 // -------------------------------------------------------------------------------------------
 
-#[derive(Clone, Default)]
-struct SwitchableStore {
-    inner: Arc<MemoryStore>,
-    down: Arc<AtomicBool>,
-}
+#[path = "support/switchable_store.rs"]
+mod switchable_store;
 
-impl SwitchableStore {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::Unavailable(Box::new(std::io::Error::other("switched off by the test"))))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl SessionStore for SwitchableStore {
-    async fn insert(
-        &self,
-        record: SessionRecord,
-        refresh: Option<TokenDigest>,
-        limit: Option<Limit>,
-        eviction: Revocation,
-    ) -> Result<InsertOutcome, StoreError> {
-        self.check()?;
-        self.inner.insert(record, refresh, limit, eviction).await
-    }
-
-    async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
-        self.check()?;
-        self.inner.touch(digest, now, policy).await
-    }
-
-    async fn get(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.get(digest).await
-    }
-
-    async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.get_by_id(id).await
-    }
-
-    async fn rotate(
-        &self,
-        old: &TokenDigest,
-        new: TokenDigest,
-        refresh: Option<TokenDigest>,
-        now: Timestamp,
-    ) -> Result<Lookup, StoreError> {
-        self.check()?;
-        self.inner.rotate(old, new, refresh, now).await
-    }
-
-    async fn update_data(
-        &self,
-        id: &SessionId,
-        patch: &DataPatch,
-        max_bytes: usize,
-        now: Timestamp,
-    ) -> Result<DataOutcome, StoreError> {
-        self.check()?;
-        self.inner.update_data(id, patch, max_bytes, now).await
-    }
-
-    async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove(id, revocation).await
-    }
-
-    async fn remove_user(
-        &self,
-        user: &UserId,
-        keep: Option<&SessionId>,
-        revocation: Revocation,
-    ) -> Result<Vec<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove_user(user, keep, revocation).await
-    }
-
-    async fn rotate_refresh(
-        &self,
-        presented: &TokenDigest,
-        successor: Successor,
-        now: Timestamp,
-        grace: Duration,
-        touch: TouchPolicy,
-        reuse: Revocation,
-    ) -> Result<RefreshOutcome, StoreError> {
-        self.check()?;
-        self.inner.rotate_refresh(presented, successor, now, grace, touch, reuse).await
-    }
-
-    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
-        self.check()?;
-        self.inner.access_denied(id, now).await
-    }
-
-    async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.list_user(user, now).await
-    }
-
-    async fn count(&self) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.count().await
-    }
-
-    async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
-        self.check()?;
-        self.inner.remove_expired(now, max).await
-    }
-
-    async fn scan(&self, cursor: u64, count: usize) -> Result<ScanPage, StoreError> {
-        self.check()?;
-        self.inner.scan(cursor, count).await
-    }
-
-    async fn restore(&self, items: Vec<StoredItem>) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.restore(items).await
-    }
-}
+use switchable_store::SwitchableStore;
 
 // -------------------------------------------------------------------------------------------
 // Harness
@@ -239,7 +110,7 @@ async fn start(options: app::Options) -> Server {
 }
 
 /// Serves `state` on a free loopback port.
-async fn serve<S: SessionStore>(state: app::AppState<S, MockClock>, clock: MockClock) -> Server<S> {
+async fn serve<S: app::Store>(state: app::AppState<S, MockClock>, clock: MockClock) -> Server<S> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -1708,12 +1579,12 @@ async fn the_sweeper_runs_every_sweep_interval_until_shutdown() {
     server.login("alice", "wonderland").await;
     server.login("bob", "builder").await;
     let store = running.state.manager.store();
-    assert_eq!(store.count().await.unwrap(), 2);
+    assert_eq!(store.len(), 2);
 
     // Past the absolute deadline: the next sweep (within a second of real time) removes both.
     clock.advance(2 * 60 * MINUTE);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while store.count().await.unwrap() > 0 {
+    while !store.is_empty() {
         assert!(std::time::Instant::now() < deadline, "the sweeper did not run");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

@@ -34,6 +34,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use sessionkit::BackupStore;
 use sessionkit::axum::{
     AllowedOrigins, ApiError, Auth, CurrentSession, JsonBody, LoggedOut, Refreshed, SessionLayer, WebConfig,
 };
@@ -45,10 +46,16 @@ use sessionkit::time::format_description::well_known::Rfc3339;
 use sessionkit::token::keys::{KeyError, MIN_HS256_SECRET_LEN};
 use sessionkit::{
     Clock, CsrfKey, KeySet, LimitPolicy, MemoryStore, Session, SessionConfig, SessionConfigBuilder, SessionId,
-    SessionManager, SessionStats, SessionStore, SigningKey, UserId,
+    SessionManager, SessionStats, SigningKey, TokenStore, UserId,
 };
 use subtle::ConstantTimeEq;
 use zeroize::Zeroize as _;
+
+/// What the server needs of a store: sessions, access and refresh tokens, and backups (export,
+/// statistics). Every store of the crate is one.
+pub(crate) trait Store: TokenStore + BackupStore {}
+
+impl<S: TokenStore + BackupStore> Store for S {}
 
 /// Largest request body accepted, in bytes. Larger bodies are answered 413 `payload_too_large`.
 pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -561,7 +568,7 @@ fn web_config(options: &Options) -> Result<WebConfig, StartupError> {
         .map_err(|e| StartupError(format!("session {e}")))
 }
 
-impl<S: SessionStore, C: Clock> AppState<S, C> {
+impl<S: Store, C: Clock> AppState<S, C> {
     /// Builds the state from the options, over `store`, reading the time from `clock`.
     pub(crate) fn from_options(options: &Options, store: S, clock: C) -> Result<Self, StartupError> {
         let config = session_config(options)?;
@@ -580,7 +587,7 @@ impl<S: SessionStore, C: Clock> AppState<S, C> {
 /// [`RedisStore`](sessionkit::RedisStore)), and the background sweeper. Startup
 /// ([`Running::start`]) and shutdown ([`Running::shut_down`]) are functions of their own so
 /// that the tests run exactly what `main.rs` runs.
-pub(crate) struct Running<S: SessionStore, C> {
+pub(crate) struct Running<S: Store, C> {
     /// The state to build the router with.
     pub(crate) state: AppState<S, C>,
     /// Items (sessions, remembered revocations, denylist entries) read from the snapshot at
@@ -650,7 +657,7 @@ impl<C: Clock> Running<sessionkit::RedisStore, C> {
     }
 }
 
-impl<S: SessionStore, C: Clock> Running<S, C> {
+impl<S: Store, C: Clock> Running<S, C> {
     /// The `--snapshot` file, if any.
     pub(crate) fn snapshot_path(&self) -> Option<&FsPath> {
         self.snapshot.as_ref().map(|(path, _)| path.as_path())
@@ -675,7 +682,7 @@ impl<S: SessionStore, C: Clock> Running<S, C> {
 /// body limit, the security headers and `Cache-Control: no-store` on every response that does
 /// not set its own (they carry tokens and per-user data; only the public JWKS is cacheable)
 /// ([`security_headers`]), and one access-log line per request ([`access_log`]).
-pub(crate) fn router<S: SessionStore, C: Clock>(state: AppState<S, C>) -> Router {
+pub(crate) fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
     Router::new()
         .route("/", get(page_html))
         .route("/app.js", get(page_js))
@@ -792,7 +799,7 @@ async fn page_css() -> Response {
 
 /// `GET /api/v1/client-config`: what the browser page is configured with, in milliseconds,
 /// and the header it sends the CSRF token in. Public: it holds no secret.
-async fn client_config<S: SessionStore, C: Clock>(State(state): State<AppState<S, C>>) -> Json<Value> {
+async fn client_config<S: Store, C: Clock>(State(state): State<AppState<S, C>>) -> Json<Value> {
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
     let client = state.client;
     Json(json!({
@@ -832,7 +839,7 @@ fn export_error(e: ExportError) -> ApiError {
 /// A [`CurrentSession`] of an administrator; 403 `forbidden` for other users.
 pub(crate) struct AdminSession(CurrentSession);
 
-impl<S: SessionStore, C: Clock> FromRequestParts<AppState<S, C>> for AdminSession {
+impl<S: Store, C: Clock> FromRequestParts<AppState<S, C>> for AdminSession {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState<S, C>) -> Result<Self, ApiError> {
@@ -897,7 +904,7 @@ fn list_item(session: &Session, current: Option<SessionId>) -> Result<Value, Api
     }))
 }
 
-async fn session_list<S: SessionStore, C: Clock>(
+async fn session_list<S: Store, C: Clock>(
     state: &AppState<S, C>,
     user: &UserId,
     current: Option<SessionId>,
@@ -925,7 +932,7 @@ struct LoginRequest {
 
 /// `POST /api/v1/auth/login`: checks the password, then [`Auth::login`] (login-CSRF guard,
 /// session and refresh-token cookies, the login answer).
-async fn login<S: SessionStore, C: Clock>(
+async fn login<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     auth: Auth,
     ClientIp(ip): ClientIp,
@@ -959,7 +966,7 @@ async fn refresh_token(auth: Auth, JsonBody(body): JsonBody<RefreshTokenRequest>
 
 /// `GET /.well-known/jwks.json`: the public keys that verify access tokens (none under HS256,
 /// whose secret is not public). Cacheable for five minutes.
-async fn jwks<S: SessionStore, C: Clock>(State(state): State<AppState<S, C>>) -> Result<Response, ApiError> {
+async fn jwks<S: Store, C: Clock>(State(state): State<AppState<S, C>>) -> Result<Response, ApiError> {
     let body = match state.manager.keys() {
         Some(keys) => serde_json::to_value(keys.jwks())
             .map_err(|e| ApiError::internal(format!("JWKS cannot be serialised: {e}")))?,
@@ -989,7 +996,7 @@ async fn logout(auth: Auth) -> Result<LoggedOut, ApiError> {
 }
 
 /// `POST /api/v1/auth/logout-all`: ends every session of the user, this one included.
-async fn logout_all<S: SessionStore, C: Clock>(
+async fn logout_all<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     auth: Auth,
     current: CurrentSession,
@@ -999,7 +1006,7 @@ async fn logout_all<S: SessionStore, C: Clock>(
 }
 
 /// `GET /api/v1/auth/sessions`.
-async fn list_sessions<S: SessionStore, C: Clock>(
+async fn list_sessions<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     current: CurrentSession,
 ) -> Result<Json<Value>, ApiError> {
@@ -1012,7 +1019,7 @@ struct RevokeRequest {
 }
 
 /// `POST /api/v1/auth/sessions/revoke`: ends one of the caller's own sessions.
-async fn revoke_session<S: SessionStore, C: Clock>(
+async fn revoke_session<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     current: CurrentSession,
     JsonBody(body): JsonBody<RevokeRequest>,
@@ -1032,7 +1039,7 @@ struct AdminListQuery {
 }
 
 /// `GET /api/v1/admin/sessions?user=NAME`.
-async fn admin_list_sessions<S: SessionStore, C: Clock>(
+async fn admin_list_sessions<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     AdminSession(admin): AdminSession,
     query: Result<Query<AdminListQuery>, QueryRejection>,
@@ -1043,7 +1050,7 @@ async fn admin_list_sessions<S: SessionStore, C: Clock>(
 }
 
 /// `DELETE /api/v1/admin/sessions/{session_id}`.
-async fn admin_revoke_session<S: SessionStore, C: Clock>(
+async fn admin_revoke_session<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     _admin: AdminSession,
     id: Result<Path<String>, PathRejection>,
@@ -1060,7 +1067,7 @@ async fn admin_revoke_session<S: SessionStore, C: Clock>(
 }
 
 /// `DELETE /api/v1/admin/users/{name}/sessions`.
-async fn admin_revoke_user<S: SessionStore, C: Clock>(
+async fn admin_revoke_user<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     _admin: AdminSession,
     name: Result<Path<String>, PathRejection>,
@@ -1073,7 +1080,7 @@ async fn admin_revoke_user<S: SessionStore, C: Clock>(
 
 /// `GET /api/v1/admin/sessions/stats`: the [`SessionStats`] of the whole store, as they
 /// serialise.
-async fn admin_stats<S: SessionStore, C: Clock>(
+async fn admin_stats<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     _admin: AdminSession,
 ) -> Result<Json<SessionStats>, ApiError> {
@@ -1083,7 +1090,7 @@ async fn admin_stats<S: SessionStore, C: Clock>(
 /// `GET /api/v1/admin/sessions/export`: every session, remembered revocation and denylist entry
 /// as JSON Lines ([`sessionkit::export`]): token digests, never tokens. Built in memory, so it
 /// is meant for stores of moderate size.
-async fn admin_export<S: SessionStore, C: Clock>(
+async fn admin_export<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     _admin: AdminSession,
 ) -> Result<Response, ApiError> {

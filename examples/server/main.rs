@@ -118,7 +118,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sessionkit::{SessionStore, SystemClock};
+use sessionkit::SystemClock;
 use tracing_subscriber::filter::LevelFilter;
 
 /// An HTTP login server on sessionkit.
@@ -171,7 +171,7 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     serve(cli, running).await
 }
 
-async fn serve<S: SessionStore>(
+async fn serve<S: app::Store>(
     cli: Cli,
     running: app::Running<S, SystemClock>,
 ) -> Result<(), Box<dyn std::error::Error>> {

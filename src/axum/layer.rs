@@ -13,7 +13,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::manager::{Created, NewSession, Rotated, SessionManager, TokenPair};
 use crate::session::{Session, SessionId, SessionRecord, UserId};
-use crate::store::SessionStore;
+use crate::store::TokenStore;
 use crate::token::{AccessClaims, TokenDigest};
 
 /// A boxed future of the object-safe view of the manager.
@@ -32,7 +32,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn revoke_own<'a>(&'a self, user: &'a UserId, id: &'a SessionId) -> BoxFuture<'a, Result<bool, Error>>;
 }
 
-impl<S: SessionStore, C: Clock> Backend for SessionManager<S, C> {
+impl<S: TokenStore, C: Clock> Backend for SessionManager<S, C> {
     fn now(&self) -> Timestamp {
         self.clock().now()
     }
@@ -95,8 +95,9 @@ pub struct SessionLayer {
 
 impl SessionLayer {
     /// A layer over `manager` (a clone shares its store) with the cookies, CSRF key and
-    /// origins of `web`.
-    pub fn new<S: SessionStore, C: Clock>(manager: SessionManager<S, C>, web: WebConfig) -> Self {
+    /// origins of `web`. The store keeps refresh tokens and the denylist ([`TokenStore`]), so
+    /// that access tokens and token refresh work when the manager has signing keys.
+    pub fn new<S: TokenStore, C: Clock>(manager: SessionManager<S, C>, web: WebConfig) -> Self {
         Self { context: Context(Arc::new(Shared { backend: Box::new(manager), web })) }
     }
 

@@ -1,17 +1,19 @@
-//! The conformance suite every [`SessionStore`] must pass (feature `test-util`).
+//! The conformance suite every store must pass (feature `test-util`).
 //!
-//! Run it from a store's tests with a factory that returns a fresh, empty store each time, on a
-//! multi-threaded tokio runtime (the concurrency checks spawn tasks):
+//! One public function per clause of the contract, grouped by trait: the [`SessionStore`]
+//! checks, the [`TokenStore`] checks (refresh tokens, denylist) and the [`BackupStore`] checks
+//! (scan, restore, and a round trip through a [`MemoryStore`](crate::MemoryStore)). Each takes
+//! a fresh, empty store and panics on the first violation, naming the clause.
 //!
+//! Run them from a store's tests with [`conformance_tests!`](crate::conformance_tests), which
+//! makes one `#[tokio::test]` per check (so a failure names its clause and the rest still run):
+//!
+//! ```ignore
+//! // tests/my_store.rs
+//! sessionkit::conformance_tests!(my_store, MyStore::new(), tokens, backup);
 //! ```
-//! # #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-//! # async fn main() {
-//! sessionkit::store::conformance::run_all(|| async { sessionkit::MemoryStore::new() }).await;
-//! # }
-//! ```
 //!
-//! Each check is also a public function, so a store's test file can name them one by one. The
-//! checks panic on the first violation, naming the contract clause that failed.
+//! or all of them in one test with [`run_all`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
@@ -25,8 +27,8 @@ use crate::expiry;
 use crate::policy::{Limit, LimitPolicy};
 use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
 use crate::store::{
-    DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, SessionStore, Successor,
-    TouchPolicy,
+    BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, ScanCursor,
+    SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
 };
 use crate::token::{SessionToken, TokenDigest};
 
@@ -97,6 +99,26 @@ async fn insert_ok<S: SessionStore>(
     }
 }
 
+/// The session stored under `d`, live or expired, read without counting or renewing it
+/// (a `touch` that is never due and counts nothing).
+async fn get<S: SessionStore>(store: &S, d: &TokenDigest) -> Option<SessionRecord> {
+    let peek = TouchPolicy { interval: Duration::MAX, count_request: false, ..POLICY };
+    match store.touch(d, T0, peek).await.unwrap() {
+        Lookup::Live(r) => Some(r),
+        Lookup::Expired { record, .. } => Some(*record),
+        Lookup::Revoked(_) | Lookup::NotFound => None,
+    }
+}
+
+/// How many of `ids` are stored (live or expired, not yet removed).
+async fn stored<S: SessionStore>(store: &S, ids: impl IntoIterator<Item = SessionId>) -> usize {
+    let mut n = 0;
+    for id in ids {
+        n += usize::from(store.get_by_id(&id).await.unwrap().is_some());
+    }
+    n
+}
+
 async fn live<S: SessionStore>(store: &S, d: &TokenDigest, now: Timestamp) -> SessionRecord {
     match store.touch(d, now, POLICY).await.unwrap() {
         Lookup::Live(r) => r,
@@ -104,10 +126,12 @@ async fn live<S: SessionStore>(store: &S, d: &TokenDigest, now: Timestamp) -> Se
     }
 }
 
-/// Runs every check, each on a store from `make`.
+/// Runs every check of all three traits, each on a fresh store from `make`, one after another
+/// (the first failure stops the run). Prefer [`conformance_tests!`](crate::conformance_tests),
+/// which makes one test per check.
 pub async fn run_all<S, F, Fut>(make: F)
 where
-    S: SessionStore + Clone,
+    S: TokenStore + BackupStore + Clone,
     F: Fn() -> Fut,
     Fut: Future<Output = S>,
 {
@@ -142,6 +166,86 @@ where
     rotate_with_refresh_replaces_the_family(make().await).await;
     denylist_follows_revocations(make().await).await;
     concurrent_refreshes_fork_nothing(make().await).await;
+    scan_visits_everything_once(make().await).await;
+    restore_round_trips_a_scan(make().await).await;
+    restore_is_all_or_nothing(make().await).await;
+    restore_skips_what_is_over(make().await).await;
+    backup_round_trips_through_another_store(make().await).await;
+}
+
+/// Expands to one `#[tokio::test]` per conformance check, in a module named `$name`, so that a
+/// failure names the clause it broke and the other checks still run.
+///
+/// `conformance_tests!(name, store)` or `conformance_tests!(name, { statements; } => store)`,
+/// followed by `, tokens` (also the [`TokenStore`] checks), `, backup` (also the
+/// [`BackupStore`] checks) or `, tokens, backup`. The statements run first in each test (start
+/// a server and bind it, so that it lives as long as the test; `return` to skip) and the store
+/// expression (which may `.await`) makes the test's store; both see the enclosing module's
+/// items (`use super::*` is in scope). The tests run on a two-worker multi-threaded tokio
+/// runtime, so the crate using the macro needs tokio with `macros` and `rt-multi-thread`.
+///
+/// ```ignore
+/// sessionkit::conformance_tests!(memory, sessionkit::MemoryStore::new(), tokens, backup);
+/// sessionkit::conformance_tests!(remote, {
+///     let Some(server) = TestServer::start() else { return };
+/// } => RemoteStore::connect(&server.url()).await.unwrap(), tokens, backup);
+/// ```
+#[macro_export]
+macro_rules! conformance_tests {
+    ($name:ident, { $($setup:stmt;)* } => $store:expr) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins);
+        }
+    };
+    ($name:ident, { $($setup:stmt;)* } => $store:expr, tokens) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins refresh_rotates_replays_and_detects_reuse refresh_grace_is_a_strict_window refresh_history_is_bounded refresh_of_dead_sessions rotate_with_refresh_replaces_the_family denylist_follows_revocations concurrent_refreshes_fork_nothing);
+        }
+    };
+    ($name:ident, { $($setup:stmt;)* } => $store:expr, backup) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins scan_visits_everything_once restore_round_trips_a_scan restore_is_all_or_nothing restore_skips_what_is_over backup_round_trips_through_another_store);
+        }
+    };
+    ($name:ident, { $($setup:stmt;)* } => $store:expr, tokens, backup) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins refresh_rotates_replays_and_detects_reuse refresh_grace_is_a_strict_window refresh_history_is_bounded refresh_of_dead_sessions rotate_with_refresh_replaces_the_family denylist_follows_revocations concurrent_refreshes_fork_nothing scan_visits_everything_once restore_round_trips_a_scan restore_is_all_or_nothing restore_skips_what_is_over backup_round_trips_through_another_store);
+        }
+    };
+    ($name:ident, $store:expr $(, $extra:ident)*) => {
+        $crate::conformance_tests!($name, {} => $store $(, $extra)*);
+    };
+}
+
+/// One test per check name (used by [`conformance_tests!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_each {
+    ($setup:tt, $store:expr, $($check:ident)*) => {
+        $( $crate::__conformance_test!($check, $setup, $store); )*
+    };
+}
+
+/// One test (used by [`conformance_tests!`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ($check:ident, [$($setup:stmt;)*], $store:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            $($setup;)*
+            let store = $store;
+            $crate::store::conformance::$check(store).await;
+        }
+    };
 }
 
 pub async fn insert_then_lookup<S: SessionStore>(store: S) {
@@ -151,9 +255,8 @@ pub async fn insert_then_lookup<S: SessionStore>(store: S) {
     r.metadata = Metadata::new(Some([192, 0, 2, 7].into()), Some(Arc::from("agent/1.0")));
     r.data = SessionData::from_map(serde_json::json!({"role": "admin"}).as_object().unwrap().clone());
     assert!(insert_ok(&store, &r, None, T0).await.is_empty());
-    assert_eq!(store.get(&r.digest).await.unwrap().as_ref(), Some(&r), "get returns what was inserted");
+    assert_eq!(get(&store, &r.digest).await.as_ref(), Some(&r), "the digest finds what was inserted");
     assert_eq!(store.get_by_id(&r.id).await.unwrap().as_ref(), Some(&r), "get_by_id returns what was inserted");
-    assert_eq!(store.count().await.unwrap(), 1);
     let seen = live(&store, &r.digest, at(SECOND)).await;
     assert_eq!(seen.id, r.id);
     assert_eq!(seen.metadata, r.metadata);
@@ -167,6 +270,7 @@ pub async fn insert_never_overwrites<S: SessionStore>(store: S) {
     insert_ok(&store, &r, None, T0).await;
     let mut same_digest = record(&bob, T0);
     same_digest.digest = r.digest;
+    let same_digest_id = same_digest.id;
     assert!(
         matches!(store.insert(same_digest, None, None, evict_at(T0)).await, Err(StoreError::Conflict)),
         "digest taken"
@@ -175,16 +279,16 @@ pub async fn insert_never_overwrites<S: SessionStore>(store: S) {
     same_id.id = r.id;
     let same_id_digest = same_id.digest;
     assert!(matches!(store.insert(same_id, None, None, evict_at(T0)).await, Err(StoreError::Conflict)), "id taken");
-    assert_eq!(store.get(&r.digest).await.unwrap().map(|x| x.user), Some(alice), "the first session is intact");
-    assert_eq!(store.get(&same_id_digest).await.unwrap(), None, "nothing stored on conflict");
-    assert_eq!(store.count().await.unwrap(), 1);
+    assert_eq!(get(&store, &r.digest).await.map(|x| x.user), Some(alice), "the first session is intact");
+    assert_eq!(get(&store, &same_id_digest).await, None, "nothing stored on conflict");
+    assert_eq!(store.get_by_id(&same_digest_id).await.unwrap(), None, "nothing stored on conflict");
     assert!(store.list_user(&bob, T0).await.unwrap().is_empty());
 }
 
 pub async fn unknown_is_not_found<S: SessionStore>(store: S) {
     let (_, d) = SessionToken::generate().unwrap();
     assert_eq!(store.touch(&d, T0, POLICY).await.unwrap(), Lookup::NotFound);
-    assert_eq!(store.get(&d).await.unwrap(), None);
+    assert_eq!(get(&store, &d).await, None);
     let id = SessionId::generate().unwrap();
     assert_eq!(store.get_by_id(&id).await.unwrap(), None);
     assert_eq!(
@@ -216,7 +320,7 @@ pub async fn touch_counts_and_renews_when_due<S: SessionStore>(store: S) {
     let forced = TouchPolicy { interval: Duration::ZERO, count_request: false, ..POLICY };
     let Lookup::Live(d) = store.touch(&r.digest, at(62 * SECOND), forced).await.unwrap() else { panic!() };
     assert_eq!(d.idle_deadline, at(62 * SECOND + IDLE), "interval zero always renews");
-    assert_eq!(store.get(&r.digest).await.unwrap().unwrap().idle_deadline, d.idle_deadline, "renewal is stored");
+    assert_eq!(get(&store, &r.digest).await.unwrap().idle_deadline, d.idle_deadline, "renewal is stored");
 }
 
 pub async fn deadlines_are_exact<S: SessionStore>(store: S) {
@@ -230,7 +334,7 @@ pub async fn deadlines_are_exact<S: SessionStore>(store: S) {
         store.touch(&r.digest, at(IDLE + one_ns), quiet).await.unwrap().expired_reason(),
         Some(ExpiryReason::Idle)
     );
-    assert_eq!(store.get(&r.digest).await.unwrap().unwrap().request_count, 1, "an expired lookup changes nothing");
+    assert_eq!(get(&store, &r.digest).await.unwrap().request_count, 1, "an expired lookup changes nothing");
 
     let mut busy = record(&user("bob"), T0);
     busy.idle_deadline = busy.absolute_deadline;
@@ -289,9 +393,8 @@ pub async fn remove_is_idempotent_and_remembered<S: SessionStore>(store: S) {
         store.touch(&r.digest, at(2 * SECOND), POLICY).await.unwrap(),
         Lookup::Revoked(RevocationReason::Logout)
     );
-    assert_eq!(store.get(&r.digest).await.unwrap(), None);
+    assert_eq!(get(&store, &r.digest).await, None);
     assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
-    assert_eq!(store.count().await.unwrap(), 0);
     assert!(store.list_user(&r.user, at(SECOND)).await.unwrap().is_empty());
     // After the absolute deadline the revocation may be forgotten, never reported as live.
     assert!(!matches!(store.touch(&r.digest, at(ABSOLUTE), POLICY).await.unwrap(), Lookup::Live(_)));
@@ -317,7 +420,6 @@ pub async fn remove_by_digest_is_remove<S: SessionStore>(store: S) {
         store.touch(&r.digest, at(2 * SECOND), POLICY).await.unwrap(),
         Lookup::Revoked(RevocationReason::Logout)
     );
-    assert_eq!(store.access_denied(&r.id, at(2 * SECOND)).await.unwrap(), Some(RevocationReason::Logout));
     assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
     assert_eq!(store.list_user(&r.user, at(2 * SECOND)).await.unwrap().len(), 1, "only that session ended");
     live(&store, &other.digest, at(2 * SECOND)).await;
@@ -351,7 +453,11 @@ pub async fn remove_user_keeps_the_chosen_session<S: SessionStore>(store: S) {
     let all = store.remove_user(&alice, None, revocation(RevocationReason::Admin, now)).await.unwrap();
     assert_eq!(all.len(), 1);
     assert!(store.list_user(&alice, now).await.unwrap().is_empty());
-    assert_eq!(store.count().await.unwrap(), 1, "other users' sessions are untouched");
+    assert_eq!(
+        stored(&store, mine.iter().chain([&other]).map(|r| r.id)).await,
+        1,
+        "other users' sessions are untouched"
+    );
 }
 
 pub async fn list_user_is_live_and_ordered<S: SessionStore>(store: S) {
@@ -393,7 +499,7 @@ async fn limit_check<S: SessionStore>(store: S, policy: LimitPolicy) {
             live(&store, &newest.digest, now).await;
         }
         (InsertOutcome::LimitReached, None) => {
-            assert_eq!(store.get(&newest.digest).await.unwrap(), None, "refused login stores nothing");
+            assert_eq!(get(&store, &newest.digest).await, None, "refused login stores nothing");
             for r in &rs {
                 live(&store, &r.digest, now).await;
             }
@@ -443,8 +549,8 @@ pub async fn rotate_rekeys_the_session<S: SessionStore>(store: S) {
     let now_live = live(&store, &new, at(3 * SECOND)).await;
     assert_eq!(now_live.request_count, 2, "activity carried over");
     assert_eq!(store.get_by_id(&r.id).await.unwrap().map(|x| x.digest), Some(new), "id index follows");
-    assert_eq!(store.list_user(&r.user, at(3 * SECOND)).await.unwrap()[0].digest, new, "user index follows");
-    assert_eq!(store.count().await.unwrap(), 1);
+    let listed = store.list_user(&r.user, at(3 * SECOND)).await.unwrap();
+    assert_eq!(listed.iter().map(|x| x.digest).collect::<Vec<_>>(), [new], "user index follows");
     // Removal after rotation finds the session under its new digest.
     store.remove(&r.id, revocation(RevocationReason::Logout, at(4 * SECOND))).await.unwrap();
     assert_eq!(store.touch(&new, at(5 * SECOND), POLICY).await.unwrap(), Lookup::Revoked(RevocationReason::Logout));
@@ -469,7 +575,7 @@ pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
         store.rotate(&b.digest, fresh, None, at(2 * SECOND)).await.unwrap(),
         Lookup::Revoked(RevocationReason::Admin)
     );
-    assert_eq!(store.get(&fresh).await.unwrap(), None);
+    assert_eq!(get(&store, &fresh).await, None);
 }
 
 pub async fn update_data_is_capped<S: SessionStore>(store: S) {
@@ -496,13 +602,17 @@ pub async fn update_data_is_capped<S: SessionStore>(store: S) {
 pub async fn remove_expired_cleans_every_index<S: SessionStore>(store: S) {
     let users: Vec<_> = (0..5).map(|i| user(&format!("user{i}"))).collect();
     let mut keep = Vec::new();
+    let mut ids = Vec::new();
     for (i, u) in users.iter().enumerate() {
         for _ in 0..3 {
-            insert_ok(&store, &record(u, T0), None, T0).await;
+            let r = record(u, T0);
+            insert_ok(&store, &r, None, T0).await;
+            ids.push(r.id);
         }
         if i % 2 == 0 {
             let r = record(u, at(IDLE - SECOND));
             insert_ok(&store, &r, None, at(IDLE - SECOND)).await;
+            ids.push(r.id);
             keep.push(r);
         }
     }
@@ -513,7 +623,7 @@ pub async fn remove_expired_cleans_every_index<S: SessionStore>(store: S) {
     assert_eq!(first.len() + rest.len(), 15);
     assert!(first.iter().chain(&rest).all(|r| r.idle_deadline <= now), "only expired sessions are swept");
     assert!(store.remove_expired(now, usize::MAX).await.unwrap().is_empty(), "nothing left to sweep");
-    assert_eq!(store.count().await.unwrap(), keep.len());
+    assert_eq!(stored(&store, ids).await, keep.len(), "only the swept sessions are gone");
     for r in &keep {
         live(&store, &r.digest, now).await;
     }
@@ -535,7 +645,7 @@ pub async fn remove_expired_spares_renewed_sessions<S: SessionStore>(store: S) {
     let later = at(IDLE + 2 * SECOND + IDLE);
     let swept = store.remove_expired(later, usize::MAX).await.unwrap();
     assert_eq!(swept.iter().map(|x| x.id).collect::<Vec<_>>(), vec![r.id], "swept once its renewed deadline passed");
-    assert_eq!(store.count().await.unwrap(), 0);
+    assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
 }
 
 /// 64 concurrent logins of one user at limit 3: never more than 3 live, and every evicted
@@ -575,7 +685,6 @@ pub async fn concurrent_logins_never_exceed_the_limit<S: SessionStore + Clone>(s
     assert_eq!(live_count, 3);
     assert_eq!(evicted_total, 61, "every eviction is reported exactly once");
     assert_eq!(store.list_user(&alice, now).await.unwrap().len(), 3);
-    assert_eq!(store.count().await.unwrap(), 3);
 }
 
 /// 16 concurrent rotations of one digest: exactly one wins.
@@ -601,8 +710,8 @@ pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store
         }
     }
     assert_eq!(winners.len(), 1, "exactly one rotation wins");
-    live(&store, &winners[0], at(2 * SECOND)).await;
-    assert_eq!(store.count().await.unwrap(), 1);
+    let winner = live(&store, &winners[0], at(2 * SECOND)).await;
+    assert_eq!(store.list_user(&winner.user, at(2 * SECOND)).await.unwrap().len(), 1, "one session, rekeyed");
 }
 
 /// 32 concurrent patches of one session's data, each setting its own key: every one is
@@ -661,7 +770,7 @@ pub async fn concurrent_revoke_all_and_logins<S: SessionStore + Clone>(store: S)
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(store.count().await.unwrap(), listed.len());
+    assert_eq!(stored(&store, created.iter().map(|r| r.id)).await, listed.len(), "nothing stored outside the index");
 }
 
 const GRACE: Duration = Duration::from_secs(5);
@@ -671,7 +780,7 @@ fn successor(tag: u8) -> Successor {
     Successor { digest, sealed: vec![tag; 24] }
 }
 
-async fn insert_with_refresh<S: SessionStore>(store: &S, name: &str, now: Timestamp) -> (SessionRecord, TokenDigest) {
+async fn insert_with_refresh<S: TokenStore>(store: &S, name: &str, now: Timestamp) -> (SessionRecord, TokenDigest) {
     let r = record(&user(name), now);
     let (_, refresh) = SessionToken::generate().unwrap();
     let outcome = store.insert(r.clone(), Some(refresh), None, evict_at(now)).await.unwrap();
@@ -679,7 +788,7 @@ async fn insert_with_refresh<S: SessionStore>(store: &S, name: &str, now: Timest
     (r, refresh)
 }
 
-async fn refresh<S: SessionStore>(
+async fn refresh<S: TokenStore>(
     store: &S,
     presented: &TokenDigest,
     next: Successor,
@@ -691,7 +800,7 @@ async fn refresh<S: SessionStore>(
     store.rotate_refresh(presented, next, now, grace, quiet, reuse).await.unwrap()
 }
 
-pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S) {
+pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) {
     let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
     let s1 = successor(1);
     let t1 = at(5 * 60 * SECOND);
@@ -755,13 +864,13 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: SessionStore>(store: S
             "{which} of a revoked session answers why it ended"
         );
     }
-    assert_eq!(store.count().await.unwrap(), 0);
+    assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
 }
 
 /// A rotation that brings a new refresh token: every refresh token issued before finds
 /// nothing (not reuse: the session lives on), the new one rotates, and a taken refresh digest
 /// is a conflict that changes nothing.
-pub async fn rotate_with_refresh_replaces_the_family<S: SessionStore>(store: S) {
+pub async fn rotate_with_refresh_replaces_the_family<S: TokenStore>(store: S) {
     let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
     let s1 = successor(1);
     let t1 = at(60 * SECOND);
@@ -792,10 +901,10 @@ pub async fn rotate_with_refresh_replaces_the_family<S: SessionStore>(store: S) 
         RefreshOutcome::Rotated(record) => assert_eq!(record.id, r.id),
         other => panic!("the new refresh token rotates, got {other:?}"),
     }
-    assert_eq!(store.count().await.unwrap(), 2);
+    assert_eq!(store.list_user(&r.user, t3).await.unwrap().len(), 1, "one session, rekeyed with its family");
 }
 
-pub async fn refresh_grace_is_a_strict_window<S: SessionStore>(store: S) {
+pub async fn refresh_grace_is_a_strict_window<S: TokenStore>(store: S) {
     let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
     assert!(matches!(refresh(&store, &r0, successor(1), T0, GRACE).await, RefreshOutcome::Rotated(_)));
     let edge = T0.saturating_add(GRACE);
@@ -829,7 +938,7 @@ pub async fn refresh_grace_is_a_strict_window<S: SessionStore>(store: S) {
     );
 }
 
-pub async fn refresh_history_is_bounded<S: SessionStore>(store: S) {
+pub async fn refresh_history_is_bounded<S: TokenStore>(store: S) {
     let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
     let mut spent = vec![r0];
     let mut current = r0;
@@ -849,10 +958,10 @@ pub async fn refresh_history_is_bounded<S: SessionStore>(store: S) {
     assert!(matches!(refresh(&store, &recognised, successor(2), now, GRACE).await, RefreshOutcome::Reused(_)));
 }
 
-pub async fn refresh_of_dead_sessions<S: SessionStore>(store: S) {
+pub async fn refresh_of_dead_sessions<S: TokenStore>(store: S) {
     let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
     assert_eq!(refresh(&store, &r0, successor(1), at(IDLE), GRACE).await.expired_reason(), Some(ExpiryReason::Idle));
-    assert!(store.get(&r.digest).await.unwrap().is_some(), "an expired refresh changes nothing");
+    assert!(get(&store, &r.digest).await.is_some(), "an expired refresh changes nothing");
 
     let (r, r0) = insert_with_refresh(&store, "bob", T0).await;
     store.remove(&r.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
@@ -889,7 +998,7 @@ pub async fn refresh_of_dead_sessions<S: SessionStore>(store: S) {
     );
 }
 
-pub async fn denylist_follows_revocations<S: SessionStore>(store: S) {
+pub async fn denylist_follows_revocations<S: TokenStore>(store: S) {
     let alice = user("alice");
     let a = record(&alice, T0);
     let b = record(&alice, T0);
@@ -919,12 +1028,20 @@ pub async fn denylist_follows_revocations<S: SessionStore>(store: S) {
     insert_ok(&store, &d, None, T0).await;
     store.remove(&d.id, quiet).await.unwrap();
     assert_eq!(store.access_denied(&d.id, T0).await.unwrap(), None, "no denylisting unless asked");
+    let e = record(&alice, at(3 * SECOND));
+    insert_ok(&store, &e, None, at(3 * SECOND)).await;
+    store.remove_by_digest(&e.digest, revocation(RevocationReason::Logout, at(3 * SECOND))).await.unwrap();
+    assert_eq!(
+        store.access_denied(&e.id, at(3 * SECOND)).await.unwrap(),
+        Some(RevocationReason::Logout),
+        "a logout by digest denylists too"
+    );
     store.remove_expired(at(3 * SECOND + DENY_FOR), usize::MAX).await.unwrap();
     assert_eq!(store.access_denied(&c.id, at(3 * SECOND + DENY_FOR)).await.unwrap(), None);
 }
 
 /// 50 concurrent refreshes of one token: one rotation, 49 replays of the same successor.
-pub async fn concurrent_refreshes_fork_nothing<S: SessionStore + Clone>(store: S) {
+pub async fn concurrent_refreshes_fork_nothing<S: TokenStore + Clone>(store: S) {
     let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
     let mut tasks = Vec::new();
     for i in 0..50u8 {
@@ -954,4 +1071,165 @@ pub async fn concurrent_refreshes_fork_nothing<S: SessionStore + Clone>(store: S
         refresh(&store, &winner.digest, successor(1), at(2 * SECOND), GRACE).await,
         RefreshOutcome::Rotated(_)
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backup: scan and restore
+// ---------------------------------------------------------------------------------------------
+
+/// Every item of a full scan, in a canonical order (by their JSON), so two stores' contents
+/// compare equal whatever order they page in.
+async fn scan_all<S: BackupStore>(store: &S) -> Vec<StoredItem> {
+    let mut items = Vec::new();
+    let mut cursor = Some(ScanCursor::START);
+    let mut pages = 0;
+    while let Some(at) = cursor {
+        let page = store.scan(at).await.unwrap();
+        items.extend(page.items);
+        cursor = page.next;
+        pages += 1;
+        assert!(pages < 100_000, "scan: the cursor never ends");
+    }
+    items.sort_by_cached_key(|item| serde_json::to_string(item).unwrap());
+    items
+}
+
+/// What a store holding `live` sessions and the revoked `gone` (reason `Logout`, at `now`)
+/// scans as: the sessions, and a remembered revocation of each gone session's digest.
+fn expected_items(live: &[SessionRecord], gone: &[SessionRecord]) -> Vec<StoredItem> {
+    let mut items: Vec<StoredItem> =
+        live.iter().map(|r| StoredItem::Session { record: r.clone(), refresh: None }).collect();
+    items.extend(gone.iter().map(|r| StoredItem::Revoked {
+        digest: r.digest,
+        reason: RevocationReason::Logout,
+        until: r.absolute_deadline,
+    }));
+    items.sort_by_cached_key(|item| serde_json::to_string(item).unwrap());
+    items
+}
+
+/// Only the items of `items` that are sessions and remembered revocations (a store that is
+/// also a [`TokenStore`] adds denylist entries, which these checks do not count).
+fn sessions_and_revocations(items: Vec<StoredItem>) -> Vec<StoredItem> {
+    items.into_iter().filter(|item| !matches!(item, StoredItem::Denied { .. })).collect()
+}
+
+/// Sessions of a few users, with their metadata and data, for the backup checks.
+fn backup_records(n: usize) -> Vec<SessionRecord> {
+    (0..n)
+        .map(|i| {
+            let mut r = record(&user(&format!("user{}", i % 7)), at(Duration::from_secs(i as u64)));
+            r.remember_me = i % 3 == 0;
+            r.request_count = i as u64;
+            if i % 2 == 0 {
+                r.metadata = Metadata::new(Some([192, 0, 2, (i % 250) as u8].into()), Some(Arc::from("agent/1.0")));
+                r.data = SessionData::from_map(serde_json::json!({ "i": i }).as_object().unwrap().clone());
+            }
+            r
+        })
+        .collect()
+}
+
+/// A scan visits every session and remembered revocation exactly once, and ends.
+pub async fn scan_visits_everything_once<S: BackupStore>(store: S) {
+    assert!(scan_all(&store).await.is_empty(), "an empty store scans empty");
+    let records = backup_records(300);
+    for r in &records {
+        insert_ok(&store, r, None, T0).await;
+    }
+    let now = at(400 * SECOND);
+    let (gone, live) = records.split_at(40);
+    for r in gone {
+        store
+            .remove(&r.id, Revocation { reason: RevocationReason::Logout, at: now, deny_access_until: None })
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        sessions_and_revocations(scan_all(&store).await),
+        expected_items(live, gone),
+        "every live session once, with what it holds, and every remembered revocation once"
+    );
+}
+
+/// What `restore` adds, a scan gives back, and the sessions work.
+pub async fn restore_round_trips_a_scan<S: BackupStore>(store: S) {
+    let records = backup_records(120);
+    let (gone, kept) = records.split_at(20);
+    let items = expected_items(kept, gone);
+    store.restore(items.clone(), T0).await.unwrap();
+    assert_eq!(sessions_and_revocations(scan_all(&store).await), items);
+    let now = at(200 * SECOND);
+    for r in kept {
+        assert_eq!(live(&store, &r.digest, now).await.id, r.id, "a restored session validates");
+    }
+    for r in gone {
+        assert_eq!(
+            store.touch(&r.digest, now, POLICY).await.unwrap(),
+            Lookup::Revoked(RevocationReason::Logout),
+            "a restored revocation is remembered"
+        );
+    }
+    let user3 = kept.iter().filter(|r| r.user == user("user3")).count();
+    assert_eq!(store.list_user(&user("user3"), now).await.unwrap().len(), user3, "restored into the user index");
+}
+
+/// A restore that collides with what is stored adds nothing at all.
+pub async fn restore_is_all_or_nothing<S: BackupStore>(store: S) {
+    let existing = record(&user("alice"), T0);
+    insert_ok(&store, &existing, None, T0).await;
+    let fresh = record(&user("bob"), T0);
+    let mut same_id = record(&user("carol"), T0);
+    same_id.id = existing.id;
+    let mut same_digest = record(&user("dave"), T0);
+    same_digest.digest = existing.digest;
+    for clash in [same_id, same_digest] {
+        let items = vec![
+            StoredItem::Session { record: fresh.clone(), refresh: None },
+            StoredItem::Session { record: clash, refresh: None },
+        ];
+        assert!(matches!(store.restore(items, T0).await, Err(StoreError::Conflict)), "a collision is a conflict");
+        assert_eq!(store.get_by_id(&fresh.id).await.unwrap(), None, "nothing of a refused restore is added");
+        assert_eq!(get(&store, &fresh.digest).await, None);
+    }
+    assert_eq!(get(&store, &existing.digest).await.map(|r| r.user), Some(user("alice")), "what was stored is intact");
+    // Duplicates within one restore collide too.
+    let twice = vec![
+        StoredItem::Session { record: fresh.clone(), refresh: None },
+        StoredItem::Session { record: fresh.clone(), refresh: None },
+    ];
+    assert!(matches!(store.restore(twice, T0).await, Err(StoreError::Conflict)));
+    assert_eq!(store.get_by_id(&fresh.id).await.unwrap(), None);
+}
+
+/// A restored session already past a deadline at `now` never validates.
+pub async fn restore_skips_what_is_over<S: BackupStore>(store: S) {
+    let old = record(&user("alice"), T0);
+    let current = record(&user("alice"), at(ABSOLUTE));
+    let now = at(ABSOLUTE + SECOND);
+    let items = vec![
+        StoredItem::Session { record: old.clone(), refresh: None },
+        StoredItem::Session { record: current.clone(), refresh: None },
+    ];
+    store.restore(items, now).await.unwrap();
+    assert!(!matches!(store.touch(&old.digest, now, POLICY).await.unwrap(), Lookup::Live(_)), "over: never live");
+    live(&store, &current.digest, now).await;
+    let listed = store.list_user(&user("alice"), now).await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [current.id], "only the live one is listed");
+}
+
+/// An export of this store restores into a [`MemoryStore`](crate::MemoryStore) and back with
+/// nothing lost: what another store exported, this one reads, and the other way round.
+pub async fn backup_round_trips_through_another_store<S: BackupStore>(store: S) {
+    let other = crate::MemoryStore::new();
+    let records = backup_records(60);
+    let (gone, live) = records.split_at(10);
+    let expected = expected_items(live, gone);
+    other.restore(expected.clone(), T0).await.unwrap();
+    store.restore(scan_all(&other).await, T0).await.unwrap();
+    let here = sessions_and_revocations(scan_all(&store).await);
+    assert_eq!(here, expected, "memory -> this store");
+    let back = crate::MemoryStore::new();
+    back.restore(here, T0).await.unwrap();
+    assert_eq!(sessions_and_revocations(scan_all(&back).await), expected, "this store -> memory");
 }

@@ -1,12 +1,20 @@
-//! The [`SessionStore`] trait: the seam between the manager and where sessions live.
+//! The store traits: the seam between the manager and where sessions live.
 //!
 //! The manager decides *what* should happen (deadlines, which session to evict, when to renew);
 //! a store makes each step happen *atomically*, in memory or in a remote engine. Every method
-//! below documents its contract, and the conformance suite (`store::conformance`, feature
-//! `test-util`) checks it, so a store that passes can be swapped for another.
+//! documents its contract, and the conformance suite (`store::conformance`, feature `test-util`)
+//! checks it, so a store that passes can be swapped for another.
+//!
+//! | trait | methods | what it enables |
+//! |---|---|---|
+//! | [`SessionStore`] | `insert`, `touch`, `get_by_id`, `rotate`, `update_data`, `remove`, `remove_by_digest`, `remove_user`, `list_user`, `remove_expired` | sessions: login, validation, renewal, rotation, data, logout, revoke-all, listing, sweeping |
+//! | [`TokenStore`] | `rotate_refresh`, `access_denied` | access and refresh tokens ([`SessionManager::set_keys`](crate::SessionManager::set_keys)) |
+//! | [`BackupStore`] | `scan`, `restore` | export, import, statistics |
 //!
 //! # The contract, in general
 //!
+//! * **Atomic per user.** Each method is one atomic step with respect to every other
+//!   operation on the same user's sessions (see [`SessionStore`]).
 //! * **Keys are digests.** Sessions are found by [`TokenDigest`] (the hot path) or by
 //!   [`SessionId`]. A store never sees a token.
 //! * **"Not found" is an outcome, not an error.** An unknown digest or id answers
@@ -20,12 +28,44 @@
 //!   [`remove_user`](SessionStore::remove_user), or evicted by `insert`, is remembered as revoked
 //!   (with its [`RevocationReason`]) until its absolute deadline, so that
 //!   [`touch`](SessionStore::touch) can answer [`Lookup::Revoked`]; so are its current refresh
-//!   token and the one spent last, so that [`rotate_refresh`](SessionStore::rotate_refresh) can
+//!   token and the one spent last, so that [`rotate_refresh`](TokenStore::rotate_refresh) can
 //!   answer [`RefreshOutcome::Revoked`]. The memory this takes must be bounded: a store may forget
 //!   revocations early (the token then reads as unknown) but never report a revoked session as
 //!   live.
 //! * **Time comes from the caller.** Every method that needs the time takes `now`; stores never
 //!   read a clock. Deadlines are checked with [`crate::expiry`], so every store draws the same lines.
+//!
+//! # Writing a store
+//!
+//! 1. **Persist [`SessionRecord`]s** under two keys, the token digest and the session id, with
+//!    a per-user index (for the limit, listing and revoke-all) and an expiry index on the
+//!    earlier of the two deadlines (so that [`remove_expired`](SessionStore::remove_expired)
+//!    costs what expired, not everything).
+//! 2. **Make each method one atomic step per user**: a mutex per user in memory, a script or
+//!    transaction keyed by the user in a remote engine (a row lock on the user's row, a Redis
+//!    hash tag per user). Use the pure functions the manager uses, so every store draws the same
+//!    lines: [`crate::expiry`] for deadlines and renewal, [`crate::policy::select_evictions`] for
+//!    the limit.
+//! 3. **Remember revocations** (bounded), as the contract above says.
+//! 4. Add [`TokenStore`] when the application uses access and refresh tokens, and
+//!    [`BackupStore`] for export, import and statistics.
+//! 5. **Run the conformance suite** from the store's tests: one `#[tokio::test]` per clause, so
+//!    that a failure names the clause and the others still run. Statements in braces run first
+//!    in each test (start a server and bind it, so that it lives as long as the test; `return`
+//!    to skip when there is none):
+//!
+//! ```ignore
+//! // tests/my_store.rs (with tokio's `macros` and `rt-multi-thread` features)
+//! sessionkit::conformance_tests!(my_store, MyStore::new());
+//! sessionkit::conformance_tests!(with_tokens_and_backup, MyStore::new(), tokens, backup);
+//! sessionkit::conformance_tests!(remote, {
+//!     let Some(server) = TestServer::start() else { return };
+//! } => MyStore::connect(&server.url()).await.unwrap(), tokens, backup);
+//! ```
+//!
+//! The property test of the crate's own `tests/model.rs`, which drives a manager through random
+//! logins, validations, rotations, logouts and clock steps against a model of the rules, is a
+//! good second check to copy.
 
 use std::future::Future;
 use std::time::Duration;
@@ -96,7 +136,7 @@ pub struct Revocation {
     pub deny_access_until: Option<Timestamp>,
 }
 
-/// A refresh token's successor, as [`SessionStore::rotate_refresh`] stores it.
+/// A refresh token's successor, as [`TokenStore::rotate_refresh`] stores it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Successor {
     /// Digest of the new refresh token.
@@ -112,7 +152,7 @@ impl std::fmt::Debug for Successor {
     }
 }
 
-/// The answer of [`SessionStore::rotate_refresh`].
+/// The answer of [`TokenStore::rotate_refresh`].
 #[derive(Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The presented token was current: the successor is now current, the presented token is
@@ -189,8 +229,32 @@ impl RefreshOutcome {
     }
 }
 
-/// A page of [`SessionStore::scan`] pages hold about this many items.
+/// Pages of [`BackupStore::scan`] hold about this many items (a store may make them somewhat
+/// larger or smaller; callers rely only on `next`).
 pub const SCAN_PAGE: usize = 4096;
+
+/// Where a [`BackupStore::scan`] resumes: opaque to callers, meaningful only to the store
+/// that made it. [`ScanCursor::START`] is the first page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct ScanCursor(u64);
+
+impl ScanCursor {
+    /// The first page.
+    pub const START: Self = Self(0);
+
+    /// A cursor from a store's own position (an offset, a shard and slot, a server cursor).
+    /// For store implementations; callers pass back what `scan` answered.
+    #[must_use]
+    pub const fn from_raw(position: u64) -> Self {
+        Self(position)
+    }
+
+    /// The store's own position, for store implementations.
+    #[must_use]
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+}
 
 /// One page of a store's contents.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +262,7 @@ pub struct ScanPage {
     /// The items of this page.
     pub items: Vec<StoredItem>,
     /// The cursor of the next page, or `None` after the last.
-    pub next: Option<u64>,
+    pub next: Option<ScanCursor>,
 }
 
 /// Everything a store holds, one item at a time: what export, import and snapshots carry.
@@ -272,17 +336,36 @@ pub enum DataOutcome {
     NotFound,
 }
 
-/// Where sessions live. See the [module documentation](self) for the general contract.
+/// Where sessions live: the operations every store must do, each atomically. See the
+/// [module documentation](self) for the general contract, and how to write and test a store.
+///
+/// # Atomicity
+///
+/// Every method is one atomic step **per user**: no other operation on a session of the same
+/// user is seen half-done, and none interleaves with it. That is what makes the per-user limit
+/// ([`insert`](Self::insert) against a concurrent insert or [`remove_user`](Self::remove_user)),
+/// revoke-all and rotation safe across any number of application instances. Operations on
+/// different users need no ordering between them. A store may be stricter (one lock per
+/// store, a transaction per call), never looser.
 ///
 /// Methods return `Send` futures so a manager can be used from any multi-threaded runtime. The
 /// trait uses `async fn`-style methods without boxing, which keeps the validation hot path free
 /// of allocations; to choose a store at run time, wrap the candidates in an enum that forwards.
+///
+/// Two further capabilities are traits of their own, so that a store can be written in steps:
+/// [`TokenStore`] (refresh tokens and the access-token denylist, needed for
+/// [`SessionManager::set_keys`](crate::SessionManager::set_keys)) and [`BackupStore`]
+/// (scan and restore, needed for export, import and statistics).
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session, with its first refresh token if given, enforcing the per-user
-    /// `limit` in the same atomic step.
+    /// `limit` in the same atomic step. (`refresh` is `Some` only for a store that implements
+    /// [`TokenStore`]: the manager issues refresh tokens only once it has signing keys, which
+    /// need one.)
     ///
-    /// Atomically, at `eviction.at`: drop from consideration the user's sessions that have
-    /// expired; choose evictions among the live ones with [`crate::policy::select_evictions`];
+    /// Atomically, at `eviction.at`: with a `limit`, remove the user's sessions that have
+    /// expired (as [`remove_expired`](Self::remove_expired) would: not remembered as revoked;
+    /// without a limit a store may leave them to the sweeper); choose evictions among the live
+    /// ones with [`crate::policy::select_evictions`];
     /// if refused, store nothing and answer [`InsertOutcome::LimitReached`]; otherwise remove the
     /// evicted sessions as by [`remove`](Self::remove) with `eviction` (reason
     /// [`RevocationReason::Evicted`]) and store `record`. No interleaving of concurrent inserts
@@ -319,14 +402,8 @@ pub trait SessionStore: Send + Sync + 'static {
         policy: TouchPolicy,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
-    /// Reads a session by digest without counting or renewing it. Expired sessions are
-    /// returned as they are (the caller checks deadlines).
-    ///
-    /// # Errors
-    /// [`StoreError`] only if the store cannot answer.
-    fn get(&self, digest: &TokenDigest) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
-
-    /// Reads a session by id, like [`get`](Self::get).
+    /// Reads a session by id without counting or renewing it. Expired sessions are returned as
+    /// they are (the caller checks deadlines).
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
@@ -335,7 +412,8 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Replaces a live session's digest: afterwards `new` finds the session and `old` finds
     /// nothing (not even a revocation).
     ///
-    /// With `refresh`, the session's refresh tokens are replaced in the same step: `refresh`
+    /// With `refresh` (only for a [`TokenStore`]), the session's refresh tokens are replaced in
+    /// the same step: `refresh`
     /// becomes its current refresh token (with no spent ones), and every refresh token issued
     /// before, current or spent, finds nothing from then on ([`RefreshOutcome::NotFound`]: a
     /// rotation is not theft, so presenting one is not reuse). Without it the refresh tokens
@@ -372,8 +450,8 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<DataOutcome, StoreError>> + Send;
 
     /// Removes one session with its refresh tokens, remembers it as revoked for
-    /// `revocation.reason` until its absolute deadline, and denylists its access tokens until
-    /// `revocation.deny_access_until`, all in one atomic step. Answers the removed record, or
+    /// `revocation.reason` until its absolute deadline, and (a [`TokenStore`]) denylists its
+    /// access tokens until `revocation.deny_access_until`, all in one atomic step. Answers the removed record, or
     /// `None` if there was none (idempotent).
     ///
     /// # Errors
@@ -384,11 +462,9 @@ pub trait SessionStore: Send + Sync + 'static {
         revocation: Revocation,
     ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
-    /// [`remove`](Self::remove), finding the session by token digest: what a logout does.
-    ///
-    /// The provided implementation reads the session with [`get`](Self::get) and removes it by
-    /// id (two steps, which is harmless: a concurrent rotation keeps the id). A remote store
-    /// should override it to make logout one round trip.
+    /// [`remove`](Self::remove), finding the session by token digest: what a logout does, in
+    /// one step (one round trip for a remote store). A digest that names no session (or only
+    /// a remembered revocation) removes nothing and answers `None`.
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
@@ -396,14 +472,7 @@ pub trait SessionStore: Send + Sync + 'static {
         &self,
         digest: &TokenDigest,
         revocation: Revocation,
-    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send {
-        async move {
-            match self.get(digest).await? {
-                Some(record) => self.remove(&record.id, revocation).await,
-                None => Ok(None),
-            }
-        }
-    }
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
     /// Removes every session of `user` except `keep` (if given), each as by
     /// [`remove`](Self::remove), as one atomic step: a session the user creates concurrently is
@@ -418,19 +487,55 @@ pub trait SessionStore: Send + Sync + 'static {
         revocation: Revocation,
     ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
 
+    /// The user's sessions that are live at `now`, oldest first.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn list_user(
+        &self,
+        user: &UserId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+
+    /// Removes up to `max` sessions that have expired at `now`, with their refresh tokens and
+    /// index entries, and forgets revocations and denylist entries whose time has passed.
+    /// Answers the removed sessions; fewer than `max` means none are left. Expired sessions are
+    /// not remembered as revoked.
+    ///
+    /// The cost should grow with the number of expired sessions, not with all sessions, and a
+    /// call should not hold up concurrent validations for long: `max` bounds a batch.
+    ///
+    /// # Errors
+    /// [`StoreError`] only if the store cannot answer.
+    fn remove_expired(
+        &self,
+        now: Timestamp,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+}
+
+/// Refresh tokens and the access-token denylist: what a [`SessionStore`] adds so that the
+/// manager can issue access and refresh tokens
+/// ([`SessionManager::set_keys`](crate::SessionManager::set_keys)).
+///
+/// With it, the core methods also keep refresh tokens: [`insert`](SessionStore::insert) and
+/// [`rotate`](SessionStore::rotate) store the refresh digest they are given, removals drop a
+/// session's refresh tokens, remember its current and last spent refresh token as revoked, and
+/// add the session to the denylist until `deny_access_until`. Atomic per user, as the core.
+pub trait TokenStore: SessionStore {
     /// Refresh-token rotation with reuse detection, as one atomic step per session.
     ///
     /// Find the session whose current or spent refresh token is `presented`, then:
     /// * **current** — if the session has expired at `now`, answer
     ///   [`RefreshOutcome::Expired`]; otherwise make `successor` current, remember `presented`
     ///   as spent at `now` together with `successor.sealed`, renew the session as
-    ///   [`touch`](Self::touch) would with `touch`, and answer [`RefreshOutcome::Rotated`].
+    ///   [`touch`](SessionStore::touch) would with `touch`, and answer [`RefreshOutcome::Rotated`].
     /// * **the token spent last, less than `grace` from now** (`|now - spent_at| < grace`: a
     ///   `spent_at` later than `now` comes from another instance whose clock runs ahead, and a
     ///   concurrent refresh must not be taken for reuse) — change nothing and answer [`RefreshOutcome::Replayed`] with the sealed successor stored then
     ///   ([`RefreshOutcome::Expired`] if the session has expired meanwhile).
     /// * **any other spent token** among the last [`REFRESH_REUSE_HISTORY`] — remove the session
-    ///   as by [`remove`](Self::remove) with `reuse` and answer [`RefreshOutcome::Reused`].
+    ///   as by [`remove`](SessionStore::remove) with `reuse` and answer [`RefreshOutcome::Reused`].
     /// * a token of a session remembered as revoked (see the module docs) —
     ///   [`RefreshOutcome::Revoked`] with the reason.
     /// * otherwise [`RefreshOutcome::NotFound`].
@@ -461,54 +566,31 @@ pub trait SessionStore: Send + Sync + 'static {
         id: &SessionId,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<RevocationReason>, StoreError>> + Send;
+}
 
-    /// The user's sessions that are live at `now`, oldest first.
-    ///
-    /// # Errors
-    /// [`StoreError`] only if the store cannot answer.
-    fn list_user(
-        &self,
-        user: &UserId,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
-
-    /// Number of stored sessions, live or expired but not yet removed.
-    ///
-    /// # Errors
-    /// [`StoreError`] only if the store cannot answer.
-    fn count(&self) -> impl Future<Output = Result<usize, StoreError>> + Send;
-
+/// Scan and restore: what a [`SessionStore`] adds for export, import, snapshots between stores
+/// and statistics ([`SessionManager::export`](crate::SessionManager::export),
+/// [`import`](crate::SessionManager::import), [`stats`](crate::SessionManager::stats)).
+pub trait BackupStore: SessionStore {
     /// One page of everything the store holds (sessions with their refresh digests, remembered
-    /// revocations, denylist entries), starting at `cursor` (0 for the first page), about
-    /// `count` items long. Pages are read without blocking concurrent operations; items
-    /// changed during a scan may appear in their old or new state, or (if removed) not at all.
+    /// revocations, denylist entries), starting at `cursor` ([`ScanCursor::START`] for the
+    /// first page), about [`SCAN_PAGE`] items long. Following `next` until it is `None` visits
+    /// every item stored for the whole scan exactly once. Pages are read without blocking
+    /// concurrent operations; items changed during a scan may appear in their old or new state,
+    /// or (if removed) not at all.
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer.
-    fn scan(&self, cursor: u64, count: usize) -> impl Future<Output = Result<ScanPage, StoreError>> + Send;
+    fn scan(&self, cursor: ScanCursor) -> impl Future<Output = Result<ScanPage, StoreError>> + Send;
 
     /// Adds `items` (as exported by [`scan`](Self::scan), possibly from another store), all or
     /// nothing: if any session id, token digest or refresh digest is already stored, nothing
-    /// is added. No per-user limit applies. Meant for a store that is not yet serving traffic.
+    /// is added. No per-user limit applies. Items already over at `now` (sessions past a
+    /// deadline, revocations and denylist entries whose `until` has passed) may be skipped.
+    /// Meant for a store that is not yet serving traffic.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] on a collision (nothing added); other [`StoreError`]s if the
     /// store cannot answer.
-    fn restore(&self, items: Vec<StoredItem>) -> impl Future<Output = Result<(), StoreError>> + Send;
-
-    /// Removes up to `max` sessions that have expired at `now`, with their refresh tokens and
-    /// index entries, and forgets revocations and denylist entries whose time has passed.
-    /// Answers the removed sessions; fewer than `max` means none are left. Expired sessions are
-    /// not remembered as revoked.
-    ///
-    /// The cost should grow with the number of expired sessions, not with all sessions, and a
-    /// call should not hold up concurrent validations for long: `max` bounds a batch.
-    ///
-    /// # Errors
-    /// [`StoreError`] only if the store cannot answer.
-    fn remove_expired(
-        &self,
-        now: Timestamp,
-        max: usize,
-    ) -> impl Future<Output = Result<Vec<SessionRecord>, StoreError>> + Send;
+    fn restore(&self, items: Vec<StoredItem>, now: Timestamp) -> impl Future<Output = Result<(), StoreError>> + Send;
 }

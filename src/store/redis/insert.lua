@@ -16,7 +16,8 @@ local uk = B .. 'u:' .. u
 -- absolute deadline (scores are absolute deadlines), the sweeper's index forgets sessions whose
 -- idle deadline passed more than a day (plus the retention) ago: a sweeper running at all
 -- (at most daily) has removed those already, and Redis expires their keys by TTL.
-redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. ms(now))
+-- (With a limit the walk below removes the expired sessions themselves, index entries included.)
+if ARGV[16] == '' then redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. ms(now)) end
 redis.call('ZREMRANGEBYSCORE', B .. 'x', '-inf', '(' .. (ms(now) - 86400000 - tonumber(ARGV[20])))
 local evicted = {}
 -- Without a limit there is nothing to count: the user's index is not walked at all.
@@ -26,7 +27,10 @@ if ARGV[16] ~= '' then
     local h = load(B .. 's:' .. m)
     if not h then
       redis.call('ZREM', uk, m)
-    elseif not expiry(h, now) then
+    elseif expiry(h, now) then
+      -- Expired: removed as the sweeper would (not remembered as revoked).
+      drop(m, h, false, '', now)
+    else
       h.pos = tonumber(h.q)
       live[#live + 1] = h
     end

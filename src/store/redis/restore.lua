@@ -15,15 +15,21 @@ while i <= #ARGV do
     i = i + 4
   end
 end
--- All or nothing: check every key first.
+-- All or nothing: check every key first, against the store and against the other items.
+local seen = {}
+local function fresh(key)
+  if seen[key] or redis.call('EXISTS', key) > 0 then return false end
+  seen[key] = true
+  return true
+end
 for _, it in ipairs(items) do
   local j = it[1]
   if it[2] == 's' then
-    if redis.call('EXISTS', B .. 's:' .. ARGV[j + 2], B .. 'i:' .. ARGV[j + 1]) > 0 then return {'conflict'} end
+    if not fresh(B .. 's:' .. ARGV[j + 2]) or not fresh(B .. 'i:' .. ARGV[j + 1]) then return {'conflict'} end
     local refresh = split(ARGV[j + 13])
     if ARGV[j + 12] ~= '' then refresh[#refresh + 1] = ARGV[j + 12] end
     for _, r in ipairs(refresh) do
-      if redis.call('EXISTS', B .. 'r:' .. r) > 0 then return {'conflict'} end
+      if not fresh(B .. 'r:' .. r) then return {'conflict'} end
     end
   end
 end

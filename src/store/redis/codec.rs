@@ -1,0 +1,203 @@
+//! Encoding of script arguments and decoding of script replies: timestamps as sortable
+//! strings, session records, revocation and expiry reasons, and the replies' outcome tags.
+
+use redis::Value;
+
+use crate::clock::Timestamp;
+use crate::error::{ExpiryReason, RevocationReason, StoreError};
+use crate::session::{Metadata, SessionData, SessionRecord, UserId};
+use crate::store::{Lookup, Revocation, TouchPolicy};
+use crate::token::TokenDigest;
+
+/// A timestamp as 20 decimal digits whose string order is time order.
+pub(super) fn ts(t: Timestamp) -> Vec<u8> {
+    #[allow(clippy::cast_sign_loss)] // the bit flip maps i64 order onto u64 order
+    let v = (t.unix_nanos() as u64) ^ (1 << 63);
+    format!("{v:020}").into_bytes()
+}
+
+pub(super) fn parse_ts(s: &[u8]) -> Result<Timestamp, StoreError> {
+    let v: u64 = std::str::from_utf8(s)
+        .ok()
+        .filter(|s| s.len() == 20)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt("timestamp"))?;
+    #[allow(clippy::cast_possible_wrap)]
+    Ok(Timestamp::from_unix_nanos((v ^ (1 << 63)) as i64))
+}
+
+pub(super) fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unreadable {what} in Redis"))
+}
+
+pub(super) fn bytes(v: &Value) -> Result<&[u8], StoreError> {
+    match v {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.as_bytes()),
+        _ => Err(corrupt("script reply")),
+    }
+}
+
+pub(super) fn text(v: &Value) -> Result<&str, StoreError> {
+    std::str::from_utf8(bytes(v)?).map_err(|_| corrupt("text"))
+}
+
+pub(super) fn array(v: &Value) -> Result<&[Value], StoreError> {
+    match v {
+        Value::Array(a) => Ok(a),
+        Value::Nil => Ok(&[]),
+        _ => Err(corrupt("script reply")),
+    }
+}
+
+pub(super) fn int(v: &Value) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(i) => Ok(*i),
+        other => text(other)?.parse().map_err(|_| corrupt("number")),
+    }
+}
+
+/// The reply's first element: which outcome the script reports.
+pub(super) fn tag(v: &[Value]) -> Result<&str, StoreError> {
+    v.first().ok_or_else(|| corrupt("empty script reply")).and_then(text)
+}
+
+pub(super) fn field(v: &[Value], i: usize) -> Result<&Value, StoreError> {
+    v.get(i).ok_or_else(|| corrupt("short script reply"))
+}
+
+pub(super) fn digest(s: &str) -> Result<TokenDigest, StoreError> {
+    TokenDigest::from_base64(s).map_err(|_| corrupt("digest"))
+}
+
+pub(super) fn reason(s: &str) -> Result<RevocationReason, StoreError> {
+    [
+        RevocationReason::Logout,
+        RevocationReason::LogoutAll,
+        RevocationReason::Admin,
+        RevocationReason::Evicted,
+        RevocationReason::RefreshReuse,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == s)
+    .ok_or_else(|| corrupt("revocation reason"))
+}
+
+pub(super) fn expiry_reason(s: &str) -> Result<ExpiryReason, StoreError> {
+    match s {
+        "idle" => Ok(ExpiryReason::Idle),
+        "absolute" => Ok(ExpiryReason::Absolute),
+        _ => Err(corrupt("expiry reason")),
+    }
+}
+
+/// The 11 fields of `rec()` in the scripts' prelude.
+pub(super) fn record(v: &Value) -> Result<SessionRecord, StoreError> {
+    let f = array(v)?;
+    if f.len() != 11 {
+        return Err(corrupt("session record"));
+    }
+    let metadata = match bytes(&f[9])? {
+        b"" => Metadata::default(),
+        m => serde_json::from_slice(m).map_err(|_| corrupt("session metadata"))?,
+    };
+    let data = match bytes(&f[10])? {
+        b"" => SessionData::default(),
+        d => SessionData::from_map(serde_json::from_slice(d).map_err(|_| corrupt("session data"))?),
+    };
+    Ok(SessionRecord {
+        id: text(&f[0])?.parse().map_err(|_| corrupt("session id"))?,
+        digest: digest(text(&f[1])?)?,
+        user: UserId::new(text(&f[2])?).map_err(|_| corrupt("user id"))?,
+        created_at: parse_ts(bytes(&f[3])?)?,
+        last_seen_at: parse_ts(bytes(&f[4])?)?,
+        idle_deadline: parse_ts(bytes(&f[5])?)?,
+        absolute_deadline: parse_ts(bytes(&f[6])?)?,
+        remember_me: bytes(&f[7])? == b"1",
+        request_count: text(&f[8])?.parse().map_err(|_| corrupt("request count"))?,
+        metadata,
+        data,
+    })
+}
+
+pub(super) fn records(v: &Value) -> Result<Vec<SessionRecord>, StoreError> {
+    array(v)?.iter().map(record).collect()
+}
+
+pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+pub(super) fn deny_arg(revocation: &Revocation) -> Vec<u8> {
+    revocation.deny_access_until.map(ts).unwrap_or_default()
+}
+
+/// The arguments every renewal takes: `now - interval`, `now + idle` (ordinary, remember-me)
+/// and whether to count the request.
+pub(super) fn touch_args(now: Timestamp, policy: &TouchPolicy) -> [Vec<u8>; 4] {
+    [
+        ts(now.saturating_sub(policy.interval)),
+        ts(now.saturating_add(policy.idle_timeout)),
+        ts(now.saturating_add(policy.remember_me_idle_timeout)),
+        if policy.count_request { b"1".to_vec() } else { b"0".to_vec() },
+    ]
+}
+
+/// Escapes the glob characters of a key base for `SCAN MATCH`.
+pub(super) fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 1);
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub(super) fn lookup(reply: &[Value]) -> Result<Lookup, StoreError> {
+    match tag(reply)? {
+        "live" => Ok(Lookup::Live(record(field(reply, 1)?)?)),
+        "expired" => Ok(Lookup::Expired {
+            reason: expiry_reason(text(field(reply, 1)?)?)?,
+            record: Box::new(record(field(reply, 2)?)?),
+        }),
+        "revoked" => Ok(Lookup::Revoked(reason(text(field(reply, 1)?)?)?)),
+        "none" => Ok(Lookup::NotFound),
+        _ => Err(corrupt("lookup reply")),
+    }
+}
+
+pub(super) fn optional_record(reply: &[Value]) -> Result<Option<SessionRecord>, StoreError> {
+    match tag(reply)? {
+        "ok" => record(field(reply, 1)?).map(Some),
+        "none" => Ok(None),
+        _ => Err(corrupt("reply")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_keep_their_order_as_strings() {
+        let values = [i64::MIN, -1_000_000_007, -1, 0, 1, 1_704_067_200_000_000_000, i64::MAX];
+        for pair in values.windows(2) {
+            let (a, b) = (ts(Timestamp::from_unix_nanos(pair[0])), ts(Timestamp::from_unix_nanos(pair[1])));
+            assert_eq!(a.len(), 20);
+            assert!(a < b, "{pair:?}");
+        }
+        for v in values {
+            assert_eq!(parse_ts(&ts(Timestamp::from_unix_nanos(v))).unwrap().unix_nanos(), v);
+        }
+        assert!(parse_ts(b"123").is_err());
+        assert!(parse_ts(b"9999999999999999999x").is_err());
+        assert!(parse_ts(b"99999999999999999999").is_err(), "over u64::MAX");
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\:{0}:"), "a\\*b\\?\\[c\\]\\\\:{0}:");
+    }
+}

@@ -1,0 +1,219 @@
+//! [`RedisConfig`]: how to reach Redis and lay out the keys, its limits and its errors.
+
+use std::time::Duration;
+
+use redis::RedisError;
+
+use super::DenylistMode;
+
+/// How to reach Redis and lay out the keys. Build with [`RedisConfig::new`] and the `with_`
+/// methods; every option states its default.
+///
+/// Its `Debug` output hides the URL's password (and any `password`/`pass` query parameter):
+///
+/// ```
+/// use sessionkit::store::redis::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://app:s3cret@127.0.0.1:6379/0");
+/// let shown = format!("{config:?}");
+/// assert!(shown.contains("redis://app:***@127.0.0.1:6379/0") && !shown.contains("s3cret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// The server, as a `redis://` (or `rediss://` with a TLS-enabled `redis` crate) URL.
+    pub url: String,
+    /// First part of every key and of the denylist channel. Default `"sessionkit"`.
+    pub key_prefix: String,
+    /// Longest any operation may take, including reconnecting, before it fails with
+    /// [`StoreError::Unavailable`](crate::error::StoreError::Unavailable). Default 1 second.
+    pub operation_timeout: Duration,
+    /// Longest a connection attempt may take. Default 500 ms.
+    pub connect_timeout: Duration,
+    /// How long a session stays in Redis after its absolute deadline, so that a late request
+    /// is answered "expired" rather than "unknown". Default 15 minutes (the sweeper's default
+    /// interval, so the answer matches [`MemoryStore`](crate::MemoryStore)'s).
+    pub expired_retention: Duration,
+    /// How access-token denylist checks are answered. Default [`DenylistMode::Subscribed`].
+    pub denylist: DenylistMode,
+    /// In subscribed mode, how often the subscription is checked with a `PING`; a lost
+    /// subscription is noticed within about this long. Default 1 second.
+    pub subscription_check: Duration,
+}
+
+impl RedisConfig {
+    /// The defaults, for the server at `url`.
+    #[must_use]
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            key_prefix: "sessionkit".to_owned(),
+            operation_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_millis(500),
+            expired_retention: Duration::from_secs(15 * 60),
+            denylist: DenylistMode::Subscribed,
+            subscription_check: Duration::from_secs(1),
+        }
+    }
+
+    /// The URL with its password hidden (user information and `password`/`pass` query
+    /// parameters), fit for logs and start-up messages; what `Debug` shows.
+    #[must_use]
+    pub fn redacted_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Sets [`key_prefix`](Self::key_prefix).
+    #[must_use]
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`operation_timeout`](Self::operation_timeout).
+    #[must_use]
+    pub fn with_operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
+    }
+
+    /// Sets [`connect_timeout`](Self::connect_timeout).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets [`expired_retention`](Self::expired_retention).
+    #[must_use]
+    pub fn with_expired_retention(mut self, retention: Duration) -> Self {
+        self.expired_retention = retention;
+        self
+    }
+
+    /// Sets [`denylist`](Self::denylist).
+    #[must_use]
+    pub fn with_denylist(mut self, mode: DenylistMode) -> Self {
+        self.denylist = mode;
+        self
+    }
+
+    /// Sets [`subscription_check`](Self::subscription_check).
+    #[must_use]
+    pub fn with_subscription_check(mut self, every: Duration) -> Self {
+        self.subscription_check = every;
+        self
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("key_prefix", &self.key_prefix)
+            .field("operation_timeout", &self.operation_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("expired_retention", &self.expired_retention)
+            .field("denylist", &self.denylist)
+            .field("subscription_check", &self.subscription_check)
+            .finish()
+    }
+}
+
+/// `url` with the password of its user information and the value of any `password` or `pass`
+/// query parameter replaced by `***`, for `Debug` output. Text that is not a URL with an
+/// authority is hidden whole, since where its secrets are cannot be told.
+fn redact_url(url: &str) -> String {
+    const HIDDEN: &str = "***";
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return HIDDEN.to_owned();
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (rest, None),
+    };
+    let authority_end = before_query.find('/').unwrap_or(before_query.len());
+    let (authority, path) = before_query.split_at(authority_end);
+    let mut out = format!("{scheme}://");
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            match userinfo.split_once(':') {
+                Some((user, _password)) => out.push_str(&format!("{user}:{HIDDEN}")),
+                // `redis://secret@host` puts the password where a user name would be.
+                None => out.push_str(HIDDEN),
+            }
+            out.push('@');
+            out.push_str(host);
+        }
+        None => out.push_str(authority),
+    }
+    out.push_str(path);
+    if let Some(query) = query {
+        out.push('?');
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
+                    format!("{k}={HIDDEN}")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+/// Longest accepted [`RedisConfig::expired_retention`]: a year.
+pub const MAX_EXPIRED_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// Longest accepted timeout or check interval in a [`RedisConfig`]: an hour.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Why a [`RedisStore`](super::RedisStore) could not be built. Redis being unreachable is not one of them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisConfigError {
+    /// The URL is not a Redis URL.
+    #[error("invalid Redis URL")]
+    Url(#[source] RedisError),
+    /// The key prefix is empty or contains `{`, `}` or a control character.
+    #[error("invalid key prefix {0:?}: it must be non-empty, without braces or control characters")]
+    Prefix(String),
+    /// A timeout is zero.
+    #[error("{0} must be greater than zero")]
+    ZeroTimeout(&'static str),
+    /// A duration is longer than its limit ([`MAX_TIMEOUT`] for the timeouts and the
+    /// subscription check, [`MAX_EXPIRED_RETENTION`] for the retention).
+    #[error("{option} must be at most {max:?}")]
+    TooLong {
+        /// The option's name.
+        option: &'static str,
+        /// Its limit.
+        max: Duration,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        for (url, shown) in [
+            ("redis://127.0.0.1:6379/", "redis://127.0.0.1:6379/"),
+            ("redis://:pw1@127.0.0.1:6379/0", "redis://:***@127.0.0.1:6379/0"),
+            ("redis://app:pw2@host/0?protocol=resp3", "redis://app:***@host/0?protocol=resp3"),
+            ("rediss://pw3@host", "rediss://***@host"),
+            ("redis://user:p@ss:w@rd@host:1", "redis://user:***@host:1"),
+            ("redis+unix:///run/redis.sock?db=1&pass=pw4", "redis+unix:///run/redis.sock?db=1&pass=***"),
+            ("unix:///run/redis.sock?password=pw5&user=u", "unix:///run/redis.sock?password=***&user=u"),
+            ("not a url pw6", "***"),
+        ] {
+            assert_eq!(redact_url(url), shown);
+            let debug = format!("{:?}", RedisConfig::new(url));
+            assert!(debug.contains(&format!("{shown:?}")), "{debug}");
+            assert!(!debug.contains("pw"), "{debug}");
+        }
+    }
+}

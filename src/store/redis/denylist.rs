@@ -1,0 +1,223 @@
+//! The access-token denylist: [`DenylistMode`], and in subscribed mode the local copy
+//! (`LocalDenylist`) and the task that keeps it current from the pub/sub channel.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use futures_util::StreamExt as _;
+use redis::aio::ConnectionManager;
+use redis::{Client, Value};
+
+use crate::clock::Timestamp;
+use crate::error::{RevocationReason, StoreError};
+use crate::session::SessionId;
+
+use super::codec::{glob_escape, parse_ts, reason};
+use super::{query, redis_error};
+
+/// How [`RedisStore`](super::RedisStore) answers
+/// [`TokenStore::access_denied`](crate::store::TokenStore::access_denied).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum DenylistMode {
+    /// A local copy kept current through Redis pub/sub: no round trip per verification. While
+    /// the subscription is down the store refuses every access token until it has resynchronised.
+    #[default]
+    Subscribed,
+    /// One Redis round trip per verification: a revocation anywhere is seen at once.
+    Strict,
+}
+
+/// The subscribed mode's local copy of the denylist.
+pub(super) struct LocalDenylist {
+    pub(super) entries: DashMap<SessionId, (RevocationReason, Timestamp)>,
+    /// `false` until the first resynchronisation, and from a lost subscription until the next.
+    pub(super) synced: AtomicBool,
+    /// The latest `now` a caller passed to `access_denied` (to within a second), in Unix
+    /// nanoseconds: entries that expired before it are pruned once per subscription check, so
+    /// the copy holds only live entries even if no sweeper runs. (The store reads no clock.)
+    latest_now: AtomicI64,
+}
+
+impl LocalDenylist {
+    pub(super) fn new() -> Self {
+        Self { entries: DashMap::new(), synced: AtomicBool::new(false), latest_now: AtomicI64::new(i64::MIN) }
+    }
+
+    /// Notes the caller's time. Written at most about once a second, so that concurrent
+    /// verifications do not contend on it.
+    pub(super) fn observe(&self, now: Timestamp) {
+        let now = now.unix_nanos();
+        if now > self.latest_now.load(Ordering::Relaxed).saturating_add(1_000_000_000) {
+            self.latest_now.store(now, Ordering::Relaxed);
+        }
+    }
+
+    fn prune(&self) {
+        let latest = Timestamp::from_unix_nanos(self.latest_now.load(Ordering::Relaxed));
+        self.entries.retain(|_, e| e.1 > latest);
+    }
+
+    pub(super) fn add(&self, id: SessionId, reason: RevocationReason, until: Timestamp) {
+        self.entries
+            .entry(id)
+            .and_modify(|e| {
+                if until > e.1 {
+                    *e = (reason, until);
+                }
+            })
+            .or_insert((reason, until));
+    }
+}
+
+pub(super) struct SubscriberSettings {
+    pub(super) base: String,
+    pub(super) channel: String,
+    pub(super) check: Duration,
+    pub(super) timeout: Duration,
+}
+
+/// Keeps `local` current: subscribe, read the whole denylist back, then apply messages; on any
+/// failure mark it unsynced (so verifications fail closed) and start over.
+pub(super) async fn subscribe_loop(
+    client: Client,
+    conn: ConnectionManager,
+    local: Arc<LocalDenylist>,
+    settings: SubscriberSettings,
+    ready: tokio::sync::oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        local.synced.store(false, Ordering::Release);
+        let outcome = subscribed_session(&client, &conn, &local, &settings, &mut ready).await;
+        local.synced.store(false, Ordering::Release);
+        match outcome {
+            // The subscription ran and then dropped: reconnect at once.
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(e) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "sessionkit::redis", error = %e, "denylist subscription failed; retrying");
+                #[cfg(not(feature = "tracing"))]
+                let _ = e;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+async fn subscribed_session(
+    client: &Client,
+    conn: &ConnectionManager,
+    local: &LocalDenylist,
+    s: &SubscriberSettings,
+    ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<(), StoreError> {
+    let pubsub = tokio::time::timeout(s.timeout, client.get_async_pubsub())
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(redis_error)?;
+    let (mut sink, mut stream) = pubsub.split();
+    tokio::time::timeout(s.timeout, sink.subscribe(&s.channel))
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(redis_error)?;
+    // Subscribed first, then read back: nothing published in between is missed.
+    resync(conn, local, s).await?;
+    local.synced.store(true, Ordering::Release);
+    if let Some(tx) = ready.take() {
+        let _ = tx.send(());
+    }
+    let mut tick = tokio::time::interval(s.check);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            msg = stream.next() => {
+                let Some(msg) = msg else { return Ok(()) };
+                if let Ok(payload) = msg.get_payload::<String>() {
+                    apply_message(local, &payload);
+                }
+            }
+            _ = tick.tick() => {
+                local.prune();
+                match tokio::time::timeout(s.timeout, sink.ping::<Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Err(redis_error(e)),
+                    Err(e) => return Err(StoreError::Unavailable(Box::new(e))),
+                }
+            }
+        }
+    }
+}
+
+fn apply_message(local: &LocalDenylist, payload: &str) {
+    let mut parts = payload.splitn(3, '|');
+    let (Some(id), Some(r), Some(until)) = (parts.next(), parts.next(), parts.next()) else { return };
+    if let (Ok(id), Ok(r), Ok(until)) = (id.parse::<SessionId>(), reason(r), parse_ts(until.as_bytes())) {
+        local.add(id, r, until);
+    }
+}
+
+/// Reads every denylist entry from Redis into `local`.
+async fn resync(conn: &ConnectionManager, local: &LocalDenylist, s: &SubscriberSettings) -> Result<(), StoreError> {
+    let pattern = format!("{}d:*", glob_escape(&s.base));
+    let mut cursor = 0u64;
+    loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+        let (next, keys): (u64, Vec<String>) = query(conn, scan, s.timeout).await?;
+        if !keys.is_empty() {
+            let mut mget = redis::cmd("MGET");
+            mget.arg(&keys);
+            let values: Vec<Option<String>> = query(conn, mget, s.timeout).await?;
+            for (key, value) in keys.iter().zip(values) {
+                let (Some(id), Some(value)) = (key.strip_prefix(&format!("{}d:", s.base)), value) else { continue };
+                apply_message(local, &format!("{id}|{value}"));
+            }
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::ts;
+    use super::*;
+
+    #[test]
+    fn the_local_denylist_keeps_the_latest_entry_and_prunes_by_the_callers_time() {
+        let local = LocalDenylist::new();
+        let (a, b) = (SessionId::from_bytes([1; 16]), SessionId::from_bytes([2; 16]));
+        let t = |s: i64| Timestamp::from_unix_nanos(s * 1_000_000_000);
+        local.add(a, RevocationReason::Logout, t(100));
+        local.add(a, RevocationReason::Admin, t(50));
+        assert_eq!(local.entries.get(&a).map(|e| *e), Some((RevocationReason::Logout, t(100))), "never shortened");
+        local.add(b, RevocationReason::Evicted, t(200));
+        local.observe(t(150));
+        local.prune();
+        assert!(local.entries.get(&a).is_none());
+        assert!(local.entries.get(&b).is_some());
+        // Within a second of the last observation nothing is written.
+        local.observe(t(150).saturating_add(Duration::from_millis(500)));
+        assert_eq!(local.latest_now.load(Ordering::Relaxed), t(150).unix_nanos());
+    }
+
+    #[test]
+    fn denylist_messages_are_parsed_strictly() {
+        let local = LocalDenylist::new();
+        let id = SessionId::from_bytes([3; 16]);
+        let until = String::from_utf8(ts(Timestamp::from_unix_nanos(5))).unwrap();
+        for bad in ["", "x|logout|1", &format!("{id}|nonsense|{until}"), &format!("{id}|logout|12")] {
+            apply_message(&local, bad);
+        }
+        assert!(local.entries.is_empty());
+        apply_message(&local, &format!("{id}|logout_all|{until}"));
+        assert_eq!(local.entries.get(&id).map(|e| e.0), Some(RevocationReason::LogoutAll));
+    }
+}
