@@ -93,6 +93,7 @@
 
 #[cfg(feature = "axum")]
 pub mod axum;
+pub mod backup;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod clock;
@@ -102,7 +103,8 @@ pub mod csrf;
 pub mod error;
 pub mod events;
 pub mod expiry;
-pub mod export;
+/// Export and import as JSON Lines: the [`backup::jsonl`] module under its earlier path.
+pub use backup::jsonl as export;
 mod hash;
 pub mod manager;
 pub mod policy;

@@ -48,14 +48,12 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Runs `run` every `interval` (at least [`MIN_INTERVAL`]) until stopped (`run` answers `false`
 /// to end the task early), then `finish` once.
-pub(crate) fn spawn_periodic<F, Fut>(
-    interval: Duration,
-    mut run: F,
-    finish: impl FnOnce() + Send + 'static,
-) -> SweeperHandle
+pub(crate) fn spawn_periodic<F, Fut, Fin, FinFut>(interval: Duration, mut run: F, finish: Fin) -> SweeperHandle
 where
     F: FnMut() -> Fut + Send + 'static,
     Fut: Future<Output = bool> + Send,
+    Fin: FnOnce() -> FinFut + Send + 'static,
+    FinFut: Future + Send,
 {
     let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -76,7 +74,7 @@ where
                 }
             }
         }
-        finish();
+        finish().await;
     });
     SweeperHandle { stop: Some(stop_tx), task }
 }
@@ -112,53 +110,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                     true
                 }
             },
-            || {},
+            || async {},
         )
-    }
-}
-
-#[cfg(feature = "memory")]
-impl crate::store::memory::MemoryStore {
-    /// Writes a snapshot to `path` every `interval`, and once more on
-    /// [`SweeperHandle::shutdown`], so that a restarted process can
-    /// [`load_snapshot`](Self::load_snapshot). Write failures are logged (feature `tracing`).
-    /// An interval under [`MIN_INTERVAL`] counts as `MIN_INTERVAL`.
-    ///
-    /// # Panics
-    /// Outside a tokio runtime, like `tokio::spawn`.
-    pub fn spawn_snapshots<C: Clock + Clone>(
-        &self,
-        path: impl Into<std::path::PathBuf>,
-        interval: Duration,
-        clock: C,
-    ) -> SweeperHandle {
-        let path = path.into();
-        let (store, final_path, final_clock) = (self.clone(), path.clone(), clock.clone());
-        let periodic_store = self.clone();
-        spawn_periodic(
-            interval,
-            move || {
-                let result = periodic_store.save_snapshot(&path, clock.now());
-                async move {
-                    log_snapshot(&result);
-                    true
-                }
-            },
-            move || log_snapshot(&store.save_snapshot(&final_path, final_clock.now())),
-        )
-    }
-}
-
-#[cfg(feature = "memory")]
-fn log_snapshot(result: &Result<u64, crate::store::memory::SnapshotError>) {
-    match result {
-        Ok(_items) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(target: "sessionkit", items = _items, "snapshot written");
-        }
-        Err(_error) => {
-            #[cfg(feature = "tracing")]
-            tracing::error!(target: "sessionkit", error = %_error, "snapshot failed");
-        }
     }
 }

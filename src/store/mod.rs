@@ -76,6 +76,8 @@ use crate::policy::Limit;
 use crate::session::{DataPatch, SessionData, SessionId, SessionRecord, UserId};
 use crate::token::TokenDigest;
 
+pub use crate::backup::{RefreshDigests, StoredItem};
+
 #[cfg(feature = "memory")]
 pub mod memory;
 
@@ -263,49 +265,6 @@ pub struct ScanPage {
     pub items: Vec<StoredItem>,
     /// The cursor of the next page, or `None` after the last.
     pub next: Option<ScanCursor>,
-}
-
-/// Everything a store holds, one item at a time: what export, import and snapshots carry.
-/// Digests only: no item contains a token.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum StoredItem {
-    /// A session, with its refresh tokens.
-    Session {
-        /// The session.
-        #[serde(flatten)]
-        record: SessionRecord,
-        /// Its refresh-token family, if it has one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        refresh: Option<RefreshDigests>,
-    },
-    /// A remembered revocation: the token `digest` answers "revoked" until `until`.
-    Revoked {
-        /// Digest of the revoked session's token, or of one of its refresh tokens.
-        digest: TokenDigest,
-        /// Why it was revoked.
-        reason: RevocationReason,
-        /// When the store may forget it.
-        until: Timestamp,
-    },
-    /// A denylist entry: access tokens of `session_id` are refused until `until`.
-    Denied {
-        /// The revoked session.
-        session_id: SessionId,
-        /// Why it was revoked.
-        reason: RevocationReason,
-        /// When the last access token it covers expires.
-        until: Timestamp,
-    },
-}
-
-/// A session's refresh-token digests.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct RefreshDigests {
-    /// The current refresh token's digest.
-    pub current: TokenDigest,
-    /// Spent refresh tokens still recognised as reuse, most recent first.
-    pub spent: Vec<TokenDigest>,
 }
 
 /// The answer of [`SessionStore::insert`].

@@ -1,0 +1,217 @@
+//! Snapshot files: the export format ([`super::jsonl`]) written atomically, read back
+//! completely or not at all, and written periodically off the async runtime's workers.
+//!
+//! A snapshot is written to a fresh temporary file beside its path (created exclusively, `0600`
+//! on Unix: it names users and their IPs), flushed to disk, renamed over the previous snapshot,
+//! and the directory is synced so that the rename survives a crash too. A crash at any moment
+//! leaves either the previous snapshot or the new one, never a torn file; a temporary file
+//! whose rename failed is removed. Reading refuses a file that is not complete (no `end` line,
+//! a wrong count) rather than starting from part of it.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::StoredItem;
+use super::jsonl::{self, ImportError};
+use crate::clock::Timestamp;
+
+/// A snapshot could not be written or loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// Reading or writing the file failed.
+    #[error("snapshot {path}: {source}", path = path.display())]
+    Io {
+        /// The snapshot file.
+        path: PathBuf,
+        /// The failure.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a complete, valid snapshot.
+    #[error("snapshot {path} is corrupt: {source}", path = path.display())]
+    Corrupt {
+        /// The snapshot file.
+        path: PathBuf,
+        /// What is wrong, with the line.
+        #[source]
+        source: ImportError,
+    },
+    /// The store already holds sessions that the snapshot also holds.
+    #[error("the store already holds sessions of snapshot {path}", path = path.display())]
+    Conflict {
+        /// The snapshot file.
+        path: PathBuf,
+    },
+}
+
+/// Writes `pages` of items to `path` atomically (see the [module docs](self)). Answers the
+/// number of items written. Blocking file I/O: call it from a blocking context.
+pub(crate) fn write(
+    path: &Path,
+    now: Timestamp,
+    pages: impl Iterator<Item = Vec<StoredItem>>,
+) -> Result<u64, SnapshotError> {
+    let io = |source| SnapshotError::Io { path: path.to_owned(), source };
+    // A fresh, exclusively created name per save: concurrent saves never share a file.
+    static SAVES: AtomicU64 = AtomicU64::new(0);
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)));
+    let tmp = path.with_file_name(tmp_name);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(&tmp).map_err(io)?;
+    let mut out = std::io::BufWriter::new(file);
+    let written = (|| -> std::io::Result<u64> {
+        jsonl::write_header(&mut out, now)?;
+        let mut count = 0;
+        for page in pages {
+            for item in &page {
+                jsonl::write_item(&mut out, item)?;
+                count += 1;
+            }
+        }
+        jsonl::write_end(&mut out, count)?;
+        out.flush()?;
+        let file = out.into_inner().map_err(std::io::IntoInnerError::into_error)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(count)
+    })();
+    let count = match written {
+        Ok(count) => count,
+        Err(e) => {
+            // Nothing half-written is left behind: the previous snapshot stays as it was.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+    };
+    // Make the rename itself durable; a bare file name lives in the current directory.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(count)
+}
+
+/// Reads the snapshot at `path`: `None` if there is none (a first start), every item of a
+/// complete file, or an error for a file that cannot be read completely.
+pub(crate) fn read(path: &Path) -> Result<Option<Vec<StoredItem>>, SnapshotError> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SnapshotError::Io { path: path.to_owned(), source }),
+    };
+    jsonl::read(std::io::BufReader::new(file)).map(Some).map_err(|source| match source {
+        ImportError::Io(source) => SnapshotError::Io { path: path.to_owned(), source },
+        source => SnapshotError::Corrupt { path: path.to_owned(), source },
+    })
+}
+
+#[cfg(feature = "tokio")]
+impl crate::store::memory::MemoryStore {
+    /// Writes a snapshot to `path` every `interval`, and once more on
+    /// [`SweeperHandle::shutdown`](crate::sweeper::SweeperHandle::shutdown), so that a
+    /// restarted process can [`load_snapshot`](Self::load_snapshot). Each write runs on
+    /// tokio's blocking pool ([`tokio::task::spawn_blocking`]), never on an async worker, so
+    /// a slow disk holds up no request. Write failures are logged (feature `tracing`). An
+    /// interval under [`MIN_INTERVAL`](crate::sweeper::MIN_INTERVAL) counts as `MIN_INTERVAL`.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, like `tokio::spawn`.
+    pub fn spawn_snapshots<C: crate::Clock + Clone>(
+        &self,
+        path: impl Into<PathBuf>,
+        interval: std::time::Duration,
+        clock: C,
+    ) -> crate::sweeper::SweeperHandle {
+        let path = path.into();
+        let (store, final_path, final_clock) = (self.clone(), path.clone(), clock.clone());
+        let periodic_store = self.clone();
+        crate::sweeper::spawn_periodic(
+            interval,
+            move || save_off_the_workers(periodic_store.clone(), path.clone(), clock.now()),
+            move || save_off_the_workers(store, final_path, final_clock.now()),
+        )
+    }
+}
+
+/// Saves `store` to `path` on the blocking pool and logs the outcome; answers `true` (the
+/// periodic task goes on whatever happened).
+#[cfg(feature = "tokio")]
+async fn save_off_the_workers(store: crate::store::memory::MemoryStore, path: PathBuf, now: Timestamp) -> bool {
+    let result = tokio::task::spawn_blocking(move || store.save_snapshot(&path, now)).await;
+    match result {
+        Ok(Ok(_items)) => {
+            #[cfg(feature = "tracing")]
+            tracing::debug!(target: "sessionkit", items = _items, "snapshot written");
+        }
+        Ok(Err(_error)) => {
+            #[cfg(feature = "tracing")]
+            tracing::error!(target: "sessionkit", error = %_error, "snapshot failed");
+        }
+        Err(_join) => {
+            #[cfg(feature = "tracing")]
+            tracing::error!(target: "sessionkit", error = %_join, "snapshot task failed");
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sessionkit-snapshot-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_temporary_file_and_the_old_snapshot() {
+        let dir = dir("rename");
+        // A directory where the snapshot should go: the rename over it fails.
+        let path = dir.join("snap");
+        std::fs::create_dir(&path).unwrap();
+        let err = write(&path, Timestamp::from_unix_nanos(0), std::iter::empty()).unwrap_err();
+        assert!(matches!(err, SnapshotError::Io { .. }), "{err}");
+        let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["snap"], "the temporary file is removed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn missing_is_none_and_truncated_is_corrupt() {
+        let dir = dir("read");
+        let path = dir.join("snap.jsonl");
+        assert!(read(&path).unwrap().is_none(), "a first start");
+        assert_eq!(write(&path, Timestamp::from_unix_nanos(0), std::iter::once(Vec::new())).unwrap(), 0);
+        assert_eq!(read(&path).unwrap().map(|items| items.len()), Some(0));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let header_only = text.lines().next().unwrap();
+        std::fs::write(&path, format!("{header_only}\n")).unwrap();
+        assert!(matches!(read(&path), Err(SnapshotError::Corrupt { .. })), "no end line: refused");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        // The directory sync of a relative path without a parent uses ".".
+        let dir = dir("relative");
+        let name = format!("sessionkit-relative-{}.jsonl", std::process::id());
+        let cwd = std::env::current_dir().unwrap();
+        let path = Path::new(&name);
+        let written = write(path, Timestamp::from_unix_nanos(0), std::iter::empty());
+        let _ = std::fs::remove_file(cwd.join(&name));
+        assert_eq!(written.unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
