@@ -4,55 +4,19 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+#[path = "support/example_process.rs"]
+mod example_process;
 
+use example_process::ExampleProcess;
 use reqwest::header::{COOKIE, ORIGIN, SET_COOKIE};
 use serde_json::{Value, json};
 
-/// The example process; killed when dropped.
-struct App {
-    child: Child,
-    base: String,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The example binary `cargo test` builds next to the test binaries.
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join(format!("axum_app{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test` (which builds the examples)", bin.display());
-    bin
-}
-
-fn start() -> App {
-    let mut child = Command::new(binary())
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(base) = line.strip_prefix("listening on ") {
-                let _ = tx.send(base.to_owned());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(30)).expect("the example prints `listening on http://ADDR`");
-    assert!(base.starts_with("http://127.0.0.1:"), "{base}");
-    App { child, base }
+fn start() -> ExampleProcess {
+    let mut command = example_process::command("axum_app");
+    command.args(["--listen", "127.0.0.1:0"]);
+    let app = example_process::start(command);
+    assert!(app.base.starts_with("http://127.0.0.1:"), "{}", app.base);
+    app
 }
 
 async fn send(request: reqwest::RequestBuilder) -> (u16, reqwest::header::HeaderMap, Value) {

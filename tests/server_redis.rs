@@ -8,56 +8,22 @@
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+#[path = "support/example_process.rs"]
+mod example_process;
+
 use std::time::{Duration, Instant};
 
+use example_process::ExampleProcess as Server;
 use redis_server::RedisServer;
 use serde_json::{Value, json};
 
-/// A server process, killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The example binary `cargo test` builds next to the test binaries.
-fn server_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap();
-    let bin = dir.join("examples").join(format!("server{}", std::env::consts::EXE_SUFFIX));
-    assert!(bin.exists(), "{} is missing: run the tests with `cargo test` (which builds the examples)", bin.display());
-    bin
-}
-
 fn start_server(redis_url: &str) -> Server {
-    let mut child = Command::new(server_binary())
+    let mut command = example_process::command("server");
+    command
         .args(["--listen", "127.0.0.1:0", "--insecure-cookies", "--log-level", "warn"])
         .args(["--jwt-secret", "c2Vzc2lvbmtpdC10ZXN0LXNlY3JldC0zMi1ieXRlcy1sb25n"])
-        .env("REDIS_URL", redis_url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let base = rx.recv_timeout(Duration::from_secs(30)).expect("the server prints its address");
-    Server { child, base }
+        .env("REDIS_URL", redis_url);
+    example_process::start(command)
 }
 
 async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
