@@ -1226,6 +1226,31 @@ fn invalid_options_are_refused_at_startup() {
     refused(app::Options { max_sessions_per_user: Some(app::MaxSessions::Max(0)), ..options() });
     let missing = std::env::temp_dir().join("sessionkit-server-test-no-such-file.toml");
     refused(app::Options { config: Some(missing), ..options() });
+    // An explicit impossible combination is still refused with its clear error.
+    let err = refused(app::Options {
+        idle_timeout: Some(Duration::from_secs(3)),
+        touch_interval: Some(Duration::from_secs(5)),
+        ..app::Options::default()
+    });
+    assert!(err.to_string().contains("touch_interval"), "{err}");
+    let err = refused(app::Options {
+        idle_timeout: Some(Duration::from_secs(3)),
+        client_warning: Some(Duration::from_secs(5)),
+        ..app::Options::default()
+    });
+    assert!(err.to_string().contains("--client-warning"), "{err}");
+}
+
+#[test]
+fn a_short_idle_timeout_alone_starts_the_server() {
+    let cli = Cli::try_parse_from(["server", "--idle-timeout", "3s"]).unwrap();
+    let state = app::AppState::from_options(&cli.options, MemoryStore::new(), MockClock::new()).unwrap();
+    assert_eq!(state.manager.config().touch_interval(), Duration::from_millis(750), "a quarter of the idle timeout");
+    assert_eq!(state.client.idle_logout, Duration::from_secs(3));
+    assert_eq!(state.client.warning, Duration::from_millis(750), "a quarter of the sign-out delay");
+    assert_eq!(state.client.session_renew, Duration::from_millis(1125), "half of (idle - touch)");
+    let config = sessionkit::SessionConfig::builder().idle_timeout(Duration::from_secs(30)).build();
+    assert!(config.is_ok(), "the library builder too: {config:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
