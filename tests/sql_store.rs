@@ -1,0 +1,196 @@
+//! `SqlStore` on SQLite (a fresh WAL file per test) and on a private PostgreSQL server (one
+//! server per test binary, one database per test): the conformance suite, two managers on two
+//! pools behaving as one application, the cross-instance races (limit, refresh) and faults.
+
+#![cfg(all(feature = "sqlite", feature = "postgres"))]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use postgres_server::PostgresServer;
+use sessionkit::clock::MockClock;
+use sessionkit::store::sql::{SqlConfig, SqlStore};
+use sessionkit::token::keys::{KeySet, SigningKey};
+use sessionkit::{Error, LimitPolicy, NewSession, SessionConfig, SessionManager, StoreError, UserId};
+
+type Manager = SessionManager<SqlStore, MockClock>;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A temporary SQLite file, removed (with its WAL files) on drop.
+struct TempDb(PathBuf);
+
+impl TempDb {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!(
+            "sessionkit-sql-{}-{}.db",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.0.display())
+    }
+}
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
+}
+
+async fn sqlite(db: &TempDb) -> SqlStore {
+    SqlStore::connect(SqlConfig::new(db.url())).await.unwrap()
+}
+
+async fn postgres(url: &str) -> SqlStore {
+    SqlStore::connect(SqlConfig::new(url)).await.unwrap()
+}
+
+sessionkit::conformance_tests!(conformance_sqlite, {
+    let db = TempDb::new();
+} => sqlite(&db).await, tokens, backup);
+
+sessionkit::conformance_tests!(conformance_sqlite_memory,
+    SqlStore::connect(SqlConfig::new("sqlite::memory:")).await.unwrap(), tokens, backup);
+
+sessionkit::conformance_tests!(conformance_postgres, {
+    let Some(url) = PostgresServer::shared_database() else { return };
+} => postgres(&url).await, tokens, backup);
+
+fn user(name: &str) -> UserId {
+    UserId::new(name).unwrap()
+}
+
+fn keys() -> KeySet {
+    KeySet::new(SigningKey::hs256("k1", &[7; 32]).unwrap()).unwrap()
+}
+
+/// Two managers — two instances of one application — on two pools, with one shared clock.
+async fn two_instances(url: &str, config: SessionConfig) -> (Manager, Manager, MockClock) {
+    let clock = MockClock::new();
+    let mut managers = Vec::new();
+    for _ in 0..2 {
+        let m = SessionManager::with_clock(postgres(url).await, config.clone(), clock.clone());
+        m.set_keys(keys());
+        managers.push(m);
+    }
+    let b = managers.pop().unwrap();
+    let a = managers.pop().unwrap();
+    (a, b, clock)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_share_sessions_and_revocations() {
+    let Some(url) = PostgresServer::shared_database() else { return };
+    let (a, b, _clock) = two_instances(&url, SessionConfig::default()).await;
+    let created = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    assert_eq!(b.validate(&token).await.unwrap().id(), created.session.id());
+    b.verify_access(&access).await.unwrap();
+    assert!(a.revoke(&token).await.unwrap());
+    assert!(matches!(b.validate(&token).await, Err(Error::Revoked { .. })));
+    assert!(matches!(b.verify_access(&access).await, Err(Error::Revoked { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_logins_through_two_instances_respect_the_limit() {
+    let Some(url) = PostgresServer::shared_database() else { return };
+    let config = SessionConfig::builder().max_sessions_per_user(Some(3)).on_limit(LimitPolicy::EvictOldest).build().unwrap();
+    let (a, b, _clock) = two_instances(&url, config).await;
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let m = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move { m.create(NewSession::new(user("bob"))).await }));
+    }
+    let mut tokens = Vec::new();
+    for t in tasks {
+        tokens.push(t.await.unwrap().unwrap().token.expose_secret().to_owned());
+    }
+    let mut live = 0;
+    for t in &tokens {
+        match a.validate(t).await {
+            Ok(_) => live += 1,
+            Err(Error::Revoked { .. }) => {}
+            Err(e) => panic!("unexpected validation error: {e}"),
+        }
+    }
+    assert_eq!(live, 3, "exactly the limit is live after 50 concurrent logins");
+    assert_eq!(b.list(&user("bob")).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_concurrent_refreshes_fork_nothing() {
+    let Some(url) = PostgresServer::shared_database() else { return };
+    let (a, b, _clock) = two_instances(&url, SessionConfig::default()).await;
+    let created = a.create(NewSession::new(user("carol"))).await.unwrap();
+    let refresh = created.tokens.unwrap().refresh_token.expose_secret().to_owned();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let m = if i % 2 == 0 { a.clone() } else { b.clone() };
+        let r = refresh.clone();
+        tasks.push(tokio::spawn(async move { m.refresh(&r).await }));
+    }
+    let mut successors = HashSet::new();
+    for t in tasks {
+        let pair = t.await.unwrap().expect("every refresh within the grace window succeeds");
+        successors.insert(pair.refresh_token.expose_secret().to_owned());
+    }
+    assert_eq!(successors.len(), 1, "one successor: the family did not fork");
+    let successor = successors.into_iter().next().unwrap();
+    b.refresh(&successor).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_is_unavailable_within_the_timeout_and_recovers() {
+    let Some(mut server) = PostgresServer::start("postgres_faults") else { return };
+    let url = server.database("faults");
+    let m = SessionManager::with_clock(postgres(&url).await, SessionConfig::default(), MockClock::new());
+    let created = m.create(NewSession::new(user("dave"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    server.stop();
+    let start = Instant::now();
+    let err = m.validate(&token).await.unwrap_err();
+    assert!(matches!(err, Error::Store(StoreError::Unavailable(_))), "{err:?}");
+    assert!(start.elapsed() < Duration::from_millis(1500), "took {:?}", start.elapsed());
+    server.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match m.validate(&token).await {
+            Ok(s) => {
+                assert_eq!(s.id(), created.session.id());
+                break;
+            }
+            Err(e) => assert!(Instant::now() < deadline, "not back after restart: {e:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sessions_survive_reopening_the_file() {
+    let db = TempDb::new();
+    let clock = MockClock::new();
+    let token = {
+        let m = SessionManager::with_clock(sqlite(&db).await, SessionConfig::default(), clock.clone());
+        m.create(NewSession::new(user("erin"))).await.unwrap().token.expose_secret().to_owned()
+    };
+    let m = SessionManager::with_clock(sqlite(&db).await, SessionConfig::default(), clock);
+    m.validate(&token).await.unwrap();
+}
+
+#[test]
+fn debug_hides_the_password() {
+    let shown = format!("{:?}", SqlConfig::new("postgres://app:pw123@localhost/db"));
+    assert!(!shown.contains("pw123"), "{shown}");
+}
