@@ -138,9 +138,9 @@ impl PostgresServer {
             "-c".into(),
             "listen_addresses=127.0.0.1".into(),
             "-c".into(),
+            // No fsync: the tests need no durability against power loss, and a SIGKILL loses
+            // nothing committed (the WAL is written, only not flushed to disk).
             "fsync=off".into(),
-            "-c".into(),
-            "synchronous_commit=off".into(),
             "-c".into(),
             "full_page_writes=off".into(),
             "-c".into(),
