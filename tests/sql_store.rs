@@ -60,8 +60,12 @@ sessionkit::conformance_tests!(conformance_sqlite, {
     let db = TempDb::new();
 } => sqlite(&db).await, tokens, backup);
 
-sessionkit::conformance_tests!(conformance_sqlite_memory,
-    SqlStore::connect(SqlConfig::new("sqlite::memory:")).await.unwrap(), tokens, backup);
+sessionkit::conformance_tests!(
+    conformance_sqlite_memory,
+    SqlStore::connect(SqlConfig::new("sqlite::memory:")).await.unwrap(),
+    tokens,
+    backup
+);
 
 sessionkit::conformance_tests!(conformance_postgres, {
     let Some(url) = PostgresServer::shared_database() else { return };
@@ -106,7 +110,8 @@ async fn postgres_two_instances_share_sessions_and_revocations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_concurrent_logins_through_two_instances_respect_the_limit() {
     let Some(url) = PostgresServer::shared_database() else { return };
-    let config = SessionConfig::builder().max_sessions_per_user(Some(3)).on_limit(LimitPolicy::EvictOldest).build().unwrap();
+    let config =
+        SessionConfig::builder().max_sessions_per_user(Some(3)).on_limit(LimitPolicy::EvictOldest).build().unwrap();
     let (a, b, _clock) = two_instances(&url, config).await;
     let mut tasks = Vec::new();
     for i in 0..50 {
