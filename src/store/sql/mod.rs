@@ -639,17 +639,20 @@ impl TokenStore for SqlStore {
             let (low, high) = (nanos(now.saturating_sub(grace)), nanos(now.saturating_add(grace)));
             // Spent less than the grace window before or after now (after: by an instance whose
             // clock runs ahead); with a zero window never.
-            if last == Some(n) && low < nanos(now) && spent_at > low && spent_at < high {
-                if let Some(sealed) = sealed {
-                    if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                        return Ok(RefreshOutcome::Expired { reason, record: Box::new(r) });
-                    }
-                    return Ok(RefreshOutcome::Replayed {
-                        record: r,
-                        sealed,
-                        spent_at: Timestamp::from_unix_nanos(spent_at),
-                    });
+            if last == Some(n)
+                && low < nanos(now)
+                && spent_at > low
+                && spent_at < high
+                && let Some(sealed) = sealed
+            {
+                if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+                    return Ok(RefreshOutcome::Expired { reason, record: Box::new(r) });
                 }
+                return Ok(RefreshOutcome::Replayed {
+                    record: r,
+                    sealed,
+                    spent_at: Timestamp::from_unix_nanos(spent_at),
+                });
             }
             drop_session(&mut tx, &r, Some(&reuse)).await?;
             tx.commit().await.map_err(sql_error)?;

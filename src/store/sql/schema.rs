@@ -11,7 +11,6 @@
 use std::time::Duration;
 
 use sqlx::AnyPool;
-use sqlx::Executor;
 use sqlx::any::AnyPoolOptions;
 
 use super::config::{SqlConfig, SqlConnectError};
@@ -52,18 +51,7 @@ pub(super) async fn open(config: &SqlConfig, dialect: Dialect) -> Result<AnyPool
         sqlx::sqlite::any::DRIVER,
     ]);
     let timeout = config.operation_timeout;
-    let mut url = config.url.clone();
-    let mut max = config.max_connections;
-    #[cfg(feature = "sqlite")]
-    if dialect == Dialect::Sqlite {
-        if url == "sqlite::memory:" {
-            max = 1;
-        } else if !url.contains("mode=") {
-            // Create the file if it is missing.
-            url.push(if url.contains('?') { '&' } else { '?' });
-            url.push_str("mode=rwc");
-        }
-    }
+    let (url, max) = pool_target(config, dialect);
     let busy_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
     let options = AnyPoolOptions::new()
         .max_connections(max)
@@ -77,7 +65,7 @@ pub(super) async fn open(config: &SqlConfig, dialect: Dialect) -> Result<AnyPool
                 #[cfg(feature = "sqlite")]
                 if dialect == Dialect::Sqlite {
                     // Writers wait for each other's BEGIN IMMEDIATE at most the operation timeout.
-                    conn.execute(format!("PRAGMA busy_timeout = {busy_ms}").as_str()).await?;
+                    sqlx::Executor::execute(&mut *conn, format!("PRAGMA busy_timeout = {busy_ms}").as_str()).await?;
                 }
                 let _ = (&conn, busy_ms);
                 Ok(())
@@ -96,10 +84,33 @@ pub(super) async fn open(config: &SqlConfig, dialect: Dialect) -> Result<AnyPool
         Dialect::Sqlite => {
             if config.url != "sqlite::memory:" {
                 // WAL: readers (validations) never wait for the writer. Persistent in the file.
-                pool.execute("PRAGMA journal_mode = WAL").await.map_err(|e| SqlConnectError::Connect(Box::new(e)))?;
+                sqlx::Executor::execute(&pool, "PRAGMA journal_mode = WAL")
+                    .await
+                    .map_err(|e| SqlConnectError::Connect(Box::new(e)))?;
             }
             sqlx::migrate!("migrations/sqlite").run(&pool).await.map_err(SqlConnectError::Migrate)?;
         }
     }
     Ok(pool)
+}
+
+/// The URL the pool connects to and its size: a SQLite file is created if missing, and an
+/// in-memory SQLite database gets one connection (each connection would be a database of its
+/// own).
+fn pool_target(config: &SqlConfig, dialect: Dialect) -> (String, u32) {
+    match dialect {
+        #[cfg(feature = "postgres")]
+        Dialect::Postgres => (config.url.clone(), config.max_connections),
+        #[cfg(feature = "sqlite")]
+        Dialect::Sqlite => {
+            if config.url == "sqlite::memory:" {
+                (config.url.clone(), 1)
+            } else if config.url.contains("mode=") {
+                (config.url.clone(), config.max_connections)
+            } else {
+                let sep = if config.url.contains('?') { '&' } else { '?' };
+                (format!("{}{sep}mode=rwc", config.url), config.max_connections)
+            }
+        }
+    }
 }
