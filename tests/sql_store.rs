@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use postgres_server::PostgresServer;
 use sessionkit::clock::MockClock;
-use sessionkit::store::sql::{SqlConfig, SqlStore};
+use sessionkit::store::sql::{DenylistMode, SqlConfig, SqlStore};
 use sessionkit::token::keys::{KeySet, SigningKey};
 use sessionkit::{Error, LimitPolicy, NewSession, SessionConfig, SessionManager, StoreError, UserId};
 
@@ -53,12 +53,20 @@ async fn sqlite(db: &TempDb) -> SqlStore {
 }
 
 async fn postgres(url: &str) -> SqlStore {
-    SqlStore::connect(SqlConfig::new(url)).await.unwrap()
+    postgres_with(url, DenylistMode::Subscribed).await
+}
+
+async fn postgres_with(url: &str, mode: DenylistMode) -> SqlStore {
+    SqlStore::connect(SqlConfig::new(url).with_denylist(mode)).await.unwrap()
 }
 
 sessionkit::conformance_tests!(conformance_sqlite, {
     let db = TempDb::new();
 } => sqlite(&db).await, tokens, backup);
+
+sessionkit::conformance_tests!(conformance_sqlite_strict, {
+    let db = TempDb::new();
+} => SqlStore::connect(SqlConfig::new(db.url()).with_denylist(DenylistMode::Strict)).await.unwrap(), tokens, backup);
 
 sessionkit::conformance_tests!(
     conformance_sqlite_memory,
@@ -71,6 +79,25 @@ sessionkit::conformance_tests!(conformance_postgres, {
     let Some(url) = PostgresServer::shared_database() else { return };
 } => postgres(&url).await, tokens, backup);
 
+sessionkit::conformance_tests!(conformance_postgres_strict, {
+    let Some(url) = PostgresServer::shared_database() else { return };
+} => postgres_with(&url, DenylistMode::Strict).await, tokens, backup);
+
+/// Waits (at most `limit`) until `f` holds. For propagation between two pools, which no clock
+/// can be injected into.
+async fn within<F: AsyncFnMut() -> bool>(limit: Duration, mut f: F) -> bool {
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
@@ -81,10 +108,14 @@ fn keys() -> KeySet {
 
 /// Two managers — two instances of one application — on two pools, with one shared clock.
 async fn two_instances(url: &str, config: SessionConfig) -> (Manager, Manager, MockClock) {
+    two_instances_with(url, config, DenylistMode::Subscribed).await
+}
+
+async fn two_instances_with(url: &str, config: SessionConfig, mode: DenylistMode) -> (Manager, Manager, MockClock) {
     let clock = MockClock::new();
     let mut managers = Vec::new();
     for _ in 0..2 {
-        let m = SessionManager::with_clock(postgres(url).await, config.clone(), clock.clone());
+        let m = SessionManager::with_clock(postgres_with(url, mode).await, config.clone(), clock.clone());
         m.set_keys(keys());
         managers.push(m);
     }
@@ -93,10 +124,9 @@ async fn two_instances(url: &str, config: SessionConfig) -> (Manager, Manager, M
     (a, b, clock)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_two_instances_share_sessions_and_revocations() {
+async fn shared_sessions(mode: DenylistMode) {
     let Some(url) = PostgresServer::shared_database() else { return };
-    let (a, b, _clock) = two_instances(&url, SessionConfig::default()).await;
+    let (a, b, _clock) = two_instances_with(&url, SessionConfig::default(), mode).await;
     let created = a.create(NewSession::new(user("alice"))).await.unwrap();
     let token = created.token.expose_secret().to_owned();
     let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
@@ -104,7 +134,23 @@ async fn postgres_two_instances_share_sessions_and_revocations() {
     b.verify_access(&access).await.unwrap();
     assert!(a.revoke(&token).await.unwrap());
     assert!(matches!(b.validate(&token).await, Err(Error::Revoked { .. })));
+    // Subscribed: the notification reaches B within milliseconds; strict: at once.
+    let limit = if mode == DenylistMode::Strict { Duration::ZERO } else { Duration::from_millis(100) };
+    assert!(
+        within(limit, async || b.verify_access(&access).await.is_err()).await,
+        "B still accepts the access token of a session revoked through A after {limit:?}"
+    );
     assert!(matches!(b.verify_access(&access).await, Err(Error::Revoked { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_share_sessions_and_revocations_subscribed() {
+    shared_sessions(DenylistMode::Subscribed).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_share_sessions_and_revocations_strict() {
+    shared_sessions(DenylistMode::Strict).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,14 +206,27 @@ async fn postgres_concurrent_refreshes_fork_nothing() {
 async fn postgres_stopped_is_unavailable_within_the_timeout_and_recovers() {
     let Some(mut server) = PostgresServer::start("postgres_faults") else { return };
     let url = server.database("faults");
-    let m = SessionManager::with_clock(postgres(&url).await, SessionConfig::default(), MockClock::new());
+    let (a, b, _clock) = two_instances(&url, SessionConfig::default()).await;
+    let m = a;
     let created = m.create(NewSession::new(user("dave"))).await.unwrap();
     let token = created.token.expose_secret().to_owned();
+    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    b.verify_access(&access).await.unwrap();
     server.stop();
     let start = Instant::now();
     let err = m.validate(&token).await.unwrap_err();
     assert!(matches!(err, Error::Store(StoreError::Unavailable(_))), "{err:?}");
     assert!(start.elapsed() < Duration::from_millis(1500), "took {:?}", start.elapsed());
+    // The listener notices the lost connection and fails closed: no access token is accepted
+    // while a revocation could be missed.
+    assert!(
+        within(Duration::from_secs(3), async || matches!(
+            b.verify_access(&access).await,
+            Err(Error::Store(StoreError::Unavailable(_)))
+        ))
+        .await,
+        "the subscribed denylist still answers with the server down"
+    );
     server.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -180,6 +239,10 @@ async fn postgres_stopped_is_unavailable_within_the_timeout_and_recovers() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Resynchronised: access tokens verify again, and a revocation made meanwhile is seen.
+    assert!(within(Duration::from_secs(5), async || b.verify_access(&access).await.is_ok()).await, "not resynced");
+    assert!(m.revoke(&token).await.unwrap());
+    assert!(within(Duration::from_millis(100), async || b.verify_access(&access).await.is_err()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,11 +74,14 @@ pub(super) fn nanos(t: Timestamp) -> i64 {
 }
 
 /// Connection trouble and timeouts are [`StoreError::Unavailable`] (the manager fails closed
-/// and the pool reconnects); a unique violation is [`StoreError::Conflict`]; the rest
-/// [`StoreError::Backend`].
+/// and the pool reconnects); a unique violation is [`StoreError::Conflict`]; a deadlock or
+/// serialization failure [`StoreError::Contended`]; the rest [`StoreError::Backend`].
 pub(super) fn sql_error(e: sqlx::Error) -> StoreError {
     match &e {
         sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+        // PostgreSQL's deadlock and serialization failures: the transaction was rolled back,
+        // nothing changed, and a retry may succeed.
+        sqlx::Error::Database(db) if matches!(db.code().as_deref(), Some("40P01" | "40001")) => StoreError::Contended,
         sqlx::Error::Database(db) if is_transient(db.code().as_deref()) => StoreError::Unavailable(Box::new(e)),
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)

@@ -7,9 +7,20 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum DenylistMode {
-    /// Read the denylist table on every access-token verification: one indexed lookup by
-    /// primary key, exact across every instance. The default (and, for now, the only mode).
+    /// A local copy of the denylist: no statement per verification. On PostgreSQL it is kept
+    /// current by `LISTEN`/`NOTIFY` (a revocation through another instance arrives within
+    /// milliseconds); while the listening connection is down (noticed within
+    /// [`SqlConfig::subscription_check`]) the store refuses every access token until it has
+    /// listened again and read the whole table back. On SQLite the copy is read at start-up and
+    /// updated by this store's own writes. The default.
+    ///
+    /// # Warning
+    /// On SQLite this assumes one process writes the file: revocations written by another
+    /// process are not seen. Use [`Strict`](Self::Strict) when several processes share it.
     #[default]
+    Subscribed,
+    /// Read the denylist table on every access-token verification: one indexed lookup by
+    /// primary key, exact across every instance and process.
     Strict,
 }
 
@@ -38,8 +49,12 @@ pub struct SqlConfig {
     /// Most connections the pool opens. Default 10; always 1 for `sqlite::memory:` (each
     /// connection to it would be a database of its own).
     pub max_connections: u32,
-    /// How access-token denylist checks are answered. Default [`DenylistMode::Strict`].
+    /// How access-token denylist checks are answered. Default [`DenylistMode::Subscribed`].
     pub denylist: DenylistMode,
+    /// On PostgreSQL in subscribed mode, how often the listening connection is checked (with a
+    /// heartbeat notification); a lost connection is noticed within about twice this long.
+    /// Default 1 second.
+    pub subscription_check: Duration,
 }
 
 impl SqlConfig {
@@ -50,7 +65,8 @@ impl SqlConfig {
             url: url.into(),
             operation_timeout: Duration::from_secs(1),
             max_connections: 10,
-            denylist: DenylistMode::Strict,
+            denylist: DenylistMode::Subscribed,
+            subscription_check: Duration::from_secs(1),
         }
     }
 
@@ -80,6 +96,13 @@ impl SqlConfig {
         self.denylist = mode;
         self
     }
+
+    /// Sets [`subscription_check`](Self::subscription_check).
+    #[must_use]
+    pub fn with_subscription_check(mut self, every: Duration) -> Self {
+        self.subscription_check = every;
+        self
+    }
 }
 
 impl std::fmt::Debug for SqlConfig {
@@ -89,6 +112,7 @@ impl std::fmt::Debug for SqlConfig {
             .field("operation_timeout", &self.operation_timeout)
             .field("max_connections", &self.max_connections)
             .field("denylist", &self.denylist)
+            .field("subscription_check", &self.subscription_check)
             .finish()
     }
 }
@@ -104,8 +128,8 @@ pub enum SqlConnectError {
     /// `sqlite:` feature `sqlite`).
     #[error("unsupported database URL {0:?} (postgres:// with feature postgres, sqlite: with feature sqlite)")]
     Url(String),
-    /// The operation timeout is zero or longer than [`MAX_TIMEOUT`].
-    #[error("operation_timeout must be greater than zero and at most {MAX_TIMEOUT:?}")]
+    /// The operation timeout or the subscription check is zero or longer than [`MAX_TIMEOUT`].
+    #[error("operation_timeout and subscription_check must be greater than zero and at most {MAX_TIMEOUT:?}")]
     Timeout,
     /// `max_connections` is zero.
     #[error("max_connections must be at least 1")]

@@ -64,6 +64,7 @@
 
 mod codec;
 mod config;
+mod denylist;
 mod ops;
 mod schema;
 
@@ -86,6 +87,7 @@ use crate::token::TokenDigest;
 
 use codec::{COLS, corrupt, digest, json, nanos, reason, record, record_at, sql_error};
 pub use config::{DenylistMode, MAX_TIMEOUT, SqlConfig, SqlConnectError};
+use denylist::LocalDenylist;
 use ops::{Tx, deny, drop_session, gone, lock_user, locked_session, remember, renewed, write_renewal};
 use schema::Dialect;
 
@@ -100,6 +102,18 @@ struct Inner {
     pool: AnyPool,
     dialect: Dialect,
     config: SqlConfig,
+    /// The local copy of the denylist ([`DenylistMode::Subscribed`]).
+    denylist: Option<Arc<LocalDenylist>>,
+    /// The PostgreSQL listener task, stopped with the store.
+    listener: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = &self.listener {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -146,9 +160,85 @@ impl SqlStore {
         if config.max_connections == 0 {
             return Err(SqlConnectError::Pool);
         }
+        if config.subscription_check.is_zero() || config.subscription_check > MAX_TIMEOUT {
+            return Err(SqlConnectError::Timeout);
+        }
         let dialect = Dialect::of(&config.url)?;
         let pool = schema::open(&config, dialect).await?;
-        Ok(Self { inner: Arc::new(Inner { pool, dialect, config }) })
+        let (denylist, listener) = match config.denylist {
+            DenylistMode::Strict => (None, None),
+            DenylistMode::Subscribed => Self::subscribe(&config, dialect, &pool).await?,
+        };
+        Ok(Self { inner: Arc::new(Inner { pool, dialect, config, denylist, listener }) })
+    }
+
+    /// Starts the local denylist: on PostgreSQL the listener task (waiting at most the
+    /// operation timeout for its first synchronisation; until then `access_denied` fails
+    /// closed), on SQLite a copy of the table, kept current by this store's own writes.
+    async fn subscribe(
+        config: &SqlConfig,
+        dialect: Dialect,
+        pool: &AnyPool,
+    ) -> Result<(Option<Arc<LocalDenylist>>, Option<tokio::task::AbortHandle>), SqlConnectError> {
+        match dialect {
+            #[cfg(feature = "postgres")]
+            Dialect::Postgres => {
+                let local = Arc::new(LocalDenylist::new(false));
+                let task = tokio::spawn(denylist::listen_loop(
+                    config.url.clone(),
+                    pool.clone(),
+                    Arc::clone(&local),
+                    config.subscription_check,
+                ));
+                let waited = tokio::time::timeout(config.operation_timeout, async {
+                    while !local.synced.load(std::sync::atomic::Ordering::Acquire) {
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                })
+                .await;
+                let _ = waited;
+                Ok((Some(local), Some(task.abort_handle())))
+            }
+            #[cfg(feature = "sqlite")]
+            Dialect::Sqlite => {
+                let local = Arc::new(LocalDenylist::new(true));
+                let rows = sqlx::query("SELECT session_id, reason, until_at FROM sk_denied")
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|e| SqlConnectError::Connect(Box::new(e)))?;
+                for row in &rows {
+                    let (Ok(id), Ok(why), Ok(until)) =
+                        (row.try_get::<String, _>(0), row.try_get::<String, _>(1), row.try_get::<i64, _>(2))
+                    else {
+                        continue;
+                    };
+                    if let (Ok(id), Ok(why)) = (id.parse::<SessionId>(), reason(&why)) {
+                        local.add(id, why, Timestamp::from_unix_nanos(until));
+                    }
+                }
+                let _ = config;
+                Ok((Some(local), None))
+            }
+        }
+    }
+
+    /// Whether the local denylist is synchronised (always `true` in [`DenylistMode::Strict`]
+    /// and on SQLite). While `false`, [`TokenStore::access_denied`] fails closed.
+    #[must_use]
+    pub fn denylist_synced(&self) -> bool {
+        self.inner.denylist.as_ref().is_none_or(|d| d.synced.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Adds what a committed revocation denylisted to the local copy (the listener would bring
+    /// it too on PostgreSQL; this makes it immediate on this instance).
+    fn note_denied(&self, records: &[SessionRecord], revocation: &Revocation) {
+        if let (Some(local), Some(until)) = (&self.inner.denylist, revocation.deny_access_until)
+            && until > revocation.at
+        {
+            for r in records {
+                local.add(r.id, revocation.reason, until);
+            }
+        }
     }
 
     /// The configuration the store was built with.
@@ -250,8 +340,9 @@ impl SqlStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let mut tx = self.begin().await?;
         let Some(r) = locked_session(&mut tx, self.inner.dialect, key, &value).await? else { return Ok(None) };
-        drop_session(&mut tx, &r, Some(&revocation)).await?;
+        drop_session(&mut tx, self.inner.dialect, &r, Some(&revocation)).await?;
         tx.commit().await.map_err(sql_error)?;
+        self.note_denied(std::slice::from_ref(&r), &revocation);
         Ok(Some(r))
     }
 }
@@ -283,7 +374,7 @@ impl SessionStore for SqlStore {
                 for row in &rows {
                     let (_, r) = codec::record(row)?;
                     if expiry::check(eviction.at, r.idle_deadline, r.absolute_deadline).is_err() {
-                        drop_session(&mut tx, &r, None).await?;
+                        drop_session(&mut tx, self.inner.dialect, &r, None).await?;
                     } else {
                         live.push(r);
                     }
@@ -296,7 +387,7 @@ impl SessionStore for SqlStore {
                 };
                 for i in chosen {
                     let r = live[i].clone();
-                    drop_session(&mut tx, &r, Some(&eviction)).await?;
+                    drop_session(&mut tx, self.inner.dialect, &r, Some(&eviction)).await?;
                     evicted.push(r);
                 }
             }
@@ -328,6 +419,7 @@ impl SessionStore for SqlStore {
                     .map_err(sql_error)?;
             }
             tx.commit().await.map_err(sql_error)?;
+            self.note_denied(&evicted, &eviction);
             Ok(InsertOutcome::Inserted { evicted })
         })
         .await
@@ -460,11 +552,12 @@ impl SessionStore for SqlStore {
             for row in &rows {
                 let (_, r) = record(row)?;
                 if Some(&r.id) != keep {
-                    drop_session(&mut tx, &r, Some(&revocation)).await?;
+                    drop_session(&mut tx, self.inner.dialect, &r, Some(&revocation)).await?;
                     removed.push(r);
                 }
             }
             tx.commit().await.map_err(sql_error)?;
+            self.note_denied(&removed, &revocation);
             Ok(removed)
         })
         .await
@@ -495,6 +588,9 @@ impl SessionStore for SqlStore {
             #[cfg(feature = "sqlite")]
             Dialect::Sqlite => "",
         };
+        if let Some(local) = &self.inner.denylist {
+            local.entries.retain(|_, e| e.1 > now);
+        }
         let mut removed = Vec::new();
         let mut first = true;
         while removed.len() < max {
@@ -654,14 +750,21 @@ impl TokenStore for SqlStore {
                     spent_at: Timestamp::from_unix_nanos(spent_at),
                 });
             }
-            drop_session(&mut tx, &r, Some(&reuse)).await?;
+            drop_session(&mut tx, self.inner.dialect, &r, Some(&reuse)).await?;
             tx.commit().await.map_err(sql_error)?;
+            self.note_denied(std::slice::from_ref(&r), &reuse);
             Ok(RefreshOutcome::Reused(r))
         })
         .await
     }
 
     async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+        if let Some(local) = &self.inner.denylist {
+            if !local.synced.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(StoreError::Unavailable("the PostgreSQL denylist listener is resynchronising".into()));
+            }
+            return Ok(local.entries.get(id).and_then(|e| (e.1 > now).then_some(e.0)));
+        }
         self.bounded(async {
             let row = sqlx::query("SELECT reason, until_at FROM sk_denied WHERE session_id = $1")
                 .bind(id.to_string())
@@ -835,11 +938,20 @@ impl BackupStore for SqlStore {
                         }
                     }
                     StoredItem::Denied { session_id, reason, until } => {
-                        deny(&mut tx, &session_id.to_string(), *reason, *until, now).await?;
+                        deny(&mut tx, self.inner.dialect, &session_id.to_string(), *reason, *until, now).await?;
                     }
                 }
             }
             tx.commit().await.map_err(sql_error)?;
+            if let Some(local) = &self.inner.denylist {
+                for item in &items {
+                    if let StoredItem::Denied { session_id, reason, until } = item
+                        && *until > now
+                    {
+                        local.add(*session_id, *reason, *until);
+                    }
+                }
+            }
             Ok(())
         })
         .await

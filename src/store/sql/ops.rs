@@ -87,10 +87,11 @@ where
     if nanos(now) < until { Ok(Some(reason(&row.try_get::<String, _>(0).map_err(sql_error)?)?)) } else { Ok(None) }
 }
 
-/// Denylists session `id`'s access tokens until `revocation.deny_access_until`, never
-/// shortening an entry.
+/// Denylists session `id`'s access tokens until `until`, never shortening an entry, and on
+/// PostgreSQL announces it to every listening instance (delivered at commit).
 pub(super) async fn deny(
     tx: &mut Tx,
+    dialect: Dialect,
     id: &str,
     reason: RevocationReason,
     until: Timestamp,
@@ -109,6 +110,17 @@ pub(super) async fn deny(
     .execute(&mut **tx)
     .await
     .map_err(sql_error)?;
+    #[cfg(feature = "postgres")]
+    if dialect == Dialect::Postgres {
+        // Delivered to every listening instance when the transaction commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(super::denylist::CHANNEL)
+            .bind(format!("{id}|{}|{}", reason.as_str(), nanos(until)))
+            .execute(&mut **tx)
+            .await
+            .map_err(sql_error)?;
+    }
+    let _ = dialect;
     Ok(())
 }
 
@@ -137,6 +149,7 @@ pub(super) async fn remember(
 /// denylists its access tokens.
 pub(super) async fn drop_session(
     tx: &mut Tx,
+    dialect: Dialect,
     r: &SessionRecord,
     revocation: Option<&Revocation>,
 ) -> Result<(), StoreError> {
@@ -156,15 +169,17 @@ pub(super) async fn drop_session(
             }
         }
         if let Some(until) = rv.deny_access_until {
-            deny(tx, &id, rv.reason, until, rv.at).await?;
+            deny(tx, dialect, &id, rv.reason, until, rv.at).await?;
         }
     }
+    // The session row first: a sweep that holds it (and deletes its refresh rows next) is
+    // waited for before any refresh row is locked here, so the two never deadlock.
+    sqlx::query("DELETE FROM sk_sessions WHERE id = $1").bind(&id).execute(&mut **tx).await.map_err(sql_error)?;
     sqlx::query("DELETE FROM sk_refresh WHERE session_id = $1")
         .bind(&id)
         .execute(&mut **tx)
         .await
         .map_err(sql_error)?;
-    sqlx::query("DELETE FROM sk_sessions WHERE id = $1").bind(&id).execute(&mut **tx).await.map_err(sql_error)?;
     Ok(())
 }
 
