@@ -49,9 +49,23 @@
 //! | `update_data` | `SELECT … FOR UPDATE` the row (PostgreSQL), patch in Rust, `UPDATE` |
 //! | `list_user` | one `SELECT` by `user_id` |
 //! | `remove_expired` | in batches of 512: `DELETE FROM sk_sessions WHERE seq IN (SELECT seq … WHERE idle_deadline <= $now OR absolute_deadline <= $now LIMIT $n [FOR UPDATE SKIP LOCKED]) RETURNING …` (the two deadline indexes: cost grows with what expired), then their refresh rows; forgotten revocations and denylist rows by their `until_at` index |
-//! | `access_denied` | one `SELECT` by primary key ([`DenylistMode::Strict`]) |
+//! | `access_denied` | none: the local copy ([`DenylistMode::Subscribed`], the default); one `SELECT` by primary key ([`DenylistMode::Strict`]) |
 //! | `scan` | keyset pages by `seq` over sessions (with their refresh rows), revocations, denylist |
 //! | `restore` | one transaction of `INSERT`s; any unique violation rolls all of it back |
+//!
+//! # The access-token denylist
+//!
+//! Revocations upsert `sk_denied` (never shortening an entry) and, on PostgreSQL, announce it
+//! with `pg_notify('sessionkit_denylist', 'id|reason|until')` in the same transaction (so it is
+//! delivered exactly when it commits). In [`DenylistMode::Subscribed`] (the default) each store
+//! keeps a local copy, so [`TokenStore::access_denied`] runs no statement: a background task
+//! `LISTEN`s, reads the whole table back on that same connection (nothing committed in between
+//! is missed), and applies notifications; it sends itself a heartbeat every
+//! [`SqlConfig::subscription_check`] (1 s), and when the connection drops or a heartbeat does
+//! not come back it marks the copy unsynchronised, so that every `access_denied` fails closed
+//! with [`StoreError::Unavailable`] until it has listened again and re-read the table. On SQLite
+//! the copy is read at start-up and updated by the store's own writes, which assumes one process
+//! writes the file; [`DenylistMode::Strict`] reads the table on every check instead.
 //!
 //! # Failure behaviour
 //!
