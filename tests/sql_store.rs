@@ -262,3 +262,33 @@ fn debug_hides_the_password() {
     let shown = format!("{:?}", SqlConfig::new("postgres://app:pw123@localhost/db"));
     assert!(!shown.contains("pw123"), "{shown}");
 }
+
+/// The statements that must not scan every session use their indexes (SQLite's plan; the
+/// PostgreSQL schema has the same indexes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sweep_and_user_lookups_use_indexes() {
+    use sqlx::Row;
+    let db = TempDb::new();
+    drop(sqlite(&db).await);
+    let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+    for (sql, index) in [
+        (
+            "SELECT seq FROM sk_sessions WHERE idle_deadline <= 1 OR absolute_deadline <= 1 LIMIT 512",
+            "sk_sessions_idle",
+        ),
+        ("SELECT seq FROM sk_sessions WHERE user_id = 'a' ORDER BY seq", "sk_sessions_user"),
+        ("SELECT seq FROM sk_revoked WHERE until_at <= 1 LIMIT 10", "sk_revoked_until"),
+        ("SELECT seq FROM sk_denied WHERE until_at <= 1 LIMIT 10", "sk_denied_until"),
+        ("SELECT digest FROM sk_refresh WHERE session_id = 'x' ORDER BY n DESC LIMIT 2", "sk_refresh_session"),
+    ] {
+        let plan: Vec<String> = sqlx::query(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<String, _>(3))
+            .collect();
+        assert!(plan.iter().any(|p| p.contains(index)), "{sql}: {plan:?}");
+        assert!(!plan.iter().any(|p| p.starts_with("SCAN sk_")), "{sql} scans a table: {plan:?}");
+    }
+}
