@@ -26,7 +26,7 @@
 //! | table | key | holds | indexes |
 //! |---|---|---|---|
 //! | `sk_sessions` | `seq` (creation order) | a session; `digest` and `id` unique | `(user_id, created_at)`, `idle_deadline`, `absolute_deadline` |
-//! | `sk_users` | `user_id` | one row per user: what PostgreSQL locks to serialise a user's writers | |
+//! | `sk_users` | `user_id` | one row per user who has logged in (kept: a few dozen bytes each): what PostgreSQL locks to serialise a user's writers | |
 //! | `sk_refresh` | `digest` | refresh tokens: current (`spent_at` null) and spent, `n` orders the family; the token spent last keeps its sealed successor | `(session_id, n)` |
 //! | `sk_revoked` | `digest` | remembered revocations: reason, until the session's absolute deadline | `until_at` |
 //! | `sk_denied` | `session_id` | the access-token denylist: reason, until the last access token expires | `until_at` |
@@ -41,7 +41,7 @@
 //!
 //! | operation | statements |
 //! |---|---|
-//! | `touch` | **one** `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …`: counting and the throttled renewal computed in SQL. Only when it matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown |
+//! | `touch` | **one** `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …`: counting and the throttled renewal computed in SQL. Only when it matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown. A policy that counts nothing (a peek) reads with one `SELECT`, and updates only when a renewal is due |
 //! | `insert` | lock user; with a limit, `SELECT` the user's sessions (index on `user_id`), delete the expired ones, evict with [`crate::policy::select_evictions`]; `INSERT` session (and refresh token). A unique violation is [`StoreError::Conflict`] |
 //! | `rotate` | lock user; `UPDATE sk_sessions SET digest`; with a refresh token, replace the family |
 //! | `rotate_refresh` | find the refresh row, lock user; current: mark spent with the sealed successor, insert the successor, trim the history, renew; spent last within grace: answer the stored successor; older: remove the session as reuse |
@@ -325,6 +325,23 @@ impl SqlStore {
         now: Timestamp,
         policy: TouchPolicy,
     ) -> Result<Lookup, StoreError> {
+        if !policy.count_request {
+            // Nothing to count: a read answers unless a renewal is due (then the UPDATE below).
+            let row = sqlx::query(&format!("SELECT {COLS} FROM sk_sessions WHERE digest = $1"))
+                .bind(digest.to_base64())
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(sql_error)?;
+            if let Some(row) = row {
+                let (_, r) = record(&row)?;
+                if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+                    return Ok(Lookup::Expired { reason, record: Box::new(r) });
+                }
+                if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
+                    return Ok(Lookup::Live(r));
+                }
+            }
+        }
         for _ in 0..3 {
             let row = sqlx::query(&TOUCH)
                 .bind(nanos(now))
