@@ -142,3 +142,24 @@ pub enum SqlConnectError {
     #[error("could not migrate the session database schema")]
     Migrate(#[source] sqlx::migrate::MigrateError),
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_passwords() {
+        for (url, shown) in [
+            ("postgres://app:pw1@db.example:5432/sessions", "postgres://app:***@db.example:5432/sessions"),
+            ("postgresql://pw2@db/sessions?sslmode=require", "postgresql://***@db/sessions?sslmode=require"),
+            // A lone user name is hidden too: Redis URLs put a password there.
+            ("postgres://app@db/s?password=pw3", "postgres://***@db/s?password=***"),
+            ("sqlite://var/sessions.db", "sqlite://var/sessions.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+        ] {
+            let debug = format!("{:?}", SqlConfig::new(url));
+            assert!(debug.contains(&format!("{shown:?}")), "{debug}");
+            assert!(!debug.contains("pw"), "{debug}");
+        }
+    }
+}

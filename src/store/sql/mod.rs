@@ -988,3 +988,37 @@ impl BackupStore for SqlStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn invalid_options_are_refused_before_any_connection() {
+        let base = SqlConfig::new("postgres://127.0.0.1:1/none");
+        for config in [
+            base.clone().with_operation_timeout(Duration::ZERO),
+            base.clone().with_operation_timeout(MAX_TIMEOUT + Duration::from_secs(1)),
+            base.clone().with_subscription_check(Duration::ZERO),
+        ] {
+            assert!(matches!(SqlStore::connect(config).await, Err(SqlConnectError::Timeout)));
+        }
+        assert!(matches!(SqlStore::connect(base.with_max_connections(0)).await, Err(SqlConnectError::Pool)));
+        match SqlStore::connect(SqlConfig::new("mysql://u:secret@host/db")).await {
+            Err(SqlConnectError::Url(shown)) => assert!(!shown.contains("secret"), "{shown}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_database_fails_within_the_timeout() {
+        // A port nothing listens on: bind, note, release.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port());
+        let Ok(port) = port else { return };
+        let started = std::time::Instant::now();
+        let config = SqlConfig::new(format!("postgres://u@127.0.0.1:{port}/db"))
+            .with_operation_timeout(Duration::from_millis(300));
+        assert!(matches!(SqlStore::connect(config).await, Err(SqlConnectError::Connect(_))));
+        assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    }
+}
