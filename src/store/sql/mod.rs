@@ -162,7 +162,17 @@ static S_COLS: LazyLock<String> =
     LazyLock::new(|| COLS.split(", ").map(|c| format!("s.{}", c.trim())).collect::<Vec<_>>().join(", "));
 
 impl SqlStore {
-    /// Connects to `config.url`, creating or upgrading the schema.
+    /// Connects to `config.url`, creating or upgrading the schema. Unlike
+    /// `RedisStore::connect`, this needs the database up (to migrate);
+    /// afterwards an unreachable database only makes operations fail with
+    /// [`StoreError::Unavailable`] until it is back. In [`DenylistMode::Subscribed`] on
+    /// PostgreSQL this waits (at most the operation timeout) for the first denylist
+    /// synchronisation, and a background task keeps the copy current; each such task sends one
+    /// heartbeat notification per [`SqlConfig::subscription_check`], which every listening
+    /// instance receives.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime (the pool and the listener run on it).
     ///
     /// # Errors
     /// [`SqlConnectError`] if the URL or an option is invalid, or the database cannot be
