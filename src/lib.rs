@@ -70,7 +70,9 @@
 //! [`SessionStore`] is the seam: an async trait whose every method documents its atomicity
 //! contract, with a conformance suite (`store::conformance`, feature `test-util`) that every
 //! store passes. [`MemoryStore`] (feature `memory`, default) is the embedded store: sharded
-//! pointer tables, one read lock and a few atomics per validation.
+//! pointer tables, one read lock and a few atomics per validation. `store::redis` (feature
+//! `redis`) shares sessions between instances through Redis; `store::sql` (features
+//! `postgres`, `sqlite`) keeps them in PostgreSQL or SQLite.
 //!
 //! # Features
 //!
@@ -78,6 +80,9 @@
 //! * `tracing` (default): session events also logged as structured `tracing` events.
 //! * `tokio`: `SessionManager::spawn_sweeper` and `MemoryStore::spawn_snapshots`.
 //! * `test-util`: `clock::MockClock` and the store conformance suite.
+//! * `redis`: `RedisStore`, sessions in Redis or Valkey (tokio runtime).
+//! * `postgres`, `sqlite`: `SqlStore`, sessions in PostgreSQL or SQLite through sqlx (tokio
+//!   runtime).
 //! * `axum`: `sessionkit::axum`, the web integration for axum 0.8: a tower layer, the
 //!   `CurrentSession` and `OptionalSession` extractors, the CSRF guard, cookies and JSON error
 //!   answers.
@@ -129,6 +134,8 @@ pub use stats::SessionStats;
 pub use store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use store::redis::RedisStore;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use store::sql::SqlStore;
 pub use store::{BackupStore, SessionStore, TokenStore};
 pub use token::keys::{KeySet, SigningKey};
 pub use token::{AccessClaims, AccessToken, AccessTokenError, RefreshToken, SessionToken};

@@ -1,11 +1,14 @@
 //! Property test: random sequences of logins, validations, extensions, rotations, logouts,
 //! revoke-alls and clock steps, checked against a simple model of the rules, on every store:
-//! `MemoryStore`, and `RedisStore` on a private `redis-server` (skipped when none is
-//! installed, unless `SESSIONKIT_REQUIRE_REDIS` is set).
+//! `MemoryStore`, `RedisStore` on a private `redis-server` (skipped when none is installed,
+//! unless `SESSIONKIT_REQUIRE_REDIS` is set), and `SqlStore` on SQLite and on a private
+//! PostgreSQL server (skipped likewise, unless `SESSIONKIT_REQUIRE_POSTGRES` is set).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
+#[path = "support/postgres_server.rs"]
+mod postgres_server;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -281,5 +284,52 @@ fn the_manager_follows_the_model_on_redis_store() {
     });
     if let Err(e) = result {
         panic!("RedisStore departs from the model: {e}");
+    }
+}
+
+/// The same model on `SqlStore` over SQLite: a fresh in-memory database per case.
+#[cfg(feature = "sqlite")]
+#[test]
+fn the_manager_follows_the_model_on_sqlite() {
+    use sessionkit::store::sql::{SqlConfig, SqlStore};
+
+    let mut runner = TestRunner::new(ProptestConfig { cases: 64, ..ProptestConfig::default() });
+    let result = runner.run(&ops(), |ops| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = SqlStore::connect(SqlConfig::new("sqlite::memory:")).await.unwrap();
+            check(store, ops).await;
+        });
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("SqlStore (SQLite) departs from the model: {e}");
+    }
+}
+
+/// The same model on `SqlStore` over PostgreSQL: one private server for the whole run, a
+/// fresh database per case.
+#[cfg(feature = "postgres")]
+#[test]
+fn the_manager_follows_the_model_on_postgres() {
+    use sessionkit::store::sql::{SqlConfig, SqlStore};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let Some(server) = postgres_server::PostgresServer::start("the_manager_follows_the_model_on_postgres") else {
+        return;
+    };
+    let case = AtomicU32::new(0);
+    let mut runner = TestRunner::new(ProptestConfig { cases: 32, ..ProptestConfig::default() });
+    let result = runner.run(&ops(), |ops| {
+        let url = server.database(&format!("model{}", case.fetch_add(1, Ordering::Relaxed)));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let store = SqlStore::connect(SqlConfig::new(&url)).await.unwrap();
+            check(store, ops).await;
+        });
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("SqlStore (PostgreSQL) departs from the model: {e}");
     }
 }

@@ -84,6 +84,12 @@ pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub mod sql;
+
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod url;
+
 #[cfg(feature = "test-util")]
 pub mod conformance;
 

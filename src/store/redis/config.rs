@@ -60,7 +60,7 @@ impl RedisConfig {
     /// parameters), fit for logs and start-up messages; what `Debug` shows.
     #[must_use]
     pub fn redacted_url(&self) -> String {
-        redact_url(&self.url)
+        crate::store::url::redact_url(&self.url)
     }
 
     /// Sets [`key_prefix`](Self::key_prefix).
@@ -120,50 +120,6 @@ impl std::fmt::Debug for RedisConfig {
     }
 }
 
-/// `url` with the password of its user information and the value of any `password` or `pass`
-/// query parameter replaced by `***`, for `Debug` output. Text that is not a URL with an
-/// authority is hidden whole, since where its secrets are cannot be told.
-fn redact_url(url: &str) -> String {
-    const HIDDEN: &str = "***";
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return HIDDEN.to_owned();
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (rest, None),
-    };
-    let authority_end = before_query.find('/').unwrap_or(before_query.len());
-    let (authority, path) = before_query.split_at(authority_end);
-    let mut out = format!("{scheme}://");
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            match userinfo.split_once(':') {
-                Some((user, _password)) => out.push_str(&format!("{user}:{HIDDEN}")),
-                // `redis://secret@host` puts the password where a user name would be.
-                None => out.push_str(HIDDEN),
-            }
-            out.push('@');
-            out.push_str(host);
-        }
-        None => out.push_str(authority),
-    }
-    out.push_str(path);
-    if let Some(query) = query {
-        out.push('?');
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
-                    format!("{k}={HIDDEN}")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&pairs.join("&"));
-    }
-    out
-}
-
 /// Longest accepted [`RedisConfig::expired_retention`]: a year.
 pub const MAX_EXPIRED_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
@@ -210,7 +166,7 @@ mod tests {
             ("unix:///run/redis.sock?password=pw5&user=u", "unix:///run/redis.sock?password=***&user=u"),
             ("not a url pw6", "***"),
         ] {
-            assert_eq!(redact_url(url), shown);
+            assert_eq!(crate::store::url::redact_url(url), shown);
             let debug = format!("{:?}", RedisConfig::new(url));
             assert!(debug.contains(&format!("{shown:?}")), "{debug}");
             assert!(!debug.contains("pw"), "{debug}");
