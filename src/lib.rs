@@ -68,8 +68,10 @@
 //! # Stores
 //!
 //! [`SessionStore`] is the seam: an async trait whose every method documents its atomicity
-//! contract, with a conformance suite (`store::conformance`, feature `test-util`) that every
-//! store passes. [`MemoryStore`] (feature `memory`, default) is the embedded store: sharded
+//! contract (one atomic step per user), with [`TokenStore`] (refresh tokens and the
+//! access-token denylist) and [`BackupStore`] (scan and restore) beside it, so that a store can
+//! be written in steps; a conformance suite (`store::conformance`, `conformance_tests!`,
+//! feature `test-util`) that every store passes checks each clause. [`MemoryStore`] (feature `memory`, default) is the embedded store: sharded
 //! pointer tables, one read lock and a few atomics per validation. `store::redis` (feature
 //! `redis`) shares sessions between instances through Redis; `store::sql` (features
 //! `postgres`, `sqlite`) keeps them in PostgreSQL or SQLite.
