@@ -60,7 +60,7 @@
 //! error naming the feature):
 //!
 //! ```text
-//! cargo run --features sqlite --example server -- --database-url sqlite:///tmp/sessions.db
+//! cargo run --features sqlite --example server -- --database-url sqlite://sessions.db
 //! ```
 //!
 //! Logs go to stderr through `tracing`, at `--log-level info` by default (`off`, `error`,
