@@ -584,7 +584,8 @@ impl<S: Store, C: Clock> AppState<S, C> {
 
 /// The server as the binary runs it: the state over a [`MemoryStore`] restored from the
 /// `--snapshot` file (or, with `REDIS_URL` and the `redis` feature, over a
-/// [`RedisStore`](sessionkit::RedisStore)), and the background sweeper. Startup
+/// [`RedisStore`](sessionkit::RedisStore); with `--database-url` and the `postgres` or
+/// `sqlite` feature, over a [`SqlStore`](sessionkit::SqlStore)), and the background sweeper. Startup
 /// ([`Running::start`]) and shutdown ([`Running::shut_down`]) are functions of their own so
 /// that the tests run exactly what `main.rs` runs.
 pub(crate) struct Running<S: Store, C> {
@@ -651,6 +652,51 @@ impl<C: Clock> Running<sessionkit::RedisStore, C> {
         }
         let store =
             RedisStore::connect(RedisConfig::new(url)).await.map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+        let state = AppState::from_options(options, store, clock)?;
+        let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
+        Ok(Self { state, loaded: 0, snapshot: None, sweeper })
+    }
+}
+
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+impl<C: Clock> Running<sessionkit::SqlStore, C> {
+    /// Builds the state from the options over a [`SqlStore`](sessionkit::SqlStore) on `url`
+    /// (`sqlite://PATH`, the file created when missing, or `postgres://…`), migrating its
+    /// schema, and starts the sweeper. Unlike Redis, the database must be up at startup (to
+    /// migrate); once running, requests answer 503 `store_unavailable` while it is down.
+    /// `--snapshot` is refused: the database persists sessions itself.
+    ///
+    /// On SQLite the access-token denylist is read from the file on every check
+    /// ([`DenylistMode::Strict`](sessionkit::store::sql::DenylistMode::Strict)), so that
+    /// several processes on one file see one another's revocations.
+    #[allow(
+        dead_code,
+        reason = "main.rs calls it; tests/server_http.rs includes this file and starts processes instead"
+    )]
+    pub(crate) async fn start_sql(options: &Options, clock: C, url: &str) -> Result<Self, StartupError> {
+        use sessionkit::store::sql::{DenylistMode, SqlConfig, SqlStore};
+        if options.snapshot.is_some() {
+            return Err(StartupError(
+                "--snapshot applies to the in-memory store; with --database-url, the database persists the sessions"
+                    .into(),
+            ));
+        }
+        let mut config = SqlConfig::new(url);
+        if url.starts_with("sqlite:") {
+            config = config.with_denylist(DenylistMode::Strict);
+        }
+        let shown = config.redacted_url();
+        let store = SqlStore::connect(config).await.map_err(|e| {
+            // The source chain says why (refused, timed out, a failed migration); the URL is
+            // shown redacted, never with its password.
+            let mut message = format!("--database-url {shown}: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message = format!("{message}: {cause}");
+                source = cause.source();
+            }
+            StartupError(message)
+        })?;
         let state = AppState::from_options(options, store, clock)?;
         let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
         Ok(Self { state, loaded: 0, snapshot: None, sweeper })

@@ -52,6 +52,17 @@
 //! and user agents). Access tokens survive only with a fixed `--jwt-secret` or
 //! `--jwt-ed25519-key`; sessions are saved only on a clean shutdown, not periodically.
 //!
+//! `--database-url URL` (or the `DATABASE_URL` environment variable) keeps the sessions in a
+//! `SqlStore` instead of memory: `sqlite:///path/to/file.db` or `sqlite://PATH` (the file is
+//! created when missing; feature `sqlite`) or `postgres://USER:PASSWORD@HOST/DB` (feature
+//! `postgres`; several processes on one database act as one), printed without its password;
+//! not together with `--snapshot` or `REDIS_URL` (built without the feature, it is a startup
+//! error naming the feature):
+//!
+//! ```text
+//! cargo run --features sqlite --example server -- --database-url sqlite://sessions.db
+//! ```
+//!
 //! Logs go to stderr through `tracing`, at `--log-level info` by default (`off`, `error`,
 //! `warn`, `info`, `debug`, `trace`): session events under the target `sessionkit` (user, IP,
 //! user agent, never a token) and one line per request under the target `access` with
@@ -133,6 +144,12 @@ struct Cli {
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: LevelFilter,
 
+    /// Keep the sessions in a database: sqlite:///path/to/file.db or sqlite://PATH (the file
+    /// is created when missing; feature sqlite) or postgres://USER:PASSWORD@HOST:PORT/DB
+    /// (feature postgres). Not together with REDIS_URL or --snapshot.
+    #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
     #[command(flatten)]
     options: app::Options,
 }
@@ -155,6 +172,14 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    if let Some(url) = cli.database_url.clone().filter(|u| !u.is_empty()) {
+        if std::env::var_os("REDIS_URL").is_some_and(|u| !u.is_empty()) {
+            return Err(
+                "both REDIS_URL and a database URL (--database-url or DATABASE_URL) are given: choose one store".into(),
+            );
+        }
+        return run_sql(cli, &url).await;
+    }
     #[cfg(feature = "redis")]
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
         let running = app::Running::start_redis(&cli.options, SystemClock, &url).await?;
@@ -169,6 +194,35 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     let running = app::Running::start(&cli.options, SystemClock)?;
     println!("store: in memory");
     serve(cli, running).await
+}
+
+/// Serves over a `SqlStore` on `url`, if this build has the feature its scheme needs.
+async fn run_sql(cli: Cli, url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let feature = if url.starts_with("sqlite:") {
+        "sqlite"
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        "postgres"
+    } else {
+        return Err(
+            "unsupported database URL: expected sqlite:///path/to/file.db, sqlite://PATH or postgres://…".into()
+        );
+    };
+    let built = match feature {
+        "sqlite" => cfg!(feature = "sqlite"),
+        _ => cfg!(feature = "postgres"),
+    };
+    #[cfg(any(feature = "postgres", feature = "sqlite"))]
+    if built {
+        let running = app::Running::start_sql(&cli.options, SystemClock, url).await?;
+        // The URL may hold a password: print the store's own, redacted.
+        println!("store: SQL database at {}", running.state.manager.store().config().redacted_url());
+        return serve(cli, running).await;
+    }
+    let _ = (cli, built);
+    Err(format!(
+        "a {feature} database URL is given, but the server was built without the `{feature}` feature (cargo run --features {feature} --example server)"
+    )
+    .into())
 }
 
 async fn serve<S: app::Store>(

@@ -16,6 +16,15 @@ pub struct ExampleProcess {
     pub base: String,
 }
 
+impl ExampleProcess {
+    /// Kills the process at once (SIGKILL on Unix: no shutdown code runs, as in a crash) and
+    /// waits for it to end.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for ExampleProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
