@@ -1,6 +1,6 @@
 //! Snapshots of a [`MemoryStore`] in a file: [`MemoryStore::save_snapshot`] and
 //! [`MemoryStore::load_snapshot`]. The file format, its atomic writing and the periodic
-//! [`spawn_snapshots`](MemoryStore::spawn_snapshots) live with the other persistence formats in
+//! `spawn_snapshots` (feature `tokio`) live with the other persistence formats in
 //! [`crate::backup::snapshot`].
 
 use crate::backup::snapshot;
@@ -17,7 +17,7 @@ impl MemoryStore {
     /// ([`crate::export`]): digests only. Answers the number of items written.
     ///
     /// Blocking file I/O: from async code, call it through `tokio::task::spawn_blocking` (as
-    /// [`spawn_snapshots`](Self::spawn_snapshots) does).
+    /// `spawn_snapshots`, feature `tokio`, does).
     ///
     /// # Errors
     /// [`SnapshotError::Io`].
