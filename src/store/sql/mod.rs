@@ -102,7 +102,7 @@ use crate::token::TokenDigest;
 use codec::{COLS, corrupt, digest, json, nanos, reason, record, record_at, sql_error};
 pub use config::{DenylistMode, MAX_TIMEOUT, SqlConfig, SqlConnectError};
 use denylist::LocalDenylist;
-use ops::{Tx, deny, drop_session, gone, lock_user, locked_session, remember, renewed, write_renewal};
+use ops::{Tx, deny, drop_session, gone, insert_session, lock_user, locked_session, remember, renewed, write_renewal};
 use schema::Dialect;
 
 /// A [`SessionStore`] (with [`TokenStore`] and [`BackupStore`]) in PostgreSQL or SQLite.
@@ -432,25 +432,7 @@ impl SessionStore for SqlStore {
                     evicted.push(r);
                 }
             }
-            sqlx::query(
-                "INSERT INTO sk_sessions (id, digest, user_id, created_at, last_seen_at, idle_deadline, \
-                 absolute_deadline, remember_me, request_count, metadata, data) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(record.id.to_string())
-            .bind(record.digest.to_base64())
-            .bind(record.user.as_str())
-            .bind(nanos(record.created_at))
-            .bind(nanos(record.last_seen_at))
-            .bind(nanos(record.idle_deadline))
-            .bind(nanos(record.absolute_deadline))
-            .bind(i64::from(record.remember_me))
-            .bind(i64::try_from(record.request_count).unwrap_or(i64::MAX))
-            .bind(json(&record.metadata)?)
-            .bind(json(&record.data)?)
-            .execute(&mut *tx)
-            .await
-            .map_err(sql_error)?;
+            insert_session(&mut tx, &record).await?;
             if let Some(rf) = refresh {
                 sqlx::query("INSERT INTO sk_refresh (digest, session_id, n) VALUES ($1, $2, 0)")
                     .bind(rf.to_base64())
@@ -927,25 +909,7 @@ impl BackupStore for SqlStore {
                         if expiry::check(now, record.idle_deadline, record.absolute_deadline).is_err() {
                             continue;
                         }
-                        sqlx::query(
-                            "INSERT INTO sk_sessions (id, digest, user_id, created_at, last_seen_at, idle_deadline, \
-                             absolute_deadline, remember_me, request_count, metadata, data) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                        )
-                        .bind(record.id.to_string())
-                        .bind(record.digest.to_base64())
-                        .bind(record.user.as_str())
-                        .bind(nanos(record.created_at))
-                        .bind(nanos(record.last_seen_at))
-                        .bind(nanos(record.idle_deadline))
-                        .bind(nanos(record.absolute_deadline))
-                        .bind(i64::from(record.remember_me))
-                        .bind(i64::try_from(record.request_count).unwrap_or(i64::MAX))
-                        .bind(json(&record.metadata)?)
-                        .bind(json(&record.data)?)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(sql_error)?;
+                        insert_session(&mut tx, record).await?;
                         if let Some(rf) = refresh {
                             let id = record.id.to_string();
                             let k = i64::try_from(rf.spent.len()).unwrap_or(i64::MAX);

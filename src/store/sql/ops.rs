@@ -5,7 +5,7 @@
 use sqlx::Row;
 use sqlx::any::Any;
 
-use super::codec::{COLS, nanos, reason, record, sql_error};
+use super::codec::{COLS, json, nanos, reason, record, sql_error};
 use super::schema::Dialect;
 use crate::clock::Timestamp;
 use crate::error::{RevocationReason, StoreError};
@@ -211,5 +211,29 @@ pub(super) async fn write_renewal(tx: &mut Tx, r: &SessionRecord) -> Result<(), 
         .execute(&mut **tx)
         .await
         .map_err(sql_error)?;
+    Ok(())
+}
+
+/// Writes `r` as a new row of `sk_sessions` (a login, or a restored session).
+pub(super) async fn insert_session(tx: &mut Tx, r: &SessionRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sk_sessions (id, digest, user_id, created_at, last_seen_at, idle_deadline, \
+         absolute_deadline, remember_me, request_count, metadata, data) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(r.id.to_string())
+    .bind(r.digest.to_base64())
+    .bind(r.user.as_str())
+    .bind(nanos(r.created_at))
+    .bind(nanos(r.last_seen_at))
+    .bind(nanos(r.idle_deadline))
+    .bind(nanos(r.absolute_deadline))
+    .bind(i64::from(r.remember_me))
+    .bind(i64::try_from(r.request_count).unwrap_or(i64::MAX))
+    .bind(json(&r.metadata)?)
+    .bind(json(&r.data)?)
+    .execute(&mut **tx)
+    .await
+    .map_err(sql_error)?;
     Ok(())
 }
