@@ -88,6 +88,8 @@ pub mod redis;
 pub mod sql;
 
 #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod local_denylist;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 mod url;
 
 #[cfg(feature = "test-util")]

@@ -2,16 +2,14 @@
 //! (`LocalDenylist`) and the task that keeps it current from the pub/sub channel.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use dashmap::DashMap;
 use futures_util::StreamExt as _;
 use redis::aio::ConnectionManager;
 use redis::{Client, Value};
 
-use crate::clock::Timestamp;
-use crate::error::{RevocationReason, StoreError};
+use crate::error::StoreError;
 use crate::session::SessionId;
 
 use super::codec::{glob_escape, parse_ts, reason};
@@ -30,47 +28,7 @@ pub enum DenylistMode {
     Strict,
 }
 
-/// The subscribed mode's local copy of the denylist.
-pub(super) struct LocalDenylist {
-    pub(super) entries: DashMap<SessionId, (RevocationReason, Timestamp)>,
-    /// `false` until the first resynchronisation, and from a lost subscription until the next.
-    pub(super) synced: AtomicBool,
-    /// The latest `now` a caller passed to `access_denied` (to within a second), in Unix
-    /// nanoseconds: entries that expired before it are pruned once per subscription check, so
-    /// the copy holds only live entries even if no sweeper runs. (The store reads no clock.)
-    latest_now: AtomicI64,
-}
-
-impl LocalDenylist {
-    pub(super) fn new() -> Self {
-        Self { entries: DashMap::new(), synced: AtomicBool::new(false), latest_now: AtomicI64::new(i64::MIN) }
-    }
-
-    /// Notes the caller's time. Written at most about once a second, so that concurrent
-    /// verifications do not contend on it.
-    pub(super) fn observe(&self, now: Timestamp) {
-        let now = now.unix_nanos();
-        if now > self.latest_now.load(Ordering::Relaxed).saturating_add(1_000_000_000) {
-            self.latest_now.store(now, Ordering::Relaxed);
-        }
-    }
-
-    fn prune(&self) {
-        let latest = Timestamp::from_unix_nanos(self.latest_now.load(Ordering::Relaxed));
-        self.entries.retain(|_, e| e.1 > latest);
-    }
-
-    pub(super) fn add(&self, id: SessionId, reason: RevocationReason, until: Timestamp) {
-        self.entries
-            .entry(id)
-            .and_modify(|e| {
-                if until > e.1 {
-                    *e = (reason, until);
-                }
-            })
-            .or_insert((reason, until));
-    }
-}
+pub(super) use crate::store::local_denylist::LocalDenylist;
 
 pub(super) struct SubscriberSettings {
     pub(super) base: String,
@@ -189,28 +147,12 @@ async fn resync(conn: &ConnectionManager, local: &LocalDenylist, s: &SubscriberS
 mod tests {
     use super::super::codec::ts;
     use super::*;
-
-    #[test]
-    fn the_local_denylist_keeps_the_latest_entry_and_prunes_by_the_callers_time() {
-        let local = LocalDenylist::new();
-        let (a, b) = (SessionId::from_bytes([1; 16]), SessionId::from_bytes([2; 16]));
-        let t = |s: i64| Timestamp::from_unix_nanos(s * 1_000_000_000);
-        local.add(a, RevocationReason::Logout, t(100));
-        local.add(a, RevocationReason::Admin, t(50));
-        assert_eq!(local.entries.get(&a).map(|e| *e), Some((RevocationReason::Logout, t(100))), "never shortened");
-        local.add(b, RevocationReason::Evicted, t(200));
-        local.observe(t(150));
-        local.prune();
-        assert!(local.entries.get(&a).is_none());
-        assert!(local.entries.get(&b).is_some());
-        // Within a second of the last observation nothing is written.
-        local.observe(t(150).saturating_add(Duration::from_millis(500)));
-        assert_eq!(local.latest_now.load(Ordering::Relaxed), t(150).unix_nanos());
-    }
+    use crate::clock::Timestamp;
+    use crate::error::RevocationReason;
 
     #[test]
     fn denylist_messages_are_parsed_strictly() {
-        let local = LocalDenylist::new();
+        let local = LocalDenylist::new(false);
         let id = SessionId::from_bytes([3; 16]);
         let until = String::from_utf8(ts(Timestamp::from_unix_nanos(5))).unwrap();
         for bad in ["", "x|logout|1", &format!("{id}|nonsense|{until}"), &format!("{id}|logout|12")] {

@@ -190,7 +190,7 @@ impl RedisStore {
         let (denylist, subscriber) = match config.denylist {
             DenylistMode::Strict => (None, None),
             DenylistMode::Subscribed => {
-                let local = Arc::new(LocalDenylist::new());
+                let local = Arc::new(LocalDenylist::new(false));
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(subscribe_loop(
                     client.clone(),

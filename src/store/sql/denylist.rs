@@ -1,56 +1,31 @@
 //! The access-token denylist in [`DenylistMode::Subscribed`]: the local copy, and on PostgreSQL
 //! the task that keeps it current through `LISTEN`/`NOTIFY`.
 
-use std::sync::atomic::AtomicBool;
-
-use dashmap::DashMap;
-
+#[cfg(feature = "postgres")]
 use crate::clock::Timestamp;
-use crate::error::RevocationReason;
+#[cfg(feature = "postgres")]
 use crate::session::SessionId;
 
 /// The channel revocations are announced on (PostgreSQL), with payload `id|reason|until`.
 #[cfg(feature = "postgres")]
 pub(super) const CHANNEL: &str = "sessionkit_denylist";
 
-/// The subscribed mode's local copy of the denylist.
-pub(super) struct LocalDenylist {
-    pub(super) entries: DashMap<SessionId, (RevocationReason, Timestamp)>,
-    /// `false` until the first synchronisation, and from a lost connection until the next.
-    pub(super) synced: AtomicBool,
-}
+pub(super) use crate::store::local_denylist::LocalDenylist;
 
-impl LocalDenylist {
-    pub(super) fn new(synced: bool) -> Self {
-        Self { entries: DashMap::new(), synced: AtomicBool::new(synced) }
-    }
-
-    /// Adds an entry, never shortening one.
-    pub(super) fn add(&self, id: SessionId, reason: RevocationReason, until: Timestamp) {
-        self.entries
-            .entry(id)
-            .and_modify(|e| {
-                if until > e.1 {
-                    *e = (reason, until);
-                }
-            })
-            .or_insert((reason, until));
-    }
-
-    /// Applies a notification payload `id|reason|until`; false if it is not one.
-    #[cfg(feature = "postgres")]
-    fn apply(&self, payload: &str) -> bool {
-        let mut parts = payload.split('|');
-        let (Some(id), Some(why), Some(until), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return false;
-        };
-        let (Ok(id), Ok(why), Ok(until)) = (id.parse::<SessionId>(), super::codec::reason(why), until.parse::<i64>())
-        else {
-            return false;
-        };
-        self.add(id, why, Timestamp::from_unix_nanos(until));
-        true
-    }
+/// Applies a notification payload `id|reason|until` (nanoseconds) to `local`; false if it is
+/// not one.
+#[cfg(feature = "postgres")]
+fn apply(local: &LocalDenylist, payload: &str) -> bool {
+    let mut parts = payload.split('|');
+    let (Some(id), Some(why), Some(until), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let (Ok(id), Ok(why), Ok(until)) = (id.parse::<SessionId>(), super::codec::reason(why), until.parse::<i64>())
+    else {
+        return false;
+    };
+    local.add(id, why, Timestamp::from_unix_nanos(until));
+    true
 }
 
 /// Keeps `local` current on PostgreSQL: `LISTEN`, read the whole table back on the same
@@ -85,7 +60,7 @@ pub(super) async fn listen_loop(
                 let id: String = row.try_get(0)?;
                 let why: String = row.try_get(1)?;
                 let until: i64 = row.try_get(2)?;
-                local.apply(&format!("{id}|{why}|{until}"));
+                apply(&local, &format!("{id}|{why}|{until}"));
             }
             Ok::<_, sqlx::Error>(listener)
         };
@@ -100,7 +75,7 @@ pub(super) async fn listen_loop(
                 if n.payload() == "heartbeat" {
                     heartbeats.fetch_add(1, Ordering::AcqRel);
                 } else {
-                    local.apply(n.payload());
+                    apply(&local, n.payload());
                 }
             }
         };
