@@ -1,24 +1,35 @@
-//! `validate` and `create` on a [`RedisStore`] next to the same operations on a
-//! [`MemoryStore`], in one criterion run.
+//! The store bench: `validate` and `create` on every store — [`MemoryStore`], [`RedisStore`],
+//! and [`SqlStore`] on SQLite and PostgreSQL — in one criterion run, with tower-sessions' SQL
+//! stores next to the SQL subjects.
 //!
-//! The bench starts its own `redis-server` on a free loopback port (no persistence), as the
-//! tests do, so the Redis figures include one loopback round trip per operation (see the
-//! README's table of round trips). Groups:
+//! The bench starts its own servers, as the tests do: a `redis-server` on a free loopback port
+//! (no persistence) and a PostgreSQL server on another (`tests/support/postgres_server.rs`:
+//! `fsync=off`, so its figures are the statements and the round trips, not a disk); SQLite is
+//! a file in a temporary directory in WAL mode (SQLite's default `synchronous=FULL`). Network
+//! figures include the loopback round trips of each operation (see the README's tables of
+//! round trips and statements). Groups:
 //!
-//! * `store/validate/{memory,redis}`: [`SessionManager::validate`] of 1,000 sessions (250
-//!   users), tokens in shuffled order, on a tokio current-thread runtime.
-//! * `store/create/{memory,redis}`: a login of a user at the limit (3, evict-oldest): every
-//!   create evicts one session in the same atomic step.
-//! * `store/verify_access/{memory,redis}`: an access token checked against the denylist (the
-//!   Redis store in subscribed mode: no round trip).
+//! * `store/validate/{memory,redis,sqlite,postgres}`: [`SessionManager::validate`] of 1,000
+//!   sessions (250 users), tokens in shuffled order, on a tokio current-thread runtime.
+//! * `store/create/{memory,redis,sqlite,postgres}`: a login of a user at the limit (3,
+//!   evict-oldest): every create evicts one session in the same atomic step.
+//! * `store/verify_access/{memory,redis,sqlite,postgres}`: an access token checked against the
+//!   denylist (the network stores in subscribed mode: no round trip).
 //! * `store/ping/redis`: a `PING` on a connection of the same client library, the cost of one
 //!   round trip with no work on the server: the reference for the Redis figures above.
+//! * `store/peer_load_save/{sqlite,postgres}`: tower-sessions-sqlx-store 0.15 (`SqliteStore`,
+//!   `PostgresStore`) loading one of 1,000 sessions by id and saving it back with its expiry
+//!   moved forward, what a tower-sessions request does under `Expiry::OnInactivity` (the
+//!   peer of `validate`, which also writes: the request count and the throttled renewal).
+//! * `store/peer_create/{sqlite,postgres}`: the same stores creating a session (no limit).
 //!
 //! After each Redis subject the bench prints the server's own time per script call (from
 //! `INFO commandstats`), which tells script execution apart from the round trip.
 //!
-//! If `redis-server` is not installed the Redis subjects are skipped with one printed line
-//! (unless `SESSIONKIT_REQUIRE_REDIS` is set, as in CI). Run with `cargo bench --bench redis`.
+//! If `redis-server` or PostgreSQL is not installed their subjects are skipped with one printed
+//! line (unless `SESSIONKIT_REQUIRE_REDIS` / `SESSIONKIT_REQUIRE_POSTGRES` is set, as in CI).
+//! Run with `cargo bench --bench redis` (the store bench's name from before it had SQL
+//! subjects).
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +38,8 @@
     reason = "a benchmark must stop loudly if its setup or a measured operation fails"
 )]
 
+#[path = "../tests/support/postgres_server.rs"]
+mod postgres_server;
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
@@ -34,9 +47,11 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
+use postgres_server::PostgresServer;
 use rand::seq::SliceRandom as _;
 use redis_server::RedisServer;
 use sessionkit::store::redis::{RedisConfig, RedisStore};
+use sessionkit::store::sql::{SqlConfig, SqlStore};
 use sessionkit::token::keys::{KeySet, SigningKey};
 use sessionkit::{LimitPolicy, MemoryStore, NewSession, SessionConfig, SessionManager, TokenStore, UserId};
 use tokio::runtime::Runtime;
@@ -143,6 +158,94 @@ fn server_time(rt: &Runtime, conn: &mut redis::aio::MultiplexedConnection, subje
     let () = rt.block_on(redis::cmd("CONFIG").arg("RESETSTAT").query_async(conn)).unwrap();
 }
 
+/// tower-sessions' SQL stores, as the peer of the SQL subjects.
+mod peer {
+    use std::collections::HashMap;
+    use std::hint::black_box;
+    use std::str::FromStr as _;
+
+    use criterion::{Criterion, Throughput};
+    use time::OffsetDateTime;
+    use tokio::runtime::Runtime;
+    use tower_sessions_core_014::SessionStore;
+    use tower_sessions_core_014::session::{Id, Record};
+    use tower_sessions_sqlx_store::sqlx::postgres::PgPoolOptions;
+    use tower_sessions_sqlx_store::sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+    use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
+
+    /// A record like one of the bench's sessions: its user, a day to live.
+    fn record(i: usize) -> Record {
+        let data = HashMap::from([("user_id".to_owned(), serde_json::json!(format!("user{}", i % super::USERS)))]);
+        Record { id: Id::default(), data, expiry_date: OffsetDateTime::now_utc() + time::Duration::days(1) }
+    }
+
+    /// `peer_load_save/{name}` over 1,000 sessions in shuffled order, then `peer_create/{name}`.
+    fn run<S: SessionStore>(c: &mut Criterion, rt: &Runtime, name: &str, store: S) {
+        let mut ids: Vec<Id> = rt.block_on(async {
+            let mut ids = Vec::with_capacity(super::SESSIONS);
+            for i in 0..super::SESSIONS {
+                let mut r = record(i);
+                store.create(&mut r).await.unwrap();
+                ids.push(r.id);
+            }
+            ids
+        });
+        rand::seq::SliceRandom::shuffle(ids.as_mut_slice(), &mut rand::rng());
+        let mut group = c.benchmark_group("store");
+        group.throughput(Throughput::Elements(1));
+        let mut i = 0;
+        group.bench_function(format!("peer_load_save/{name}"), |b| {
+            b.iter(|| {
+                i = (i + 1) % ids.len();
+                rt.block_on(async {
+                    let mut record = store.load(&ids[i]).await.unwrap().unwrap();
+                    // Sliding expiry, as tower-sessions' `Expiry::OnInactivity` saves on every
+                    // request (and as `validate` renews): a record saved back unchanged would
+                    // cost SQLite no write at all (an identical row rewrite dirties no page).
+                    record.expiry_date = OffsetDateTime::now_utc() + time::Duration::days(1);
+                    store.save(black_box(&record)).await.unwrap();
+                });
+            });
+        });
+        let mut n = 0;
+        group.bench_function(format!("peer_create/{name}"), |b| {
+            b.iter(|| {
+                n += 1;
+                let mut r = record(n);
+                rt.block_on(store.create(&mut r)).unwrap();
+                black_box(r.id);
+            });
+        });
+        group.finish();
+    }
+
+    /// The peer on a SQLite file in WAL mode, with the pool size `SqlStore` uses.
+    pub fn sqlite(c: &mut Criterion, rt: &Runtime, path: &std::path::Path, connections: u32) {
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .unwrap()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal);
+        let store = rt.block_on(async {
+            let pool = SqlitePoolOptions::new().max_connections(connections).connect_with(options).await.unwrap();
+            let store = SqliteStore::new(pool);
+            store.migrate().await.unwrap();
+            store
+        });
+        run(c, rt, "sqlite", store);
+    }
+
+    /// The peer on a PostgreSQL database, with the pool size `SqlStore` uses.
+    pub fn postgres(c: &mut Criterion, rt: &Runtime, url: &str, connections: u32) {
+        let store = rt.block_on(async {
+            let pool = PgPoolOptions::new().max_connections(connections).connect(url).await.unwrap();
+            let store = PostgresStore::new(pool);
+            store.migrate().await.unwrap();
+            store
+        });
+        run(c, rt, "postgres", store);
+    }
+}
+
 fn main() {
     let mut c = Criterion::default()
         .sample_size(30)
@@ -170,6 +273,40 @@ fn main() {
             },
             &|subject| server_time(&rt, &mut stats.borrow_mut(), subject),
         );
+    }
+
+    let dir = std::env::temp_dir().join(format!("sessionkit-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let connections = SqlConfig::new("").max_connections;
+    let mut file = 0;
+    subjects(
+        &mut c,
+        &rt,
+        "sqlite",
+        || {
+            file += 1;
+            let url = format!("sqlite://{}", dir.join(format!("sessions{file}.db")).display());
+            rt.block_on(SqlStore::connect(SqlConfig::new(url))).unwrap()
+        },
+        &|_| {},
+    );
+    peer::sqlite(&mut c, &rt, &dir.join("peer.db"), connections);
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    if let Some(server) = PostgresServer::start("the PostgreSQL benchmarks") {
+        let mut database = 0;
+        subjects(
+            &mut c,
+            &rt,
+            "postgres",
+            || {
+                database += 1;
+                let url = server.database(&format!("sessions{database}"));
+                rt.block_on(SqlStore::connect(SqlConfig::new(url))).unwrap()
+            },
+            &|_| {},
+        );
+        peer::postgres(&mut c, &rt, &server.database("peer"), connections);
     }
     c.final_summary();
 }

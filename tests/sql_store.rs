@@ -292,3 +292,40 @@ async fn sqlite_sweep_and_user_lookups_use_indexes() {
         assert!(!plan.iter().any(|p| p.starts_with("SCAN sk_")), "{sql} scans a table: {plan:?}");
     }
 }
+
+/// A validation with no renewal due writes nothing (one `SELECT`): its request is counted in
+/// the store's memory, shown by the store that counted it, and written with the next renewal
+/// (once per touch interval). Another instance sees the counts at most one interval late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validations_write_their_counts_with_the_renewal() {
+    use sqlx::Row;
+    let db = TempDb::new();
+    let clock = MockClock::new();
+    let a = SessionManager::with_clock(sqlite(&db).await, SessionConfig::default(), clock.clone());
+    let b = SessionManager::with_clock(sqlite(&db).await, SessionConfig::default(), clock.clone());
+    let created = a.create(NewSession::new(user("ivan"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let pool = sqlx::SqlitePool::connect(&db.url()).await.unwrap();
+    let stored =
+        async || -> i64 { sqlx::query("SELECT request_count FROM sk_sessions").fetch_one(&pool).await.unwrap().get(0) };
+    let data_version = async || -> i64 { sqlx::query("PRAGMA data_version").fetch_one(&pool).await.unwrap().get(0) };
+
+    let before = data_version().await;
+    for n in 1..=3 {
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(a.validate(&token).await.unwrap().request_count(), n);
+    }
+    assert_eq!(data_version().await, before, "no renewal was due: nothing was written");
+    assert_eq!(stored().await, 0);
+    assert_eq!(
+        a.get(&created.session.id()).await.unwrap().unwrap().request_count(),
+        3,
+        "the counting store shows its counts"
+    );
+    assert_eq!(b.get(&created.session.id()).await.unwrap().unwrap().request_count(), 0, "another instance lags");
+
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(a.validate(&token).await.unwrap().request_count(), 4);
+    assert_eq!(stored().await, 4, "the renewal wrote every count");
+    assert_eq!(b.get(&created.session.id()).await.unwrap().unwrap().request_count(), 4);
+}

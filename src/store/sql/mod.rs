@@ -41,7 +41,7 @@
 //!
 //! | operation | statements |
 //! |---|---|
-//! | `touch` | **one** `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …`: counting and the throttled renewal computed in SQL. Only when it matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown. A policy that counts nothing (a peek) reads with one `SELECT`, and updates only when a renewal is due |
+//! | `touch` | **one** `SELECT … WHERE digest = $d` when no renewal is due: the request is counted in the store's memory (see below). When a renewal is due, **one** `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …` writes the counts and renews (computed in SQL, so two instances renewing at once never move a deadline back). Only when that matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown |
 //! | `insert` | lock user; with a limit, `SELECT` the user's sessions (index on `user_id`), delete the expired ones, evict with [`crate::policy::select_evictions`]; `INSERT` session (and refresh token). A unique violation is [`StoreError::Conflict`] |
 //! | `rotate` | lock user; `UPDATE sk_sessions SET digest`; with a refresh token, replace the family |
 //! | `rotate_refresh` | find the refresh row, lock user; current: mark spent with the sealed successor, insert the successor, trim the history, renew; spent last within grace: answer the stored successor; older: remove the session as reuse |
@@ -52,6 +52,18 @@
 //! | `access_denied` | none: the local copy ([`DenylistMode::Subscribed`], the default); one `SELECT` by primary key ([`DenylistMode::Strict`]) |
 //! | `scan` | keyset pages by `seq` over sessions (with their refresh rows), revocations, denylist |
 //! | `restore` | one transaction of `INSERT`s; any unique violation rolls all of it back |
+//!
+//! # Request counts
+//!
+//! A validation with no renewal due writes nothing: each store counts its requests in memory
+//! and writes the counts with the next renewal it makes (at most once per
+//! [`touch_interval`](crate::SessionConfig::touch_interval) per session). Reads through the
+//! same store ([`SessionStore::get_by_id`], [`SessionStore::list_user`], the validated
+//! session) include its unwritten counts; reads through another instance, and exports, lag by
+//! at most one touch interval of each instance's requests. The counts of a session whose
+//! deadline passes before the instance renews it again are dropped with it, and counts not
+//! yet written are lost if the process stops. The memory this takes is one entry per session
+//! the instance validated since its last renewal, pruned by the sweep.
 //!
 //! # The access-token denylist
 //!
@@ -85,6 +97,7 @@ mod schema;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use dashmap::DashMap;
 use sqlx::AnyPool;
 use sqlx::Row;
 
@@ -120,6 +133,11 @@ struct Inner {
     denylist: Option<Arc<LocalDenylist>>,
     /// The PostgreSQL listener task, stopped with the store.
     listener: Option<tokio::task::AbortHandle>,
+    /// Requests counted by this instance and not yet written: digest → (count, the idle
+    /// deadline last read). Written with the next renewal this instance makes; entries whose
+    /// deadline has passed are dropped by the sweep, so the map holds at most the live
+    /// sessions this instance validated within one touch interval.
+    pending: DashMap<TokenDigest, (u64, Timestamp)>,
 }
 
 impl Drop for Inner {
@@ -157,6 +175,9 @@ static TOUCH: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// A session by its token digest.
+static BY_DIGEST: LazyLock<String> = LazyLock::new(|| format!("SELECT {COLS} FROM sk_sessions WHERE digest = $1"));
+
 /// The session columns qualified with `s.`, for joins.
 static S_COLS: LazyLock<String> =
     LazyLock::new(|| COLS.split(", ").map(|c| format!("s.{}", c.trim())).collect::<Vec<_>>().join(", "));
@@ -193,7 +214,7 @@ impl SqlStore {
             DenylistMode::Strict => (None, None),
             DenylistMode::Subscribed => Self::subscribe(&config, dialect, &pool).await?,
         };
-        Ok(Self { inner: Arc::new(Inner { pool, dialect, config, denylist, listener }) })
+        Ok(Self { inner: Arc::new(Inner { pool, dialect, config, denylist, listener, pending: DashMap::new() }) })
     }
 
     /// Starts the local denylist: on PostgreSQL the listener task (waiting at most the
@@ -310,7 +331,7 @@ impl SqlStore {
     }
 
     async fn lookup_miss(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<Lookup>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLS} FROM sk_sessions WHERE digest = $1"))
+        let row = sqlx::query(&BY_DIGEST)
             .bind(digest.to_base64())
             .fetch_optional(&self.inner.pool)
             .await
@@ -335,27 +356,59 @@ impl SqlStore {
         now: Timestamp,
         policy: TouchPolicy,
     ) -> Result<Lookup, StoreError> {
-        if !policy.count_request {
-            // Nothing to count: a read answers unless a renewal is due (then the UPDATE below).
-            let row = sqlx::query(&format!("SELECT {COLS} FROM sk_sessions WHERE digest = $1"))
-                .bind(digest.to_base64())
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(sql_error)?;
-            if let Some(row) = row {
-                let (_, r) = record(&row)?;
-                if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                    return Ok(Lookup::Expired { reason, record: Box::new(r) });
-                }
-                if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
-                    return Ok(Lookup::Live(r));
-                }
+        // No renewal due: one read answers, and the request is counted here, to be written
+        // with the next renewal (`pending`); a validation that writes nothing costs the
+        // database no commit.
+        let row = sqlx::query(&BY_DIGEST)
+            .bind(digest.to_base64())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(sql_error)?;
+        if let Some(row) = row {
+            let (_, mut r) = record(&row)?;
+            if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+                return Ok(Lookup::Expired { reason, record: Box::new(self.with_pending(r)) });
+            }
+            if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
+                let mut entry = self.inner.pending.entry(*digest).or_insert((0, r.idle_deadline));
+                entry.0 += u64::from(policy.count_request);
+                entry.1 = r.idle_deadline;
+                r.request_count = r.request_count.saturating_add(entry.0);
+                return Ok(Lookup::Live(r));
             }
         }
+        // A renewal is due (or the session is missing): write this instance's counts with it.
+        let counted = self.inner.pending.remove(digest).map_or(0, |(_, (n, _))| n);
+        let count = counted + u64::from(policy.count_request);
+        let answer = self.touch_write(digest, now, policy, count).await;
+        if answer.is_err() && counted > 0 {
+            // Not written: keep the counts for the next renewal.
+            self.inner.pending.entry(*digest).or_insert((0, now)).0 += counted;
+        }
+        answer
+    }
+
+    /// Adds the requests this instance counted and has not written yet to `r`.
+    fn with_pending(&self, mut r: SessionRecord) -> SessionRecord {
+        if let Some(p) = self.inner.pending.get(&r.digest) {
+            r.request_count = r.request_count.saturating_add(p.0);
+        }
+        r
+    }
+
+    /// [`TOUCH`]: adds `count` requests, renews, and tells expired, revoked and unknown apart.
+    async fn touch_write(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+        policy: TouchPolicy,
+        count: u64,
+    ) -> Result<Lookup, StoreError> {
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
         for _ in 0..3 {
             let row = sqlx::query(&TOUCH)
                 .bind(nanos(now))
-                .bind(i64::from(policy.count_request))
+                .bind(count)
                 .bind(nanos(now.saturating_sub(policy.interval)))
                 .bind(nanos(now.saturating_add(policy.idle_timeout)))
                 .bind(nanos(now.saturating_add(policy.remember_me_idle_timeout)))
@@ -459,7 +512,7 @@ impl SessionStore for SqlStore {
                 .fetch_optional(&self.inner.pool)
                 .await
                 .map_err(sql_error)?;
-            row.map(|r| record(&r).map(|(_, rec)| rec)).transpose()
+            row.map(|r| record(&r).map(|(_, rec)| self.with_pending(rec))).transpose()
         })
         .await
     }
@@ -504,8 +557,12 @@ impl SessionStore for SqlStore {
                     .map_err(sql_error)?;
             }
             tx.commit().await.map_err(sql_error)?;
+            // The counts not yet written follow the session to its new token.
+            if let Some((_, p)) = self.inner.pending.remove(old) {
+                self.inner.pending.insert(new, p);
+            }
             r.digest = new;
-            Ok(Lookup::Live(r))
+            Ok(Lookup::Live(self.with_pending(r)))
         })
         .await
     }
@@ -596,7 +653,8 @@ impl SessionStore for SqlStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(sql_error)?;
-            let mut live = rows.iter().map(|r| record(r).map(|(_, rec)| rec)).collect::<Result<Vec<_>, _>>()?;
+            let mut live =
+                rows.iter().map(|r| record(r).map(|(_, rec)| self.with_pending(rec))).collect::<Result<Vec<_>, _>>()?;
             live.sort_by_key(|r| (r.created_at, r.id));
             Ok(live)
         })
@@ -614,6 +672,7 @@ impl SessionStore for SqlStore {
         if let Some(local) = &self.inner.denylist {
             local.entries.retain(|_, e| e.1 > now);
         }
+        self.inner.pending.retain(|_, p| p.1 > now);
         let mut removed = Vec::new();
         let mut first = true;
         while removed.len() < max {
