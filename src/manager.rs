@@ -22,7 +22,7 @@ use crate::store::{
 };
 use crate::token::access::{self, AccessPolicy};
 use crate::token::keys::KeySet;
-use crate::token::{AccessClaims, AccessToken, RawToken, RefreshToken, SessionToken, TokenDigest, refresh};
+use crate::token::{AccessClaims, AccessToken, RawToken, RefreshToken, Route, SessionToken, TokenDigest, refresh};
 
 /// How many times a new token is drawn when the store reports a collision. A collision of
 /// 256-bit random tokens does not happen by chance; a store that keeps answering `Conflict` is
@@ -365,14 +365,15 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         let keys = self.inner.keys.load_full();
         let eviction = self.revocation(RevocationReason::Evicted, now);
         let mut last_error = StoreError::Conflict;
+        let route = S::ROUTED.then(|| Route::of_user(&new.user));
         for _ in 0..CONFLICT_RETRIES {
-            let (token, digest) = SessionToken::generate().map_err(Error::Random)?;
+            let (token, digest) = SessionToken::generate_routed(route).map_err(Error::Random)?;
             let refresh = match keys {
-                Some(_) => Some(RefreshToken::generate().map_err(Error::Random)?),
+                Some(_) => Some(RefreshToken::generate_routed(route).map_err(Error::Random)?),
                 None => None,
             };
             let record = SessionRecord {
-                id: SessionId::generate().map_err(Error::Random)?,
+                id: SessionId::generate_routed(route).map_err(Error::Random)?,
                 digest,
                 user: new.user.clone(),
                 created_at: now,
@@ -482,10 +483,11 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     pub async fn rotate(&self, token: &str) -> Result<Rotated, Error> {
         let old = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
         let keys = self.inner.keys.load_full();
+        let route = S::ROUTED.then(|| old.route());
         for _ in 0..CONFLICT_RETRIES {
-            let (token, new) = SessionToken::generate().map_err(Error::Random)?;
+            let (token, new) = SessionToken::generate_routed(route).map_err(Error::Random)?;
             let refresh = match keys {
-                Some(_) => Some(RefreshToken::generate().map_err(Error::Random)?),
+                Some(_) => Some(RefreshToken::generate_routed(route).map_err(Error::Random)?),
                 None => None,
             };
             let now = self.inner.clock.now();
@@ -725,8 +727,9 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
         let presented_digest = presented.digest();
         let grace = self.inner.config.refresh_reuse_grace();
         let touch = TouchPolicy { count_request: false, ..self.inner.touch };
+        let route = S::ROUTED.then(|| presented_digest.route());
         for _ in 0..CONFLICT_RETRIES {
-            let (successor, successor_digest) = RefreshToken::generate().map_err(Error::Random)?;
+            let (successor, successor_digest) = RefreshToken::generate_routed(route).map_err(Error::Random)?;
             let sealed = refresh::seal(&presented, &successor).map_err(Error::Random)?;
             let now = self.inner.clock.now();
             let reuse = self.revocation(RevocationReason::RefreshReuse, now);

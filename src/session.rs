@@ -32,10 +32,27 @@ pub struct SessionId([u8; 16]);
 const SESSION_ID_LEN: usize = 22;
 
 impl SessionId {
+    #[cfg(any(test, feature = "test-util"))]
     pub(crate) fn generate() -> Result<Self, RandomError> {
+        Self::generate_routed(None)
+    }
+
+    /// A random id whose first 12 bits are `route`, when there is one.
+    pub(crate) fn generate_routed(route: Option<crate::token::Route>) -> Result<Self, RandomError> {
         let mut b = [0u8; 16];
         rand::rngs::SysRng.try_fill_bytes(&mut b).map_err(|e| RandomError(Some(e)))?;
+        if let Some(route) = route {
+            route.stamp(&mut b);
+        }
         Ok(Self(b))
+    }
+
+    /// The id's first 12 bits as a [`Route`](crate::token::Route): the route of its user's
+    /// tokens when the session was created for a store that routes
+    /// ([`SessionStore::ROUTED`](crate::store::SessionStore::ROUTED)), random bits otherwise.
+    #[must_use]
+    pub fn route(&self) -> crate::token::Route {
+        crate::token::Route::read(&self.0)
     }
 
     /// A session id from its 16 bytes, as read back from a store.

@@ -5,6 +5,11 @@
 //! [`TokenDigest`], the SHA-256 of the token's bytes, so a copy of a store's contents cannot be
 //! replayed as a login. Because the token has full entropy, a plain (unsalted, fast) hash is the
 //! right tool here, unlike for passwords.
+//!
+//! A store sharded by user (the Redis store) asks for routed tokens
+//! ([`SessionStore::ROUTED`](crate::store::SessionStore::ROUTED)): two base64url characters of
+//! [`Route`] — 12 bits derived from the user id, not secret — then the same 43 characters, 45 in
+//! all. Every parser accepts both forms.
 
 pub mod access;
 pub mod keys;
@@ -13,7 +18,7 @@ pub(crate) mod refresh;
 
 pub use access::{AccessClaims, AccessToken, AccessTokenError};
 pub(crate) use opaque::RawToken;
-pub use opaque::{MalformedToken, RefreshToken, SessionToken, TOKEN_LEN, TokenDigest};
+pub use opaque::{MalformedToken, ROUTED_TOKEN_LEN, RefreshToken, Route, SessionToken, TOKEN_LEN, TokenDigest};
 
 /// Compares two byte strings in time that depends only on their lengths, a machine word at a
 /// time: no branch depends on the contents, and the final test goes through `subtle`.

@@ -13,7 +13,92 @@ use crate::error::RandomError;
 /// Length of an encoded token: 32 bytes as unpadded base64url.
 pub const TOKEN_LEN: usize = 43;
 
+/// Length of an encoded token that carries a [`Route`]: the route's two characters, then the
+/// [`TOKEN_LEN`] characters of the 32 secret bytes.
+pub const ROUTED_TOKEN_LEN: usize = TOKEN_LEN + 2;
+
 const RAW_LEN: usize = 32;
+
+/// The base64url alphabet, by value.
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/// A token's or a session id's non-secret routing part: 12 bits derived from the user id
+/// ([`Route::of_user`]), so that a store sharded by user (the Redis store on a Cluster) finds
+/// a token's shard from the token alone.
+///
+/// A store that wants it says so with [`SessionStore::ROUTED`](crate::store::SessionStore::ROUTED);
+/// the manager then issues tokens of [`ROUTED_TOKEN_LEN`] characters — the route as two
+/// base64url characters, then the 256 secret bits as before — and session ids whose first 12
+/// bits are the route. Every digest of a routed token has the route as its first 12 bits
+/// ([`TokenDigest::route`]). Routes carry no secret: they tell only which of 4,096 groups a
+/// user hashes to, and the token stays 256 bits from the CSPRNG.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Route(u16);
+
+impl Route {
+    /// How many routes there are: 4,096 (12 bits).
+    pub const COUNT: u16 = 4096;
+
+    /// The route of `user`: the first 12 bits of the SHA-256 of its id.
+    #[must_use]
+    pub fn of_user(user: &crate::UserId) -> Self {
+        let d = digest(&SHA256, user.as_str().as_bytes());
+        let b = d.as_ref();
+        Self(u16::from_be_bytes([b[0], b[1]]) >> 4)
+    }
+
+    /// The route with this number, if it is below [`COUNT`](Self::COUNT).
+    #[must_use]
+    pub const fn new(n: u16) -> Option<Self> {
+        if n < Self::COUNT { Some(Self(n)) } else { None }
+    }
+
+    /// The route's number, below [`COUNT`](Self::COUNT).
+    #[must_use]
+    pub const fn get(self) -> u16 {
+        self.0
+    }
+
+    /// The route as the first 12 bits of `bytes` (the rest of the second byte kept).
+    pub(crate) fn stamp(self, bytes: &mut [u8]) {
+        if let [a, b, ..] = bytes {
+            *a = (self.0 >> 4) as u8;
+            *b = ((self.0 as u8 & 0x0f) << 4) | (*b & 0x0f);
+        }
+    }
+
+    /// The first 12 bits of `bytes`.
+    pub(crate) fn read(bytes: &[u8]) -> Self {
+        match bytes {
+            [a, b, ..] => Self((u16::from(*a) << 4) | u16::from(*b >> 4)),
+            _ => Self(0),
+        }
+    }
+
+    fn encode(self) -> [u8; 2] {
+        [ALPHABET[usize::from(self.0 >> 6)], ALPHABET[usize::from(self.0 & 63)]]
+    }
+
+    fn decode(chars: [u8; 2]) -> Option<Self> {
+        let value = |c: u8| ALPHABET.iter().position(|&a| a == c).and_then(|p| u16::try_from(p).ok());
+        Some(Self((value(chars[0])? << 6) | value(chars[1])?))
+    }
+}
+
+/// Splits a presented token into its route (routed tokens only) and its 43 secret characters,
+/// by length first.
+fn split_route(token: &str) -> Result<(Option<Route>, &str), MalformedToken> {
+    match token.len() {
+        TOKEN_LEN => Ok((None, token)),
+        ROUTED_TOKEN_LEN => {
+            let bytes = token.as_bytes();
+            let route = Route::decode([bytes[0], bytes[1]]).ok_or(MalformedToken)?;
+            // Both route characters are ASCII, so index 2 is a character boundary.
+            Ok((Some(route), token.get(2..).ok_or(MalformedToken)?))
+        }
+        _ => Err(MalformedToken),
+    }
+}
 
 /// The presented string is not a well-formed token: not exactly [`TOKEN_LEN`] characters of the
 /// base64url alphabet encoding 32 bytes canonically.
@@ -35,8 +120,15 @@ macro_rules! opaque_token {
 
         impl $name {
             /// Draws a new token from the operating system's CSPRNG and returns it with its digest.
+            #[cfg(any(test, feature = "test-util"))]
+            #[allow(dead_code, reason = "each token type's tests use it, not every build")]
             pub(crate) fn generate() -> Result<(Self, TokenDigest), RandomError> {
-                let (encoded, digest) = generate_encoded()?;
+                Self::generate_routed(None)
+            }
+
+            /// [`generate`](Self::generate), carrying `route` when there is one.
+            pub(crate) fn generate_routed(route: Option<Route>) -> Result<(Self, TokenDigest), RandomError> {
+                let (encoded, digest) = generate_encoded(route)?;
                 Ok((Self { encoded }, digest))
             }
 
@@ -44,7 +136,8 @@ macro_rules! opaque_token {
             /// and its alphabet strictly.
             ///
             /// # Errors
-            /// [`MalformedToken`] for anything but 43 canonical base64url characters.
+            /// [`MalformedToken`] for anything but 43 canonical base64url characters, or 45 of
+            /// a routed token.
             pub fn parse(s: &str) -> Result<Self, MalformedToken> {
                 TokenDigest::of_token(s)?;
                 Ok(Self { encoded: s.to_owned() })
@@ -104,17 +197,21 @@ opaque_token! {
     RefreshToken
 }
 
-fn generate_encoded() -> Result<(String, TokenDigest), RandomError> {
+fn generate_encoded(route: Option<Route>) -> Result<(String, TokenDigest), RandomError> {
     let mut raw = [0u8; RAW_LEN];
     rand::rngs::SysRng.try_fill_bytes(&mut raw).map_err(|e| RandomError(Some(e)))?;
-    let encoded = URL_SAFE_NO_PAD.encode(raw);
-    let digest = TokenDigest::of_raw(&raw);
+    let mut encoded = String::with_capacity(ROUTED_TOKEN_LEN);
+    if let Some(route) = route {
+        encoded.extend(route.encode().map(char::from));
+    }
+    URL_SAFE_NO_PAD.encode_string(raw, &mut encoded);
+    let digest = TokenDigest::of_raw(&raw, route);
     raw.zeroize();
     Ok((encoded, digest))
 }
 
-/// A presented token's raw 32 bytes, wiped on drop.
-pub(crate) struct RawToken(pub(crate) [u8; RAW_LEN]);
+/// A presented token's raw 32 secret bytes (wiped on drop) and its route, if it has one.
+pub(crate) struct RawToken(pub(crate) [u8; RAW_LEN], Option<Route>);
 
 impl Drop for RawToken {
     fn drop(&mut self) {
@@ -125,12 +222,10 @@ impl Drop for RawToken {
 impl RawToken {
     /// Decodes a presented token strictly (length first).
     pub(crate) fn decode(token: &str) -> Result<Self, MalformedToken> {
-        if token.len() != TOKEN_LEN {
-            return Err(MalformedToken);
-        }
+        let (route, token) = split_route(token)?;
         let mut buf = [0u8; RAW_LEN + 1];
         let n = URL_SAFE_NO_PAD.decode_slice(token, &mut buf);
-        let mut raw = Self([0u8; RAW_LEN]);
+        let mut raw = Self([0u8; RAW_LEN], route);
         raw.0.copy_from_slice(&buf[..RAW_LEN]);
         buf.zeroize();
         match n {
@@ -140,11 +235,14 @@ impl RawToken {
     }
 
     pub(crate) fn digest(&self) -> TokenDigest {
-        TokenDigest::of_raw(&self.0)
+        TokenDigest::of_raw(&self.0, self.1)
     }
 }
 
 /// The SHA-256 digest of a token: how stores identify a session without holding its secret.
+///
+/// For a routed token (see [`Route`]) the first 12 bits of the digest are the token's route
+/// instead of hash bits; 244 bits of SHA-256 remain.
 ///
 /// Equality is constant time. `Debug` shows only the first four bytes, in hex; the digest is not
 /// a secret (it cannot be turned back into the token), but there is no reason to print it whole.
@@ -156,27 +254,36 @@ impl TokenDigest {
     /// Parses a presented token and digests it, without allocating.
     ///
     /// # Errors
-    /// [`MalformedToken`] for anything but 43 canonical base64url characters. The length is
-    /// checked first, so oversized input costs nothing.
+    /// [`MalformedToken`] for anything but 43 canonical base64url characters (or 45, for a
+    /// routed token: two route characters first). The length is checked first, so oversized
+    /// input costs nothing.
     #[inline]
     pub fn of_token(token: &str) -> Result<Self, MalformedToken> {
-        if token.len() != TOKEN_LEN {
-            return Err(MalformedToken);
-        }
+        let (route, token) = split_route(token)?;
         let mut raw = [0u8; RAW_LEN + 1];
         let n = URL_SAFE_NO_PAD.decode_slice(token, &mut raw).map_err(|_| MalformedToken)?;
         if n != RAW_LEN {
             return Err(MalformedToken);
         }
-        let d = Self::of_raw(&raw[..RAW_LEN]);
+        let d = Self::of_raw(&raw[..RAW_LEN], route);
         raw.zeroize();
         Ok(d)
     }
 
-    fn of_raw(raw: &[u8]) -> Self {
+    fn of_raw(raw: &[u8], route: Option<Route>) -> Self {
         let mut out = [0u8; 32];
         out.copy_from_slice(digest(&SHA256, raw).as_ref());
+        if let Some(route) = route {
+            route.stamp(&mut out);
+        }
         Self(out)
+    }
+
+    /// The digest's first 12 bits as a [`Route`]: the route of the token it digests, for a
+    /// routed token (for a token without a route, hash bits that no store routes by).
+    #[must_use]
+    pub fn route(&self) -> Route {
+        Route::read(&self.0)
     }
 
     /// A digest from its 32 bytes, as read back from a store.
@@ -328,6 +435,58 @@ mod tests {
             assert!(!shown.contains(&secret), "{shown}");
         }
         assert!(!format!("{digest:?}").contains(&digest.to_base64()));
+    }
+
+    #[test]
+    fn routed_tokens_carry_their_route_into_the_digest() {
+        let user = crate::UserId::new("alice").unwrap();
+        let route = Route::of_user(&user);
+        let (token, digest) = SessionToken::generate_routed(Some(route)).unwrap();
+        let secret = token.expose_secret();
+        assert_eq!(secret.len(), ROUTED_TOKEN_LEN);
+        assert_eq!(digest.route(), route);
+        assert_eq!(TokenDigest::of_token(secret), Ok(digest));
+        assert_eq!(SessionToken::parse(secret).unwrap().digest(), digest);
+        assert_eq!(RawToken::decode(secret).unwrap().digest(), digest);
+        // The route is bound into the digest: the same secret under another route, or with no
+        // route at all, is another token.
+        let other = Route::new((route.get() + 1) % Route::COUNT).unwrap();
+        let moved = format!("{}{}", String::from_utf8(other.encode().to_vec()).unwrap(), &secret[2..]);
+        assert_ne!(TokenDigest::of_token(&moved).unwrap(), digest);
+        assert_ne!(TokenDigest::of_token(&secret[2..]).unwrap(), digest);
+        // Everything after the route is the digest of the secret bytes.
+        assert_eq!(digest.as_bytes()[2..], TokenDigest::of_token(&secret[2..]).unwrap().as_bytes()[2..]);
+        assert_eq!(digest.as_bytes()[1] & 0x0f, TokenDigest::of_token(&secret[2..]).unwrap().as_bytes()[1] & 0x0f);
+    }
+
+    #[test]
+    fn every_route_round_trips_through_tokens_and_ids() {
+        for n in [0, 1, 63, 64, 2047, 4095] {
+            let route = Route::new(n).unwrap();
+            assert_eq!(Route::decode(route.encode()), Some(route));
+            let (_, digest) = RefreshToken::generate_routed(Some(route)).unwrap();
+            assert_eq!(digest.route(), route);
+            assert_eq!(crate::SessionId::generate_routed(Some(route)).unwrap().route(), route);
+        }
+        assert_eq!(Route::new(4096), None);
+    }
+
+    #[test]
+    fn malformed_routed_tokens_are_rejected_without_panicking() {
+        let (token, _) = SessionToken::generate_routed(Some(Route::new(7).unwrap())).unwrap();
+        let good = token.expose_secret();
+        let cases = [
+            format!("=={}", &good[2..]),
+            format!("A.{}", &good[2..]),
+            // Multi-byte characters where the route is: 45 bytes, but not a token.
+            format!("é{}", &good[2..]),
+            format!("{}é", &good[..43]),
+            format!("{good}A"),
+        ];
+        for bad in &cases {
+            assert_eq!(TokenDigest::of_token(bad), Err(MalformedToken), "{bad:?}");
+            assert!(RawToken::decode(bad).is_err());
+        }
     }
 
     #[test]
