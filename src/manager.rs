@@ -365,7 +365,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         let keys = self.inner.keys.load_full();
         let eviction = self.revocation(RevocationReason::Evicted, now);
         let mut last_error = StoreError::Conflict;
-        let route = S::ROUTED.then(|| Route::of_user(&new.user));
+        let route = Some(Route::of_user(&new.user));
         for _ in 0..CONFLICT_RETRIES {
             let (token, digest) = SessionToken::generate_routed(route).map_err(Error::Random)?;
             let refresh = match keys {
@@ -483,7 +483,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     pub async fn rotate(&self, token: &str) -> Result<Rotated, Error> {
         let old = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
         let keys = self.inner.keys.load_full();
-        let route = S::ROUTED.then(|| old.route());
+        let route = Some(old.route());
         for _ in 0..CONFLICT_RETRIES {
             let (token, new) = SessionToken::generate_routed(route).map_err(Error::Random)?;
             let refresh = match keys {
@@ -727,7 +727,7 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
         let presented_digest = presented.digest();
         let grace = self.inner.config.refresh_reuse_grace();
         let touch = TouchPolicy { count_request: false, ..self.inner.touch };
-        let route = S::ROUTED.then(|| presented_digest.route());
+        let route = Some(presented_digest.route());
         for _ in 0..CONFLICT_RETRIES {
             let (successor, successor_digest) = RefreshToken::generate_routed(route).map_err(Error::Random)?;
             let sealed = refresh::seal(&presented, &successor).map_err(Error::Random)?;

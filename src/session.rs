@@ -47,9 +47,8 @@ impl SessionId {
         Ok(Self(b))
     }
 
-    /// The id's first 12 bits as a [`Route`](crate::token::Route): the route of its user's
-    /// tokens when the session was created for a store that routes
-    /// ([`SessionStore::ROUTED`](crate::store::SessionStore::ROUTED)), random bits otherwise.
+    /// The id's first 12 bits as a [`Route`](crate::token::Route): its user's route (random
+    /// bits for an id made before routing).
     #[must_use]
     pub fn route(&self) -> crate::token::Route {
         crate::token::Route::read(&self.0)
@@ -71,7 +70,8 @@ impl SessionId {
     #[inline]
     #[must_use]
     pub fn hash_bits(&self) -> u64 {
-        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        // Not the first two bytes: they hold the route, which all of a user's ids share.
+        let [_, _, a, b, c, d, e, f, g, h, ..] = self.0;
         u64::from_le_bytes([a, b, c, d, e, f, g, h])
     }
 

@@ -1,7 +1,7 @@
 //! Property test: random sequences of logins, validations, extensions, rotations, logouts,
 //! revoke-alls and clock steps, checked against a simple model of the rules, on every store:
-//! `MemoryStore`, `RedisStore` on a private `redis-server` (skipped when none is installed,
-//! unless `SESSIONKIT_REQUIRE_REDIS` is set), and `SqlStore` on SQLite and on a private
+//! `MemoryStore`, `RedisStore` on a private `redis-server` and on a private three-master Redis
+//! Cluster (skipped when Redis is not installed, unless `SESSIONKIT_REQUIRE_REDIS` is set), and `SqlStore` on SQLite and on a private
 //! PostgreSQL server (skipped likewise, unless `SESSIONKIT_REQUIRE_POSTGRES` is set).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -9,6 +9,8 @@
 mod common;
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -284,6 +286,35 @@ fn the_manager_follows_the_model_on_redis_store() {
     });
     if let Err(e) = result {
         panic!("RedisStore departs from the model: {e}");
+    }
+}
+
+/// The same model on `RedisStore` over a Redis Cluster of three masters: one cluster for the
+/// whole run, a fresh key prefix per case.
+#[cfg(feature = "redis")]
+#[test]
+fn the_manager_follows_the_model_on_a_redis_cluster() {
+    use sessionkit::store::redis::{RedisConfig, RedisStore};
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    let Some(cluster) = redis_cluster::RedisCluster::start("the_manager_follows_the_model_on_a_redis_cluster", false)
+    else {
+        return;
+    };
+    let urls = cluster.urls();
+    let case = AtomicU32::new(0);
+    let mut runner = TestRunner::new(ProptestConfig { cases: 32, ..ProptestConfig::default() });
+    let result = runner.run(&ops(), |ops| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let prefix = format!("model{}", case.fetch_add(1, Ordering::Relaxed));
+            let config = RedisConfig::cluster(urls.clone()).with_key_prefix(prefix);
+            check(RedisStore::connect(config).await.unwrap(), ops).await;
+        });
+        Ok(())
+    });
+    if let Err(e) = result {
+        panic!("RedisStore on a Cluster departs from the model: {e}");
     }
 }
 

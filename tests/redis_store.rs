@@ -18,6 +18,7 @@ use sessionkit::clock::Clock;
 use sessionkit::clock::MockClock;
 use sessionkit::store::SessionStore;
 use sessionkit::store::redis::{DenylistMode, RedisConfig, RedisStore};
+use sessionkit::token::Route;
 use sessionkit::token::keys::{KeySet, SigningKey};
 use sessionkit::{Error, LimitPolicy, NewSession, SessionConfig, SessionManager, StoreError, UserId};
 
@@ -311,8 +312,46 @@ async fn keys_hold_digests_and_every_key_expires() {
         let ttl: i64 = redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
         let global = key.ends_with(":x") || key.ends_with(":q");
         assert!(global || ttl > 0, "{key} has no TTL");
-        assert!(key.contains(":{0}:"), "{key} lacks the hash tag");
+        assert!(key.contains(&format!(":{}:", tag("alice"))), "{key} is not in alice's bucket");
     }
+}
+
+/// The hash tag of `name`'s bucket: `{b<n>}`, `n` the top 8 bits of the user's route.
+fn tag(name: &str) -> String {
+    format!("{{b{}}}", Route::of_user(&user(name)).get() >> 4)
+}
+
+/// Sessions are sharded by user: each user's keys share one hash tag (one Cluster slot), and
+/// many users spread over many buckets; tokens and ids carry their user's route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_sharded_by_user() {
+    let Some(server) = RedisServer::start("sharded") else { return };
+    let config = RedisConfig::new(server.url()).with_key_prefix("sharded");
+    let m = SessionManager::new(RedisStore::connect(config).await.unwrap(), SessionConfig::default());
+    m.set_keys(keys());
+    let mut buckets = std::collections::HashSet::new();
+    for i in 0..300 {
+        let name = format!("user{i}");
+        let created = m.create(NewSession::new(user(&name))).await.unwrap();
+        let route = Route::of_user(&user(&name));
+        assert_eq!(created.token.expose_secret().len(), sessionkit::token::ROUTED_TOKEN_LEN);
+        assert_eq!(created.token.digest().route(), route);
+        assert_eq!(created.session.id().route(), route);
+        assert_eq!(created.tokens.unwrap().refresh_token.digest().route(), route);
+        buckets.insert(tag(&name));
+    }
+    let mut conn = raw(&server).await;
+    let keys: Vec<String> = redis::cmd("KEYS").arg("sharded:*").query_async(&mut conn).await.unwrap();
+    let used: std::collections::HashSet<&str> =
+        keys.iter().filter_map(|k| k.split_once('{').and_then(|(_, r)| r.split_once('}')).map(|(t, _)| t)).collect();
+    assert_eq!(used.len(), buckets.len(), "the keys use exactly the users' buckets");
+    // 300 users in 256 buckets fill about 256 × (1 − e^(−300/256)) ≈ 177 of them.
+    assert!(buckets.len() > 150, "300 users spread over many of the 256 buckets: {}", buckets.len());
+    // Every key of user7 is in user7's bucket.
+    let tag7 = tag("user7");
+    let of_user7: Vec<&String> = keys.iter().filter(|k| k.ends_with(":u:user7")).collect();
+    assert_eq!(of_user7.len(), 1);
+    assert!(of_user7[0].contains(&tag7));
 }
 
 /// Top-level requests Redis has answered so far: calls of every command the store sends on its
@@ -380,13 +419,13 @@ async fn indexes_stay_bounded_without_a_sweeper() {
     let zcard = async |conn: &mut redis::aio::MultiplexedConnection, key: &str| -> usize {
         redis::cmd("ZCARD").arg(key).query_async(conn).await.unwrap()
     };
-    assert_eq!(zcard(&mut conn, "bounded:{0}:u:alice").await, 50);
-    assert_eq!(zcard(&mut conn, "bounded:{0}:x").await, 50);
+    assert_eq!(zcard(&mut conn, &format!("bounded:{}:u:alice", tag("alice"))).await, 50);
+    assert_eq!(zcard(&mut conn, &format!("bounded:{}:x", tag("alice"))).await, 50);
     // Two days later, with no sweeper ever run, one more login prunes both indexes.
     clock.advance(Duration::from_secs(2 * 86400));
     m.create(NewSession::new(user("alice"))).await.unwrap();
-    assert_eq!(zcard(&mut conn, "bounded:{0}:u:alice").await, 1);
-    assert_eq!(zcard(&mut conn, "bounded:{0}:x").await, 1);
+    assert_eq!(zcard(&mut conn, &format!("bounded:{}:u:alice", tag("alice"))).await, 1);
+    assert_eq!(zcard(&mut conn, &format!("bounded:{}:x", tag("alice"))).await, 1);
     assert_eq!(m.list(&user("alice")).await.unwrap().len(), 1);
 }
 
@@ -400,11 +439,16 @@ async fn a_sweep_over_due_index_entries_of_live_sessions_ends() {
     let m = SessionManager::with_clock(store.clone(), SessionConfig::default(), clock.clone());
     let created = m.create(NewSession::new(user("alice"))).await.unwrap();
     let mut conn = raw(&server).await;
-    let digests: Vec<String> =
-        redis::cmd("ZRANGE").arg("sweepends:{0}:x").arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    let digests: Vec<String> = redis::cmd("ZRANGE")
+        .arg(format!("sweepends:{}:x", tag("alice")))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert_eq!(digests.len(), 1);
     let _: () = redis::cmd("ZADD")
-        .arg("sweepends:{0}:x")
+        .arg(format!("sweepends:{}:x", tag("alice")))
         .arg("XX")
         .arg(0)
         .arg(&digests[0])
@@ -429,7 +473,7 @@ async fn a_sweep_goes_on_past_index_entries_whose_session_redis_already_dropped(
     m.create(NewSession::new(user("alice"))).await.unwrap();
     let mut conn = raw(&server).await;
     let mut stale = redis::cmd("ZADD");
-    stale.arg("sweepstale:{0}:x");
+    stale.arg(format!("sweepstale:{}:x", tag("alice")));
     for i in 0..2_000 {
         stale.arg(0).arg(format!("gone-{i:05}"));
     }
@@ -437,7 +481,8 @@ async fn a_sweep_goes_on_past_index_entries_whose_session_redis_already_dropped(
     clock.advance(Duration::from_secs(2 * 86_400));
     let removed = SessionStore::remove_expired(&store, clock.now(), usize::MAX).await.unwrap();
     assert_eq!(removed.len(), 1, "the expired session behind the stale entries is swept");
-    let left: usize = redis::cmd("ZCARD").arg("sweepstale:{0}:x").query_async(&mut conn).await.unwrap();
+    let left: usize =
+        redis::cmd("ZCARD").arg(format!("sweepstale:{}:x", tag("alice"))).query_async(&mut conn).await.unwrap();
     assert_eq!(left, 0);
 }
 

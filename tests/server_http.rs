@@ -260,7 +260,7 @@ async fn login_succeeds_with_the_right_password_only() {
 
     let login = server.login("alice", "wonderland").await;
     let body = &login.answer.body;
-    assert_eq!(login.token.len(), 43, "{body}");
+    assert_eq!(login.token.len(), 45, "{body}");
     assert_eq!(login.session_id.len(), 22, "{body}");
     assert_eq!(body["idle_expires_at"], "2024-01-01T00:10:00Z");
     assert_eq!(body["absolute_expires_at"], "2024-01-01T01:00:00Z");
@@ -745,7 +745,7 @@ async fn login_returns_a_token_pair_and_the_access_token_authenticates() {
     let body = &login.answer.body;
     assert_eq!(body["token_type"], "Bearer", "{body}");
     assert_eq!(body["expires_in"], 300, "{body}");
-    assert_eq!(login.refresh.len(), 43, "{body}");
+    assert_eq!(login.refresh.len(), 45, "{body}");
     assert_ne!(login.refresh, login.token);
     assert_eq!(login.access.matches('.').count(), 2, "{body}");
     assert_eq!(jwt_header(&login.access), json!({ "alg": "HS256", "typ": "JWT", "kid": "hs256-1" }));

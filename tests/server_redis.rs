@@ -11,6 +11,9 @@ mod redis_server;
 #[path = "support/example_process.rs"]
 mod example_process;
 
+#[path = "support/redis_cluster.rs"]
+mod redis_cluster;
+
 use std::time::{Duration, Instant};
 
 use example_process::ExampleProcess as Server;
@@ -24,6 +27,18 @@ fn start_server(redis_url: &str) -> Server {
         .args(["--jwt-secret", "c2Vzc2lvbmtpdC10ZXN0LXNlY3JldC0zMi1ieXRlcy1sb25n"])
         .env("REDIS_URL", redis_url)
         // A database URL from the environment would make the server refuse to start.
+        .env_remove("DATABASE_URL");
+    example_process::start(command)
+}
+
+/// A server on a Redis Cluster, given by `REDIS_CLUSTER_URLS` as a deployment would.
+fn start_cluster_server(urls: &[String]) -> Server {
+    let mut command = example_process::command("server");
+    command
+        .args(["--listen", "127.0.0.1:0", "--insecure-cookies", "--log-level", "warn"])
+        .args(["--jwt-secret", "c2Vzc2lvbmtpdC10ZXN0LXNlY3JldC0zMi1ieXRlcy1sb25n"])
+        .env("REDIS_CLUSTER_URLS", urls.join(","))
+        .env_remove("REDIS_URL")
         .env_remove("DATABASE_URL");
     example_process::start(command)
 }
@@ -105,5 +120,32 @@ async fn two_server_processes_on_one_redis_are_one_application() {
         }
         assert!(started.elapsed() < Duration::from_secs(5), "the server did not recover after Redis came back");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two servers on one Redis Cluster act as one: a session made through one is used, and
+/// ended, through the other, with the HTTP contract unchanged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_server_processes_on_one_cluster_are_one_application() {
+    let Some(cluster) = redis_cluster::RedisCluster::start("two_servers_on_a_cluster", false) else { return };
+    let (a, b) = (start_cluster_server(&cluster.urls()), start_cluster_server(&cluster.urls()));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let session =
+        |server: &Server, bearer: &str| http.get(format!("{}/api/v1/auth/session", server.base)).bearer_auth(bearer);
+    for (name, password) in [("alice", "wonderland"), ("bob", "builder")] {
+        let (status, login) = send(
+            http.post(format!("{}/api/v1/auth/login", a.base)).json(&json!({ "username": name, "password": password })),
+        )
+        .await;
+        assert_eq!(status, 200, "{login}");
+        let token = login["session_token"].as_str().unwrap().to_owned();
+        let access = login["access_token"].as_str().unwrap().to_owned();
+        let (status, body) = send(session(&b, &token)).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["session_id"], login["session_id"]);
+        assert_eq!(send(session(&b, &access)).await.0, 200);
+        assert_eq!(send(http.post(format!("{}/api/v1/auth/logout", b.base)).bearer_auth(&token)).await.0, 204);
+        let (status, body) = send(session(&a, &token)).await;
+        assert_eq!((status, body["error"].as_str()), (401, Some("session_revoked")), "{body}");
     }
 }

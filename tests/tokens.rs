@@ -61,8 +61,28 @@ async fn every_login_gets_a_distinct_token_and_id() {
     let mut ids = std::collections::HashSet::new();
     for _ in 0..200 {
         let c = m.create(NewSession::new(user("alice"))).await.unwrap();
-        assert_eq!(c.token.expose_secret().len(), 43);
+        assert_eq!(c.token.expose_secret().len(), sessionkit::token::ROUTED_TOKEN_LEN);
         assert!(tokens.insert(c.token.expose_secret().to_owned()));
         assert!(ids.insert(c.session.id()));
     }
+}
+
+/// Sessions whose tokens were issued before routing (43 characters, no route; stores kept the
+/// plain SHA-256) keep validating after an upgrade, here through an export and import.
+#[tokio::test]
+async fn tokens_issued_before_routing_still_validate() {
+    let (m, _) = manager(config());
+    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
+    let mut export = Vec::new();
+    m.export(&mut export).await.unwrap();
+    // The same session as the previous version stored it: keyed by a 43-character token's digest.
+    let legacy = "YSBzZXNzaW9uIHRva2VuIG9mIHRoZSBvbGQgZm9ybWE";
+    let legacy_digest = sessionkit::token::TokenDigest::of_token(legacy).unwrap();
+    let export =
+        String::from_utf8(export).unwrap().replace(&created.token.digest().to_base64(), &legacy_digest.to_base64());
+    let (upgraded, _) = manager(config());
+    upgraded.import(export.as_bytes()).await.unwrap();
+    let session = upgraded.validate(legacy).await.unwrap();
+    assert_eq!(session.id(), created.session.id());
+    assert!(matches!(upgraded.validate(created.token.expose_secret()).await, Err(Error::UnknownSession)));
 }

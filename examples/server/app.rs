@@ -643,15 +643,19 @@ impl<C: Clock> Running<sessionkit::RedisStore, C> {
         dead_code,
         reason = "main.rs calls it; tests/server_http.rs includes this file and starts processes instead"
     )]
-    pub(crate) async fn start_redis(options: &Options, clock: C, url: &str) -> Result<Self, StartupError> {
-        use sessionkit::store::redis::{RedisConfig, RedisStore};
+    pub(crate) async fn start_redis(
+        options: &Options,
+        clock: C,
+        config: sessionkit::store::redis::RedisConfig,
+    ) -> Result<Self, StartupError> {
+        use sessionkit::store::redis::RedisStore;
+        let source = if config.is_cluster() { "--redis-cluster" } else { "REDIS_URL" };
         if options.snapshot.is_some() {
-            return Err(StartupError(
-                "--snapshot applies to the in-memory store; with REDIS_URL, Redis persists the sessions".into(),
-            ));
+            return Err(StartupError(format!(
+                "--snapshot applies to the in-memory store; with {source}, Redis persists the sessions"
+            )));
         }
-        let store =
-            RedisStore::connect(RedisConfig::new(url)).await.map_err(|e| StartupError(format!("REDIS_URL: {e}")))?;
+        let store = RedisStore::connect(config).await.map_err(|e| StartupError(format!("{source}: {e}")))?;
         let state = AppState::from_options(options, store, clock)?;
         let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
         Ok(Self { state, loaded: 0, snapshot: None, sweeper })

@@ -52,6 +52,10 @@
 //! and user agents). Access tokens survive only with a fixed `--jwt-secret` or
 //! `--jwt-ed25519-key`; sessions are saved only on a clean shutdown, not periodically.
 //!
+//! `REDIS_URL=redis://…` keeps the sessions in a standalone Redis (feature `redis`), and
+//! `--redis-cluster URL,URL,…` (or `REDIS_CLUSTER_URLS`) in a Redis Cluster given by seed
+//! nodes: several servers on one Redis or one Cluster act as one.
+//!
 //! `--database-url URL` (or the `DATABASE_URL` environment variable) keeps the sessions in a
 //! `SqlStore` instead of memory: `sqlite:///path/to/file.db` or `sqlite://PATH` (the file is
 //! created when missing; feature `sqlite`) or `postgres://USER:PASSWORD@HOST/DB` (feature
@@ -150,6 +154,12 @@ struct Cli {
     #[arg(long, value_name = "URL", env = "DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
 
+    /// Keep the sessions in a Redis Cluster, given by seed nodes separated by commas
+    /// (redis://127.0.0.1:7000,redis://127.0.0.1:7001,…; feature redis). Not together with
+    /// REDIS_URL (a standalone Redis), a database URL or --snapshot.
+    #[arg(long, value_name = "URLS", env = "REDIS_CLUSTER_URLS", value_delimiter = ',', hide_env_values = true)]
+    redis_cluster: Vec<String>,
+
     #[command(flatten)]
     options: app::Options,
 }
@@ -172,6 +182,28 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
+    let cluster: Vec<String> = cli.redis_cluster.iter().filter(|u| !u.is_empty()).cloned().collect();
+    if !cluster.is_empty() {
+        if std::env::var_os("REDIS_URL").is_some_and(|u| !u.is_empty())
+            || cli.database_url.as_ref().is_some_and(|u| !u.is_empty())
+        {
+            return Err(
+                "--redis-cluster (REDIS_CLUSTER_URLS) is given with REDIS_URL or a database URL: choose one store"
+                    .into(),
+            );
+        }
+        #[cfg(feature = "redis")]
+        {
+            let config = sessionkit::store::redis::RedisConfig::cluster(cluster);
+            let running = app::Running::start_redis(&cli.options, SystemClock, config).await?;
+            // The URLs may hold a password: print the store's own, redacted.
+            let shown = running.state.manager.store().config().redacted_cluster_nodes();
+            println!("store: Redis Cluster at {}", shown.join(","));
+            return serve(cli, running).await;
+        }
+        #[cfg(not(feature = "redis"))]
+        return Err("--redis-cluster is given, but the server was built without the `redis` feature (cargo run --features redis --example server)".into());
+    }
     if let Some(url) = cli.database_url.clone().filter(|u| !u.is_empty()) {
         if std::env::var_os("REDIS_URL").is_some_and(|u| !u.is_empty()) {
             return Err(
@@ -182,7 +214,8 @@ async fn run(cli: Cli) -> Result<(), Box<dyn std::error::Error>> {
     }
     #[cfg(feature = "redis")]
     if let Some(url) = std::env::var("REDIS_URL").ok().filter(|u| !u.is_empty()) {
-        let running = app::Running::start_redis(&cli.options, SystemClock, &url).await?;
+        let config = sessionkit::store::redis::RedisConfig::new(url);
+        let running = app::Running::start_redis(&cli.options, SystemClock, config).await?;
         // The URL may hold a password: print the store's own, redacted.
         println!("store: Redis at {}", running.state.manager.store().config().redacted_url());
         return serve(cli, running).await;

@@ -30,7 +30,7 @@ use crate::store::{
     BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, ScanCursor,
     SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
 };
-use crate::token::{SessionToken, TokenDigest};
+use crate::token::{Route, SessionToken, TokenDigest};
 
 const IDLE: Duration = Duration::from_secs(30 * 60);
 const ABSOLUTE: Duration = Duration::from_secs(8 * 3600);
@@ -68,12 +68,21 @@ fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
 
-/// A fresh record for `user` created at `now` with the suite's lifetimes.
+/// A token digest with the route of `like` (another of the same user's digests), as the
+/// manager makes them: a store sharded by user may rely on every digest and id of a session
+/// carrying the user's [`Route`].
+pub fn digest_like(like: &TokenDigest) -> TokenDigest {
+    SessionToken::generate_routed(Some(like.route())).unwrap().1
+}
+
+/// A fresh record for `user` created at `now` with the suite's lifetimes; its digest and id
+/// carry the user's [`Route`], as the manager's do.
 pub fn record(user: &UserId, now: Timestamp) -> SessionRecord {
-    let (_, digest) = SessionToken::generate().unwrap();
+    let route = Some(Route::of_user(user));
+    let (_, digest) = SessionToken::generate_routed(route).unwrap();
     let (idle_deadline, absolute_deadline) = expiry::initial_deadlines(now, IDLE, ABSOLUTE);
     SessionRecord {
-        id: SessionId::generate().unwrap(),
+        id: SessionId::generate_routed(route).unwrap(),
         digest,
         user: user.clone(),
         created_at: now,
@@ -268,20 +277,21 @@ pub async fn insert_never_overwrites<S: SessionStore>(store: S) {
     let (alice, bob) = (user("alice"), user("bob"));
     let r = record(&alice, T0);
     insert_ok(&store, &r, None, T0).await;
-    let mut same_digest = record(&bob, T0);
+    let mut same_digest = record(&alice, T0);
     same_digest.digest = r.digest;
     let same_digest_id = same_digest.id;
     assert!(
         matches!(store.insert(same_digest, None, None, evict_at(T0)).await, Err(StoreError::Conflict)),
         "digest taken"
     );
-    let mut same_id = record(&bob, T0);
+    let mut same_id = record(&alice, T0);
     same_id.id = r.id;
     let same_id_digest = same_id.digest;
     assert!(matches!(store.insert(same_id, None, None, evict_at(T0)).await, Err(StoreError::Conflict)), "id taken");
-    assert_eq!(get(&store, &r.digest).await.map(|x| x.user), Some(alice), "the first session is intact");
+    assert_eq!(get(&store, &r.digest).await.map(|x| x.user), Some(alice.clone()), "the first session is intact");
     assert_eq!(get(&store, &same_id_digest).await, None, "nothing stored on conflict");
     assert_eq!(store.get_by_id(&same_digest_id).await.unwrap(), None, "nothing stored on conflict");
+    assert_eq!(store.list_user(&alice, T0).await.unwrap().len(), 1, "nothing stored on conflict");
     assert!(store.list_user(&bob, T0).await.unwrap().is_empty());
 }
 
@@ -537,7 +547,7 @@ pub async fn rotate_rekeys_the_session<S: SessionStore>(store: S) {
     let r = record(&user("alice"), T0);
     insert_ok(&store, &r, None, T0).await;
     live(&store, &r.digest, at(SECOND)).await;
-    let (_, new) = SessionToken::generate().unwrap();
+    let new = digest_like(&r.digest);
     let Lookup::Live(rotated) = store.rotate(&r.digest, new, None, at(2 * SECOND)).await.unwrap() else {
         panic!("rotate of a live session must succeed")
     };
@@ -563,7 +573,7 @@ pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
     assert!(matches!(store.rotate(&a.digest, b.digest, None, at(SECOND)).await, Err(StoreError::Conflict)));
     live(&store, &a.digest, at(SECOND)).await;
     live(&store, &b.digest, at(SECOND)).await;
-    let (_, fresh) = SessionToken::generate().unwrap();
+    let fresh = digest_like(&a.digest);
     assert_eq!(
         store.rotate(&a.digest, fresh, None, at(IDLE + 2 * SECOND)).await.unwrap().expired_reason(),
         Some(ExpiryReason::Idle)
@@ -696,7 +706,7 @@ pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store
         let store = store.clone();
         let old = r.digest;
         tasks.push(tokio::spawn(async move {
-            let (_, new) = SessionToken::generate().unwrap();
+            let new = digest_like(&old);
             (new, store.rotate(&old, new, None, at(SECOND)).await.unwrap())
         }));
     }
@@ -775,14 +785,14 @@ pub async fn concurrent_revoke_all_and_logins<S: SessionStore + Clone>(store: S)
 
 const GRACE: Duration = Duration::from_secs(5);
 
-fn successor(tag: u8) -> Successor {
-    let (_, digest) = SessionToken::generate().unwrap();
-    Successor { digest, sealed: vec![tag; 24] }
+/// A successor for the refresh family of `presented` (its route, as the manager makes it).
+fn successor(presented: &TokenDigest, tag: u8) -> Successor {
+    Successor { digest: digest_like(presented), sealed: vec![tag; 24] }
 }
 
 async fn insert_with_refresh<S: TokenStore>(store: &S, name: &str, now: Timestamp) -> (SessionRecord, TokenDigest) {
     let r = record(&user(name), now);
-    let (_, refresh) = SessionToken::generate().unwrap();
+    let refresh = digest_like(&r.digest);
     let outcome = store.insert(r.clone(), Some(refresh), None, evict_at(now)).await.unwrap();
     assert!(matches!(outcome, InsertOutcome::Inserted { .. }));
     (r, refresh)
@@ -802,7 +812,7 @@ async fn refresh<S: TokenStore>(
 
 pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) {
     let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
-    let s1 = successor(1);
+    let s1 = successor(&r0, 1);
     let t1 = at(5 * 60 * SECOND);
     let RefreshOutcome::Rotated(rec) = refresh(&store, &r0, s1.clone(), t1, GRACE).await else {
         panic!("the current refresh token rotates")
@@ -812,7 +822,7 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
     assert_eq!(rec.absolute_deadline, r.absolute_deadline, "but never extends the absolute deadline");
     assert_eq!(rec.request_count, 0, "and is not a request");
 
-    let retry = successor(9);
+    let retry = successor(&r0, 9);
     let retry_digest = retry.digest;
     match refresh(&store, &r0, retry, t1.saturating_add(SECOND), GRACE).await {
         RefreshOutcome::Replayed { record, sealed, spent_at } => {
@@ -823,13 +833,13 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
         other => panic!("within the grace window a spent token replays, got {other:?}"),
     }
     assert_eq!(
-        refresh(&store, &retry_digest, successor(3), t1, GRACE).await,
+        refresh(&store, &retry_digest, successor(&retry_digest, 3), t1, GRACE).await,
         RefreshOutcome::NotFound,
         "a replay stores nothing"
     );
     // An instance whose clock lags the one that spent the token is still inside the window:
     // the two refreshes were concurrent, not a replay of a stolen token.
-    match refresh(&store, &r0, successor(8), t1.saturating_sub(2 * SECOND), GRACE).await {
+    match refresh(&store, &r0, successor(&r0, 8), t1.saturating_sub(2 * SECOND), GRACE).await {
         RefreshOutcome::Replayed { sealed, spent_at, .. } => {
             assert_eq!(sealed, s1.sealed);
             assert_eq!(spent_at, t1);
@@ -838,15 +848,15 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
     }
 
     // Rotating the session token keeps the refresh family.
-    let (_, new_session_digest) = SessionToken::generate().unwrap();
+    let new_session_digest = digest_like(&r.digest);
     assert!(matches!(store.rotate(&r.digest, new_session_digest, None, t1).await.unwrap(), Lookup::Live(_)));
     let t2 = t1.saturating_add(60 * SECOND);
-    let s2 = successor(2);
+    let s2 = successor(&s1.digest, 2);
     let current = s2.digest;
     assert!(matches!(refresh(&store, &s1.digest, s2, t2, GRACE).await, RefreshOutcome::Rotated(_)));
 
     // r0 is now two generations old: presenting it is reuse.
-    match refresh(&store, &r0, successor(4), t2.saturating_add(SECOND), GRACE).await {
+    match refresh(&store, &r0, successor(&r0, 4), t2.saturating_add(SECOND), GRACE).await {
         RefreshOutcome::Reused(record) => assert_eq!(record.id, r.id),
         other => panic!("an old spent token is reuse, got {other:?}"),
     }
@@ -859,7 +869,7 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
     assert_eq!(store.access_denied(&r.id, after).await.unwrap(), Some(RevocationReason::RefreshReuse));
     for (token, which) in [(s1.digest, "the token spent last"), (current, "the current token")] {
         assert_eq!(
-            refresh(&store, &token, successor(5), after, GRACE).await,
+            refresh(&store, &token, successor(&token, 5), after, GRACE).await,
             RefreshOutcome::Revoked(RevocationReason::RefreshReuse),
             "{which} of a revoked session answers why it ended"
         );
@@ -872,17 +882,19 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
 /// is a conflict that changes nothing.
 pub async fn rotate_with_refresh_replaces_the_family<S: TokenStore>(store: S) {
     let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
-    let s1 = successor(1);
+    let s1 = successor(&r0, 1);
     let t1 = at(60 * SECOND);
     assert!(matches!(refresh(&store, &r0, s1.clone(), t1, GRACE).await, RefreshOutcome::Rotated(_)));
 
-    let (_, other) = insert_with_refresh(&store, "bob", T0).await;
-    let (_, taken_session) = SessionToken::generate().unwrap();
+    // Another session of the same user (a store sharded by user keeps a user's keys together,
+    // and the manager never gives one user's session another user's refresh route).
+    let (_, other) = insert_with_refresh(&store, "alice", T0).await;
+    let taken_session = digest_like(&r.digest);
     assert!(matches!(store.rotate(&r.digest, taken_session, Some(other), t1).await, Err(StoreError::Conflict)));
     live(&store, &r.digest, t1).await;
 
-    let (_, new_session) = SessionToken::generate().unwrap();
-    let (_, new_refresh) = SessionToken::generate().unwrap();
+    let new_session = digest_like(&r.digest);
+    let new_refresh = digest_like(&r.digest);
     let t2 = t1.saturating_add(SECOND);
     let Lookup::Live(rotated) = store.rotate(&r.digest, new_session, Some(new_refresh), t2).await.unwrap() else {
         panic!("a live session rotates")
@@ -890,50 +902,52 @@ pub async fn rotate_with_refresh_replaces_the_family<S: TokenStore>(store: S) {
     assert_eq!(rotated.id, r.id);
     for (token, which) in [(s1.digest, "the current refresh token"), (r0, "the spent one, within the grace window")] {
         assert_eq!(
-            refresh(&store, &token, successor(5), t2, GRACE).await,
+            refresh(&store, &token, successor(&token, 5), t2, GRACE).await,
             RefreshOutcome::NotFound,
             "{which} of before the rotation finds nothing"
         );
     }
     live(&store, &new_session, t2).await;
     let t3 = t2.saturating_add(SECOND);
-    match refresh(&store, &new_refresh, successor(6), t3, GRACE).await {
+    match refresh(&store, &new_refresh, successor(&new_refresh, 6), t3, GRACE).await {
         RefreshOutcome::Rotated(record) => assert_eq!(record.id, r.id),
         other => panic!("the new refresh token rotates, got {other:?}"),
     }
-    assert_eq!(store.list_user(&r.user, t3).await.unwrap().len(), 1, "one session, rekeyed with its family");
+    let listed = store.list_user(&r.user, t3).await.unwrap();
+    let rekeyed: Vec<TokenDigest> = listed.iter().filter(|x| x.id == r.id).map(|x| x.digest).collect();
+    assert_eq!(rekeyed, [new_session], "one session, rekeyed with its family");
 }
 
 pub async fn refresh_grace_is_a_strict_window<S: TokenStore>(store: S) {
     let (_, r0) = insert_with_refresh(&store, "alice", T0).await;
-    assert!(matches!(refresh(&store, &r0, successor(1), T0, GRACE).await, RefreshOutcome::Rotated(_)));
+    assert!(matches!(refresh(&store, &r0, successor(&r0, 1), T0, GRACE).await, RefreshOutcome::Rotated(_)));
     let edge = T0.saturating_add(GRACE);
     assert!(
-        matches!(refresh(&store, &r0, successor(2), edge, GRACE).await, RefreshOutcome::Reused(_)),
+        matches!(refresh(&store, &r0, successor(&r0, 2), edge, GRACE).await, RefreshOutcome::Reused(_)),
         "at the end of the window: reuse"
     );
 
     let (_, r0) = insert_with_refresh(&store, "bob", T0).await;
-    assert!(matches!(refresh(&store, &r0, successor(1), T0, Duration::ZERO).await, RefreshOutcome::Rotated(_)));
+    assert!(matches!(refresh(&store, &r0, successor(&r0, 1), T0, Duration::ZERO).await, RefreshOutcome::Rotated(_)));
     assert!(
-        matches!(refresh(&store, &r0, successor(2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
+        matches!(refresh(&store, &r0, successor(&r0, 2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
         "a zero grace window is strict single use"
     );
 
     let (_, r0) = insert_with_refresh(&store, "carol", T0).await;
     let ahead = T0.saturating_add(SECOND);
-    assert!(matches!(refresh(&store, &r0, successor(1), ahead, Duration::ZERO).await, RefreshOutcome::Rotated(_)));
+    assert!(matches!(refresh(&store, &r0, successor(&r0, 1), ahead, Duration::ZERO).await, RefreshOutcome::Rotated(_)));
     assert!(
-        matches!(refresh(&store, &r0, successor(2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
+        matches!(refresh(&store, &r0, successor(&r0, 2), T0, Duration::ZERO).await, RefreshOutcome::Reused(_)),
         "a zero grace window is strict even against a clock running ahead"
     );
 
     // Ahead by the window or more is not concurrency: reuse.
     let (_, r0) = insert_with_refresh(&store, "dave", T0).await;
     let far_ahead = T0.saturating_add(GRACE);
-    assert!(matches!(refresh(&store, &r0, successor(1), far_ahead, GRACE).await, RefreshOutcome::Rotated(_)));
+    assert!(matches!(refresh(&store, &r0, successor(&r0, 1), far_ahead, GRACE).await, RefreshOutcome::Rotated(_)));
     assert!(
-        matches!(refresh(&store, &r0, successor(2), T0, GRACE).await, RefreshOutcome::Reused(_)),
+        matches!(refresh(&store, &r0, successor(&r0, 2), T0, GRACE).await, RefreshOutcome::Reused(_)),
         "a spent_at a whole window ahead of now is reuse"
     );
 }
@@ -943,7 +957,7 @@ pub async fn refresh_history_is_bounded<S: TokenStore>(store: S) {
     let mut spent = vec![r0];
     let mut current = r0;
     for i in 0..REFRESH_REUSE_HISTORY + 3 {
-        let next = successor(1);
+        let next = successor(&current, 1);
         let now = at(Duration::from_secs(10 * (i as u64 + 1)));
         assert!(matches!(refresh(&store, &current, next.clone(), now, GRACE).await, RefreshOutcome::Rotated(_)));
         current = next.digest;
@@ -954,37 +968,43 @@ pub async fn refresh_history_is_bounded<S: TokenStore>(store: S) {
     // The most recent REFRESH_REUSE_HISTORY + 1 spent tokens are recognised as reuse.
     let recognised = spent[spent.len() - (REFRESH_REUSE_HISTORY + 1)];
     let older = spent[0];
-    assert_eq!(refresh(&store, &older, successor(2), now, GRACE).await, RefreshOutcome::NotFound, "forgotten");
-    assert!(matches!(refresh(&store, &recognised, successor(2), now, GRACE).await, RefreshOutcome::Reused(_)));
+    assert_eq!(refresh(&store, &older, successor(&older, 2), now, GRACE).await, RefreshOutcome::NotFound, "forgotten");
+    assert!(matches!(
+        refresh(&store, &recognised, successor(&recognised, 2), now, GRACE).await,
+        RefreshOutcome::Reused(_)
+    ));
 }
 
 pub async fn refresh_of_dead_sessions<S: TokenStore>(store: S) {
     let (r, r0) = insert_with_refresh(&store, "alice", T0).await;
-    assert_eq!(refresh(&store, &r0, successor(1), at(IDLE), GRACE).await.expired_reason(), Some(ExpiryReason::Idle));
+    assert_eq!(
+        refresh(&store, &r0, successor(&r0, 1), at(IDLE), GRACE).await.expired_reason(),
+        Some(ExpiryReason::Idle)
+    );
     assert!(get(&store, &r.digest).await.is_some(), "an expired refresh changes nothing");
 
     let (r, r0) = insert_with_refresh(&store, "bob", T0).await;
     store.remove(&r.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
     assert_eq!(
-        refresh(&store, &r0, successor(1), at(2 * SECOND), GRACE).await,
+        refresh(&store, &r0, successor(&r0, 1), at(2 * SECOND), GRACE).await,
         RefreshOutcome::Revoked(RevocationReason::Logout),
         "a revoked session's refresh token answers why it ended"
     );
     assert_eq!(
-        refresh(&store, &r0, successor(1), r.absolute_deadline, GRACE).await,
+        refresh(&store, &r0, successor(&r0, 1), r.absolute_deadline, GRACE).await,
         RefreshOutcome::NotFound,
         "until the session's absolute deadline, then it is forgotten"
     );
 
     let (_, r0) = insert_with_refresh(&store, "carol", T0).await;
-    let (_, other) = insert_with_refresh(&store, "dave", T0).await;
+    let (_, other) = insert_with_refresh(&store, "carol", T0).await;
     let taken = Successor { digest: other, sealed: vec![1; 24] };
     assert!(matches!(
         store.rotate_refresh(&r0, taken, T0, GRACE, POLICY, revocation(RevocationReason::RefreshReuse, T0)).await,
         Err(StoreError::Conflict)
     ));
     assert!(
-        matches!(refresh(&store, &r0, successor(1), at(SECOND), GRACE).await, RefreshOutcome::Rotated(_)),
+        matches!(refresh(&store, &r0, successor(&r0, 1), at(SECOND), GRACE).await, RefreshOutcome::Rotated(_)),
         "a conflict changes nothing"
     );
 
@@ -992,7 +1012,7 @@ pub async fn refresh_of_dead_sessions<S: TokenStore>(store: S) {
     store.remove_expired(at(IDLE + SECOND), usize::MAX).await.unwrap();
     assert_eq!(store.get_by_id(&r.id).await.unwrap(), None);
     assert_eq!(
-        refresh(&store, &r0, successor(1), at(IDLE + SECOND), GRACE).await,
+        refresh(&store, &r0, successor(&r0, 1), at(IDLE + SECOND), GRACE).await,
         RefreshOutcome::NotFound,
         "sweeping drops refresh tokens"
     );
@@ -1047,7 +1067,7 @@ pub async fn concurrent_refreshes_fork_nothing<S: TokenStore + Clone>(store: S) 
     for i in 0..50u8 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
-            let next = successor(i);
+            let next = successor(&r0, i);
             let outcome = refresh(&store, &r0, next.clone(), at(SECOND), GRACE).await;
             (next, outcome)
         }));
@@ -1068,7 +1088,7 @@ pub async fn concurrent_refreshes_fork_nothing<S: TokenStore + Clone>(store: S) 
     assert_eq!(replays.len(), 49);
     assert!(replays.iter().all(|s| *s == winner.sealed), "every replay returns the winner's successor");
     assert!(matches!(
-        refresh(&store, &winner.digest, successor(1), at(2 * SECOND), GRACE).await,
+        refresh(&store, &winner.digest, successor(&winner.digest, 1), at(2 * SECOND), GRACE).await,
         RefreshOutcome::Rotated(_)
     ));
 }
@@ -1179,9 +1199,9 @@ pub async fn restore_is_all_or_nothing<S: BackupStore>(store: S) {
     let existing = record(&user("alice"), T0);
     insert_ok(&store, &existing, None, T0).await;
     let fresh = record(&user("bob"), T0);
-    let mut same_id = record(&user("carol"), T0);
+    let mut same_id = record(&user("alice"), T0);
     same_id.id = existing.id;
-    let mut same_digest = record(&user("dave"), T0);
+    let mut same_digest = record(&user("alice"), T0);
     same_digest.digest = existing.digest;
     for clash in [same_id, same_digest] {
         let items = vec![

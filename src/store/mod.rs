@@ -324,14 +324,6 @@ pub enum DataOutcome {
 /// [`SessionManager::set_keys`](crate::SessionManager::set_keys)) and [`BackupStore`]
 /// (scan and restore, needed for export, import and statistics).
 pub trait SessionStore: Send + Sync + 'static {
-    /// Whether this store shards by user and wants every token and session id it stores to
-    /// carry its user's [`Route`](crate::token::Route) (`false` unless a store says so). When
-    /// `true`, the manager issues routed session and refresh tokens (45 characters instead of
-    /// 43) and session ids whose first 12 bits are the route: [`TokenDigest::route`] and
-    /// [`SessionId::route`] then name the shard of any key without a lookup. Rotation and
-    /// refresh keep the route of the token they replace.
-    const ROUTED: bool = false;
-
     /// Stores a new session, with its first refresh token if given, enforcing the per-user
     /// `limit` in the same atomic step. (`refresh` is `Some` only for a store that implements
     /// [`TokenStore`]: the manager issues refresh tokens only once it has signing keys, which

@@ -6,10 +6,10 @@
 //! replayed as a login. Because the token has full entropy, a plain (unsalted, fast) hash is the
 //! right tool here, unlike for passwords.
 //!
-//! A store sharded by user (the Redis store) asks for routed tokens
-//! ([`SessionStore::ROUTED`](crate::store::SessionStore::ROUTED)): two base64url characters of
-//! [`Route`] — 12 bits derived from the user id, not secret — then the same 43 characters, 45 in
-//! all. Every parser accepts both forms.
+//! The manager issues *routed* tokens: two base64url characters of [`Route`] — 12 bits derived
+//! from the user id, not secret — then the 43 characters of the secret, 45 in all, so that a
+//! store sharded by user (the Redis store) finds a token's shard from the token alone. Every
+//! parser also accepts the 43-character tokens of versions before routing.
 
 pub mod access;
 pub mod keys;

@@ -26,10 +26,8 @@ const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 /// ([`Route::of_user`]), so that a store sharded by user (the Redis store on a Cluster) finds
 /// a token's shard from the token alone.
 ///
-/// A store that wants it says so with [`SessionStore::ROUTED`](crate::store::SessionStore::ROUTED);
-/// the manager then issues tokens of [`ROUTED_TOKEN_LEN`] characters — the route as two
-/// base64url characters, then the 256 secret bits as before — and session ids whose first 12
-/// bits are the route. Every digest of a routed token has the route as its first 12 bits
+/// The manager issues tokens of [`ROUTED_TOKEN_LEN`] characters — the route as two base64url
+/// characters, then the 256 secret bits — and session ids whose first 12 bits are the route. Every digest of a routed token has the route as its first 12 bits
 /// ([`TokenDigest::route`]). Routes carry no secret: they tell only which of 4,096 groups a
 /// user hashes to, and the token stays 256 bits from the CSPRNG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -303,7 +301,8 @@ impl TokenDigest {
     #[inline]
     #[must_use]
     pub fn hash_bits(&self) -> u64 {
-        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        // Not the first bytes: they hold the route, which all of a user's tokens share.
+        let [_, _, _, _, _, _, _, _, a, b, c, d, e, f, g, h, ..] = self.0;
         u64::from_le_bytes([a, b, c, d, e, f, g, h])
     }
 

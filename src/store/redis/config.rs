@@ -21,8 +21,13 @@ use super::DenylistMode;
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
-    /// The server, as a `redis://` (or `rediss://` with a TLS-enabled `redis` crate) URL.
+    /// The server, as a `redis://` (or `rediss://` with a TLS-enabled `redis` crate) URL. For
+    /// a Cluster, the first of [`cluster_nodes`](Self::cluster_nodes).
     pub url: String,
+    /// Seed nodes of a Redis (or Valkey) Cluster; empty for a standalone server. Any reachable
+    /// seed is enough: the client learns the topology from it, follows `MOVED`/`ASK`
+    /// redirections and refreshes the slot map when masters change.
+    pub cluster_nodes: Vec<String>,
     /// First part of every key and of the denylist channel. Default `"sessionkit"`.
     pub key_prefix: String,
     /// Longest any operation may take, including reconnecting, before it fails with
@@ -47,6 +52,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster_nodes: Vec::new(),
             key_prefix: "sessionkit".to_owned(),
             operation_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_millis(500),
@@ -54,6 +60,30 @@ impl RedisConfig {
             denylist: DenylistMode::Subscribed,
             subscription_check: Duration::from_secs(1),
         }
+    }
+
+    /// The defaults, for the Redis Cluster reachable through any of `nodes` (seed URLs, e.g.
+    /// `redis://127.0.0.1:7000`). Keys are sharded by user over the Cluster's masters: see the
+    /// [module documentation](super#key-layout).
+    #[must_use]
+    pub fn cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let cluster_nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::new(cluster_nodes.first().cloned().unwrap_or_default());
+        config.cluster_nodes = cluster_nodes;
+        config
+    }
+
+    /// [`cluster_nodes`](Self::cluster_nodes) with their passwords hidden, as
+    /// [`redacted_url`](Self::redacted_url) does.
+    #[must_use]
+    pub fn redacted_cluster_nodes(&self) -> Vec<String> {
+        self.cluster_nodes.iter().map(|u| crate::store::url::redact_url(u)).collect()
+    }
+
+    /// Whether this configuration names a Cluster.
+    #[must_use]
+    pub fn is_cluster(&self) -> bool {
+        !self.cluster_nodes.is_empty()
     }
 
     /// The URL with its password hidden (user information and `password`/`pass` query
@@ -110,6 +140,7 @@ impl std::fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &self.redacted_url())
+            .field("cluster_nodes", &self.redacted_cluster_nodes())
             .field("key_prefix", &self.key_prefix)
             .field("operation_timeout", &self.operation_timeout)
             .field("connect_timeout", &self.connect_timeout)

@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
-use redis::aio::ConnectionManager;
 use redis::{Client, Value};
 
 use crate::error::StoreError;
 use crate::session::SessionId;
 
-use super::codec::{glob_escape, parse_ts, reason};
+use super::codec::{parse_ts, reason};
+use super::conn::{Conn, Master};
 use super::{query, redis_error};
 
 /// How [`RedisStore`](super::RedisStore) answers
@@ -31,7 +31,8 @@ pub enum DenylistMode {
 pub(super) use crate::store::local_denylist::LocalDenylist;
 
 pub(super) struct SubscriberSettings {
-    pub(super) base: String,
+    /// `SCAN MATCH` pattern of every key of the store.
+    pub(super) pattern: String,
     pub(super) channel: String,
     pub(super) check: Duration,
     pub(super) timeout: Duration,
@@ -40,17 +41,19 @@ pub(super) struct SubscriberSettings {
 /// Keeps `local` current: subscribe, read the whole denylist back, then apply messages; on any
 /// failure mark it unsynced (so verifications fail closed) and start over.
 pub(super) async fn subscribe_loop(
-    client: Client,
-    conn: ConnectionManager,
+    clients: Vec<Client>,
+    conn: Conn,
     local: Arc<LocalDenylist>,
     settings: SubscriberSettings,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     let mut backoff = Duration::from_millis(50);
-    loop {
+    // On a Cluster any node hears every message published: a lost node is replaced by the
+    // next seed.
+    for client in clients.iter().cycle() {
         local.synced.store(false, Ordering::Release);
-        let outcome = subscribed_session(&client, &conn, &local, &settings, &mut ready).await;
+        let outcome = subscribed_session(client, &conn, &local, &settings, &mut ready).await;
         local.synced.store(false, Ordering::Release);
         match outcome {
             // The subscription ran and then dropped: reconnect at once.
@@ -69,7 +72,7 @@ pub(super) async fn subscribe_loop(
 
 async fn subscribed_session(
     client: &Client,
-    conn: &ConnectionManager,
+    conn: &Conn,
     local: &LocalDenylist,
     s: &SubscriberSettings,
     ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
@@ -119,28 +122,50 @@ fn apply_message(local: &LocalDenylist, payload: &str) {
     }
 }
 
-/// Reads every denylist entry from Redis into `local`.
-async fn resync(conn: &ConnectionManager, local: &LocalDenylist, s: &SubscriberSettings) -> Result<(), StoreError> {
-    let pattern = format!("{}d:*", glob_escape(&s.base));
-    let mut cursor = 0u64;
-    loop {
-        let mut scan = redis::cmd("SCAN");
-        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-        let (next, keys): (u64, Vec<String>) = query(conn, scan, s.timeout).await?;
-        if !keys.is_empty() {
-            let mut mget = redis::cmd("MGET");
-            mget.arg(&keys);
-            let values: Vec<Option<String>> = query(conn, mget, s.timeout).await?;
+/// Reads every denylist entry from Redis into `local`: `SCAN` on every master, then the
+/// values (one `MGET` per page on a standalone server, whose keys may span buckets; one `GET`
+/// per key on a Cluster, where each key is routed to its slot).
+async fn resync(conn: &Conn, local: &LocalDenylist, s: &SubscriberSettings) -> Result<(), StoreError> {
+    let pattern = format!("{}d:*", s.pattern.trim_end_matches('*'));
+    let masters = tokio::time::timeout(s.timeout, conn.masters())
+        .await
+        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+        .map_err(redis_error)?;
+    for master in &masters {
+        let mut cursor = 0u64;
+        loop {
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
+            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(s.timeout, conn.query_on(master, scan))
+                .await
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+                .map_err(redis_error)?;
+            let values: Vec<Option<String>> = if keys.is_empty() {
+                Vec::new()
+            } else if *master == Master::Standalone {
+                let mut mget = redis::cmd("MGET");
+                mget.arg(&keys);
+                query(conn, mget, s.timeout).await?
+            } else {
+                let gets = keys.iter().map(|k| {
+                    let mut get = redis::cmd("GET");
+                    get.arg(k);
+                    query::<Option<String>>(conn, get, s.timeout)
+                });
+                futures_util::future::try_join_all(gets).await?
+            };
             for (key, value) in keys.iter().zip(values) {
-                let (Some(id), Some(value)) = (key.strip_prefix(&format!("{}d:", s.base)), value) else { continue };
+                let id = key.split_once("}:d:").map(|(_, id)| id);
+                let (Some(id), Some(value)) = (id, value) else { continue };
                 apply_message(local, &format!("{id}|{value}"));
             }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
         }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
     }
+    Ok(())
 }
 
 #[cfg(test)]

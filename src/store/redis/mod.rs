@@ -21,11 +21,19 @@
 //!
 //! # Key layout
 //!
-//! All keys start with the base `<prefix>:{<tag>}:` (default `sessionkit:{0}:`); the hash tag
-//! `{0}` puts every key in one Redis Cluster slot, which is what lets a script touch a session,
-//! its user's index and the denylist together. A digest lookup cannot know its user, so keys are
-//! not split per user; a Redis Cluster therefore serves one store from one shard (its replicas
-//! give fail-over, not write scaling). Separate applications use separate prefixes.
+//! Keys are sharded by user over [`BUCKETS`] (256) buckets. A bucket's keys start with
+//! `<prefix>:{b<n>}:` (default prefix `sessionkit`); the hash tag `{b<n>}` puts them in one
+//! Redis Cluster slot, so a script can update a session, its user's index and the denylist
+//! together, while different users spread over every shard. A user's bucket is the top 8 bits
+//! of their [`Route`] (12 bits of the SHA-256 of the user id). Session and refresh tokens
+//! start with the route, and session ids carry it in their first 12 bits (see
+//! [`Route`]), so a lookup by token or id finds its bucket without a scan or an extra round
+//! trip. Separate applications use separate prefixes.
+//!
+//! Tokens issued for this store by versions before routing (43 characters, no route) are not
+//! found: their users sign in again once. Their keys lived under `<prefix>:{0}:`, which no
+//! bucket uses; per-session keys expire by themselves, and the two unbounded keys of that
+//! layout, `<prefix>:{0}:x` and `<prefix>:{0}:q`, can be deleted after the upgrade.
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
@@ -35,8 +43,8 @@
 //! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
 //! | `v:<digest>` | string | a remembered revocation of a session token, or of its current or last spent refresh token: `reason\|until` | at the session's absolute deadline |
 //! | `d:<session id>` | string | a denylist entry: `reason\|until` | when the last access token expires |
-//! | `x` | sorted set | every session digest, scored by its idle deadline (the sweeper's index) | never: pruned by the sweeper, and by every login of entries a day past their idle deadline |
-//! | `q` | string | the creation sequence (orders logins made in the same instant) | never: one integer |
+//! | `x` | sorted set | the bucket's session digests, scored by idle deadline (the sweeper's index) | never: pruned by the sweeper, and by every login of entries a day past their idle deadline |
+//! | `q` | string | the bucket's creation sequence (orders logins made in the same instant) | never: one integer |
 //!
 //! Keys hold digests, never tokens: a dump of Redis cannot be replayed. Every per-session key
 //! has a TTL, so Redis forgets expired sessions even if no sweeper runs. The two indexes are
@@ -78,6 +86,7 @@
 
 mod codec;
 mod config;
+mod conn;
 mod denylist;
 mod scripts;
 
@@ -85,7 +94,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError};
 
 use crate::clock::Timestamp;
@@ -96,13 +104,14 @@ use crate::store::{
     BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshDigests, RefreshOutcome, Revocation,
     SCAN_PAGE, ScanCursor, ScanPage, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
 };
-use crate::token::TokenDigest;
+use crate::token::{Route, TokenDigest};
 
 use codec::{
     array, bytes, corrupt, deny_arg, digest, expiry_reason, field, glob_escape, int, json, lookup, optional_record,
     parse_ts, reason, record, records, tag, text, touch_args, ts,
 };
 pub use config::{MAX_EXPIRED_RETENTION, MAX_TIMEOUT, RedisConfig, RedisConfigError};
+use conn::Conn;
 pub use denylist::DenylistMode;
 use denylist::{LocalDenylist, SubscriberSettings, subscribe_loop};
 use scripts::Scripts;
@@ -116,8 +125,13 @@ pub struct RedisStore {
 
 struct Inner {
     client: Client,
-    conn: ConnectionManager,
-    base: String,
+    conn: Conn,
+    /// `<prefix>:{b<n>}:` for every bucket `n`.
+    bases: Vec<String>,
+    /// `SCAN MATCH` pattern of every key of the store, all buckets.
+    pattern: String,
+    /// The bucket the next sweep starts at, so that sweeps bounded by `max` visit every one.
+    sweep_from: std::sync::atomic::AtomicUsize,
     channel: String,
     config: RedisConfig,
     scripts: Scripts,
@@ -137,7 +151,7 @@ impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The URL may carry a password: show only the key base.
         f.debug_struct("RedisStore")
-            .field("base", &self.inner.base)
+            .field("key_prefix", &self.inner.config.key_prefix)
             .field("denylist", &self.inner.config.denylist)
             .finish_non_exhaustive()
     }
@@ -178,14 +192,14 @@ impl RedisStore {
             return Err(RedisConfigError::TooLong { option: "expired_retention", max: MAX_EXPIRED_RETENTION });
         }
         let client = Client::open(config.url.as_str()).map_err(RedisConfigError::Url)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.connect_timeout))
-            .set_response_timeout(Some(config.operation_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(config.operation_timeout);
-        let conn =
-            ConnectionManager::new_lazy_with_config(client.clone(), manager_config).map_err(RedisConfigError::Url)?;
-        let base = format!("{}:{{0}}:", config.key_prefix);
+        // The pub/sub connection: to the server, or to any seed of a Cluster.
+        let mut clients = vec![client.clone()];
+        for url in config.cluster_nodes.iter().skip(1) {
+            clients.push(Client::open(url.as_str()).map_err(RedisConfigError::Url)?);
+        }
+        let conn = Conn::new(&config, &client)?;
+        let bases: Vec<String> = (0..BUCKETS).map(|b| format!("{}:{{b{b}}}:", config.key_prefix)).collect();
+        let pattern = format!("{}:{{b*}}:*", glob_escape(&config.key_prefix));
         let channel = format!("{}:denylist", config.key_prefix);
         let (denylist, subscriber) = match config.denylist {
             DenylistMode::Strict => (None, None),
@@ -193,11 +207,11 @@ impl RedisStore {
                 let local = Arc::new(LocalDenylist::new(false));
                 let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
                 let task = tokio::spawn(subscribe_loop(
-                    client.clone(),
+                    clients,
                     conn.clone(),
                     Arc::clone(&local),
                     SubscriberSettings {
-                        base: base.clone(),
+                        pattern: pattern.clone(),
                         channel: channel.clone(),
                         check: config.subscription_check,
                         timeout: config.operation_timeout,
@@ -213,7 +227,9 @@ impl RedisStore {
         // Best effort: with the scripts loaded, even the first call of each is one round trip.
         // (If Redis is down, or restarts later, a script is loaded on its first use instead.)
         let _ = tokio::time::timeout(config.operation_timeout, scripts.load(&conn)).await;
-        Ok(Self { inner: Arc::new(Inner { client, conn, base, channel, config, scripts, denylist, subscriber }) })
+        let sweep_from = std::sync::atomic::AtomicUsize::new(0);
+        let inner = Inner { client, conn, bases, pattern, sweep_from, channel, config, scripts, denylist, subscriber };
+        Ok(Self { inner: Arc::new(inner) })
     }
 
     /// The configuration the store was built with.
@@ -229,8 +245,13 @@ impl RedisStore {
         self.inner.denylist.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
     }
 
-    fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{kind}:{name}", self.inner.base)
+    /// The key base of the bucket `route` falls in.
+    fn base(&self, route: Route) -> &str {
+        &self.inner.bases[bucket(route)]
+    }
+
+    fn key(&self, route: Route, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.base(route))
     }
 
     fn note_denied(&self, records: &[SessionRecord], revocation: &Revocation) {
@@ -246,6 +267,7 @@ impl RedisStore {
     /// One session removed by id or by digest (one round trip either way).
     async fn remove_one(
         &self,
+        route: Route,
         key: String,
         id: Vec<u8>,
         digest: Vec<u8>,
@@ -253,7 +275,7 @@ impl RedisStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let args =
             vec![ts(revocation.at), id, revocation.reason.as_str().as_bytes().to_vec(), deny_arg(&revocation), digest];
-        let reply = self.run(&self.inner.scripts.remove, &key, args).await?;
+        let reply = self.run(&self.inner.scripts.remove, self.base(route), &key, args).await?;
         let removed = optional_record(array(&reply)?)?;
         if let Some(r) = &removed {
             self.note_denied(std::slice::from_ref(r), &revocation);
@@ -268,13 +290,8 @@ impl RedisStore {
 }
 
 /// Runs one command on `conn`, failing with [`StoreError::Unavailable`] after `timeout`.
-async fn query<T: redis::FromRedisValue>(
-    conn: &ConnectionManager,
-    cmd: redis::Cmd,
-    timeout: Duration,
-) -> Result<T, StoreError> {
-    let mut conn = conn.clone();
-    match tokio::time::timeout(timeout, cmd.query_async::<T>(&mut conn)).await {
+async fn query<T: redis::FromRedisValue>(conn: &Conn, cmd: redis::Cmd, timeout: Duration) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, conn.query::<T>(&cmd)).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(redis_error(e)),
         Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
@@ -292,6 +309,19 @@ fn redis_error(e: RedisError) -> StoreError {
 /// Expired sessions are removed in batches of at most this many per script run, so that a
 /// sweep never holds Redis up for long.
 const SWEEP_BATCH: usize = 512;
+
+/// How many buckets the keys are spread over: each is one hash tag (`{b<n>}`), so one Redis
+/// Cluster slot, and holds the users whose [`Route`] falls in it (a route's top 8 bits).
+pub const BUCKETS: usize = 256;
+
+/// A scan cursor's low bits are a master's own `SCAN` cursor, its high bits the master's index.
+const NODE_CURSOR_BITS: u32 = 56;
+const NODE_CURSOR_MASK: u64 = (1 << NODE_CURSOR_BITS) - 1;
+
+/// The bucket of `route`.
+fn bucket(route: Route) -> usize {
+    usize::from(route.get() >> 4)
+}
 
 impl SessionStore for RedisStore {
     async fn insert(
@@ -333,7 +363,10 @@ impl SessionStore for RedisStore {
             deny_arg(&eviction),
             self.retention_ms(),
         ];
-        let reply = self.run(&self.inner.scripts.insert, &self.key("s", &digest), args).await?;
+        // The user's bucket; a routed token's digest names the same one.
+        let route = Route::of_user(&record.user);
+        let reply =
+            self.run(&self.inner.scripts.insert, self.base(route), &self.key(route, "s", &digest), args).await?;
         let reply = array(&reply)?;
         match tag(reply)? {
             "ok" => {
@@ -351,14 +384,16 @@ impl SessionStore for RedisStore {
         let d = digest.to_base64();
         let [due, idle, idle_rm, count] = touch_args(now, &policy);
         let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count];
-        let reply = self.run(&self.inner.scripts.touch, &self.key("s", &d), args).await?;
+        let route = digest.route();
+        let reply = self.run(&self.inner.scripts.touch, self.base(route), &self.key(route, "s", &d), args).await?;
         lookup(array(&reply)?)
     }
 
     async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
+        let route = id.route();
         let id = id.to_string();
-        let reply =
-            self.run(&self.inner.scripts.get, &self.key("i", &id), vec![Vec::new(), id.clone().into_bytes()]).await?;
+        let args = vec![Vec::new(), id.clone().into_bytes()];
+        let reply = self.run(&self.inner.scripts.get, self.base(route), &self.key(route, "i", &id), args).await?;
         optional_record(array(&reply)?)
     }
 
@@ -369,10 +404,11 @@ impl SessionStore for RedisStore {
         refresh: Option<TokenDigest>,
         now: Timestamp,
     ) -> Result<Lookup, StoreError> {
+        let route = old.route();
         let old = old.to_base64();
         let refresh = refresh.map(|r| r.to_base64().into_bytes()).unwrap_or_default();
         let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes(), refresh];
-        let reply = self.run(&self.inner.scripts.rotate, &self.key("s", &old), args).await?;
+        let reply = self.run(&self.inner.scripts.rotate, self.base(route), &self.key(route, "s", &old), args).await?;
         let reply = array(&reply)?;
         if tag(reply)? == "conflict" {
             return Err(StoreError::Conflict);
@@ -387,14 +423,17 @@ impl SessionStore for RedisStore {
         max_bytes: usize,
         now: Timestamp,
     ) -> Result<DataOutcome, StoreError> {
+        let route = id.route();
+        let base = self.base(route);
         let id = id.to_string();
-        let key = self.key("i", &id);
+        let key = self.key(route, "i", &id);
         // Optimistic: read the data and its version, patch here (the size cap is measured on
         // serde's JSON, which Lua's cjson would not reproduce), write if the version is
         // unchanged. Each failed attempt means another patch was applied meanwhile, so up to
         // DATA_ATTEMPTS concurrent patches of one session all succeed.
         for _ in 0..DATA_ATTEMPTS {
-            let reply = self.run(&self.inner.scripts.data_get, &key, vec![ts(now), id.clone().into_bytes()]).await?;
+            let reply =
+                self.run(&self.inner.scripts.data_get, base, &key, vec![ts(now), id.clone().into_bytes()]).await?;
             let reply = array(&reply)?;
             if tag(reply)? != "ok" {
                 return Ok(DataOutcome::NotFound);
@@ -409,7 +448,7 @@ impl SessionStore for RedisStore {
                 return Ok(DataOutcome::TooLarge { size });
             }
             let args = vec![ts(now), id.clone().into_bytes(), version, json(&next)?];
-            let reply = self.run(&self.inner.scripts.data_set, &key, args).await?;
+            let reply = self.run(&self.inner.scripts.data_set, base, &key, args).await?;
             match tag(array(&reply)?)? {
                 "ok" => return Ok(DataOutcome::Updated(next)),
                 "none" => return Ok(DataOutcome::NotFound),
@@ -421,9 +460,10 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
+        let route = id.route();
         let sid = id.to_string();
-        let key = self.key("i", &sid);
-        self.remove_one(key, sid.into_bytes(), Vec::new(), revocation).await
+        let key = self.key(route, "i", &sid);
+        self.remove_one(route, key, sid.into_bytes(), Vec::new(), revocation).await
     }
 
     async fn remove_by_digest(
@@ -431,9 +471,10 @@ impl SessionStore for RedisStore {
         digest: &TokenDigest,
         revocation: Revocation,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        let route = digest.route();
         let d = digest.to_base64();
-        let key = self.key("s", &d);
-        self.remove_one(key, Vec::new(), d.into_bytes(), revocation).await
+        let key = self.key(route, "s", &d);
+        self.remove_one(route, key, Vec::new(), d.into_bytes(), revocation).await
     }
 
     async fn remove_user(
@@ -449,7 +490,9 @@ impl SessionStore for RedisStore {
             revocation.reason.as_str().as_bytes().to_vec(),
             deny_arg(&revocation),
         ];
-        let reply = self.run(&self.inner.scripts.remove_user, &self.key("u", user.as_str()), args).await?;
+        let route = Route::of_user(user);
+        let key = self.key(route, "u", user.as_str());
+        let reply = self.run(&self.inner.scripts.remove_user, self.base(route), &key, args).await?;
         let removed = records(&reply)?;
         self.note_denied(&removed, &revocation);
         Ok(removed)
@@ -457,7 +500,9 @@ impl SessionStore for RedisStore {
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
         let args = vec![ts(now), user.as_str().as_bytes().to_vec()];
-        let reply = self.run(&self.inner.scripts.list_user, &self.key("u", user.as_str()), args).await?;
+        let route = Route::of_user(user);
+        let key = self.key(route, "u", user.as_str());
+        let reply = self.run(&self.inner.scripts.list_user, self.base(route), &key, args).await?;
         let mut live = records(&reply)?;
         live.sort_by_key(|r| (r.created_at, r.id));
         Ok(live)
@@ -468,24 +513,36 @@ impl SessionStore for RedisStore {
             local.entries.retain(|_, e| e.1 > now);
         }
         let mut removed = Vec::new();
-        let key = format!("{}x", self.inner.base);
-        while removed.len() < max {
-            let batch = (max - removed.len()).min(SWEEP_BATCH);
-            let args = vec![ts(now), batch.to_string().into_bytes()];
-            let reply = self.run(&self.inner.scripts.remove_expired, &key, args).await?;
-            let reply = array(&reply)?;
-            let examined = usize::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("sweep count"))?;
-            let found = records(field(reply, 1)?)?;
-            let stale = int(field(reply, 2)?)?;
-            let no_progress = found.is_empty() && stale == 0;
-            removed.extend(found);
-            // A full batch of candidates none of which has expired yet (the index's
-            // millisecond scores round up to `now`) would be examined again and again: stop.
-            // (Entries whose session Redis already dropped by TTL are progress: they leave.)
-            if examined < batch || no_progress {
-                break;
+        // Bucket by bucket, starting where the last sweep stopped, until `max` or every bucket.
+        let start = self.inner.sweep_from.load(Ordering::Relaxed);
+        for step in 0..BUCKETS {
+            let b = (start + step) % BUCKETS;
+            let base = &self.inner.bases[b];
+            let key = format!("{base}x");
+            loop {
+                if removed.len() >= max {
+                    self.inner.sweep_from.store(b, Ordering::Relaxed);
+                    return Ok(removed);
+                }
+                let batch = (max - removed.len()).min(SWEEP_BATCH);
+                let args = vec![ts(now), batch.to_string().into_bytes()];
+                let reply = self.run(&self.inner.scripts.remove_expired, base, &key, args).await?;
+                let reply = array(&reply)?;
+                let examined = usize::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("sweep count"))?;
+                let found = records(field(reply, 1)?)?;
+                let stale = int(field(reply, 2)?)?;
+                let no_progress = found.is_empty() && stale == 0;
+                removed.extend(found);
+                // A full batch of candidates none of which has expired yet (the index's
+                // millisecond scores round up to `now`) would be examined again and again:
+                // next bucket. (Entries whose session Redis already dropped by TTL are
+                // progress: they leave.)
+                if examined < batch || no_progress {
+                    break;
+                }
             }
         }
+        self.inner.sweep_from.store(start, Ordering::Relaxed);
         Ok(removed)
     }
 }
@@ -517,7 +574,8 @@ impl TokenStore for RedisStore {
             (REFRESH_REUSE_HISTORY + 1).to_string().into_bytes(),
             ts(now.saturating_add(grace)),
         ];
-        let reply = self.run(&self.inner.scripts.refresh, &self.key("r", &p), args).await?;
+        let route = presented.route();
+        let reply = self.run(&self.inner.scripts.refresh, self.base(route), &self.key(route, "r", &p), args).await?;
         let reply = array(&reply)?;
         match tag(reply)? {
             "rotated" => Ok(RefreshOutcome::Rotated(record(field(reply, 1)?)?)),
@@ -551,7 +609,7 @@ impl TokenStore for RedisStore {
             return Ok(local.entries.get(id).and_then(|e| (e.1 > now).then_some(e.0)));
         }
         let mut get = redis::cmd("GET");
-        get.arg(self.key("d", &id.to_string()));
+        get.arg(self.key(id.route(), "d", &id.to_string()));
         match query::<Option<String>>(&self.inner.conn, get, self.inner.config.operation_timeout).await? {
             None => Ok(None),
             Some(v) => {
@@ -564,10 +622,31 @@ impl TokenStore for RedisStore {
 
 impl BackupStore for RedisStore {
     async fn scan(&self, cursor: ScanCursor) -> Result<ScanPage, StoreError> {
-        let pattern = format!("{}*", glob_escape(&self.inner.base));
-        let args =
-            vec![cursor.raw().to_string().into_bytes(), SCAN_PAGE.to_string().into_bytes(), pattern.into_bytes()];
-        let reply = self.run(&self.inner.scripts.scan, &format!("{}x", self.inner.base), args).await?;
+        // The cursor is the master's index (in the masters' stable order) and that master's
+        // own `SCAN` cursor. A topology change between pages may skip or repeat keys of the
+        // masters that changed: export from a Cluster that is not failing over.
+        let inner = &*self.inner;
+        let timeout = inner.config.operation_timeout;
+        let masters = tokio::time::timeout(timeout, inner.conn.masters())
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
+            .map_err(redis_error)?;
+        let index = usize::try_from(cursor.raw() >> NODE_CURSOR_BITS).map_err(|_| corrupt("scan cursor"))?;
+        let Some(master) = masters.get(index) else { return Ok(ScanPage { items: Vec::new(), next: None }) };
+        let mut eval = redis::cmd("EVAL");
+        eval.arg(&inner.scripts.scan_code)
+            .arg(0)
+            .arg(&inner.bases[0])
+            .arg(&inner.channel)
+            .arg(cursor.raw() & NODE_CURSOR_MASK)
+            .arg(SCAN_PAGE)
+            .arg(&inner.pattern);
+        let reply: redis::Value =
+            match tokio::time::timeout(conn::SCAN_TIMEOUT, inner.conn.query_on(master, eval)).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => return Err(redis_error(e)),
+                Err(elapsed) => return Err(StoreError::Unavailable(Box::new(elapsed))),
+            };
         let reply = array(&reply)?;
         let next: u64 = text(field(reply, 0)?)?.parse().map_err(|_| corrupt("scan cursor"))?;
         let mut items = Vec::new();
@@ -602,7 +681,16 @@ impl BackupStore for RedisStore {
                 _ => return Err(corrupt("scan item")),
             });
         }
-        Ok(ScanPage { items, next: (next != 0).then_some(ScanCursor::from_raw(next)) })
+        let next = if next > NODE_CURSOR_MASK {
+            return Err(corrupt("scan cursor"));
+        } else if next != 0 {
+            Some((u64::try_from(index).map_err(|_| corrupt("scan cursor"))? << NODE_CURSOR_BITS) | next)
+        } else if index + 1 < masters.len() {
+            Some(u64::try_from(index + 1).map_err(|_| corrupt("scan cursor"))? << NODE_CURSOR_BITS)
+        } else {
+            None
+        };
+        Ok(ScanPage { items, next: next.map(ScanCursor::from_raw) })
     }
 
     async fn restore(&self, items: Vec<StoredItem>, now: Timestamp) -> Result<(), StoreError> {
@@ -616,12 +704,26 @@ impl BackupStore for RedisStore {
                 _ => None,
             })
             .fold(now, Timestamp::max);
-        let mut args = vec![ts(reference), self.retention_ms()];
+        // Every item goes to its bucket: a session to its user's (where its routed token and
+        // id lead), a revocation to its digest's, a denylist entry to its session id's.
+        let mut buckets: Vec<Vec<Vec<u8>>> = vec![Vec::new(); BUCKETS];
+        let mut keys = std::collections::HashSet::new();
         let mut denied = Vec::new();
         for item in &items {
             match item {
                 StoredItem::Session { record, refresh } => {
-                    args.extend([
+                    let mut fresh = vec![format!("s:{}", record.digest.to_base64()), format!("i:{}", record.id)];
+                    if let Some(r) = refresh {
+                        fresh.extend(
+                            std::iter::once(&r.current).chain(&r.spent).map(|d| format!("r:{}", d.to_base64())),
+                        );
+                    }
+                    for key in fresh {
+                        if !keys.insert(key) {
+                            return Err(StoreError::Conflict);
+                        }
+                    }
+                    buckets[bucket(Route::of_user(&record.user))].extend([
                         b"s".to_vec(),
                         record.id.to_string().into_bytes(),
                         record.digest.to_base64().into_bytes(),
@@ -644,7 +746,7 @@ impl BackupStore for RedisStore {
                     ]);
                 }
                 StoredItem::Revoked { digest, reason, until } => {
-                    args.extend([
+                    buckets[bucket(digest.route())].extend([
                         b"v".to_vec(),
                         digest.to_base64().into_bytes(),
                         reason.as_str().as_bytes().to_vec(),
@@ -653,7 +755,7 @@ impl BackupStore for RedisStore {
                 }
                 StoredItem::Denied { session_id, reason, until } => {
                     denied.push((*session_id, *reason, *until));
-                    args.extend([
+                    buckets[bucket(session_id.route())].extend([
                         b"d".to_vec(),
                         session_id.to_string().into_bytes(),
                         reason.as_str().as_bytes().to_vec(),
@@ -662,24 +764,33 @@ impl BackupStore for RedisStore {
                 }
             }
         }
-        // One script, so all or nothing; it may take a while for a large import (Redis answers
-        // nothing else meanwhile: import into a store that is not serving yet).
+        // All or nothing: every bucket is checked before any is written. (A write racing the
+        // restore between the two passes can still make one bucket refuse: restore into a
+        // store that is not serving yet.) Each bucket is one script, which may take a while
+        // for a large import (Redis answers nothing else meanwhile).
         let per_batch = u32::try_from(1 + items.len() / 10_000).unwrap_or(u32::MAX);
         let timeout =
             self.inner.config.operation_timeout.saturating_add(Duration::from_secs(1).saturating_mul(per_batch));
-        let reply = self.run_long(&self.inner.scripts.restore, &format!("{}x", self.inner.base), args, timeout).await?;
-        match tag(array(&reply)?)? {
-            "ok" => {
-                if let Some(local) = &self.inner.denylist {
-                    for (id, reason, until) in denied {
-                        local.add(id, reason, until);
-                    }
+        for mode in ["check", "write"] {
+            for (b, items) in buckets.iter().enumerate().filter(|(_, items)| !items.is_empty()) {
+                let base = &self.inner.bases[b];
+                let mut args = vec![ts(reference), self.retention_ms(), mode.as_bytes().to_vec()];
+                args.extend(items.iter().cloned());
+                let reply =
+                    self.run_long(&self.inner.scripts.restore, base, &format!("{base}x"), args, timeout).await?;
+                match tag(array(&reply)?)? {
+                    "ok" => {}
+                    "conflict" => return Err(StoreError::Conflict),
+                    _ => return Err(corrupt("restore reply")),
                 }
-                Ok(())
             }
-            "conflict" => Err(StoreError::Conflict),
-            _ => Err(corrupt("restore reply")),
         }
+        if let Some(local) = &self.inner.denylist {
+            for (id, reason, until) in denied {
+                local.add(id, reason, until);
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,11 +1,13 @@
--- restore: ARGV 3 reference time (TTLs are counted from it), 4 retention (ms), then items:
+-- restore: ARGV 3 reference time (TTLs are counted from it), 4 retention (ms), 5 mode ('check':
+-- answer whether every item is new and write nothing; 'write': check, then write), then items
+-- (all of one bucket, ARGV 1):
 -- 's', id, digest, user, created, last seen, idle, absolute, remember-me, count, metadata, data,
 --      current refresh digest or '', spent refresh digests (comma-separated)   (14 fields)
 -- 'v', digest, reason, until                                                    (4 fields)
 -- 'd', id, reason, until                                                        (4 fields)
-local ref, keep = ARGV[3], tonumber(ARGV[4])
+local ref, keep, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local items = {}
-local i = 5
+local i = 6
 while i <= #ARGV do
   if ARGV[i] == 's' then
     items[#items + 1] = {i, 's'}
@@ -33,6 +35,7 @@ for _, it in ipairs(items) do
     end
   end
 end
+if mode == 'check' then return {'ok'} end
 for _, it in ipairs(items) do
   local j = it[1]
   if it[2] == 's' then

@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 
 use crate::error::StoreError;
 
+use super::conn::Conn;
 use super::{RedisStore, redis_error};
 
 pub(super) struct Scripts {
@@ -24,6 +24,9 @@ pub(super) struct Scripts {
     pub(super) remove_expired: Script,
     pub(super) scan: Script,
     pub(super) restore: Script,
+    /// The scan script's text, sent with `EVAL` to each master in turn (a script routed to a
+    /// node rather than by a key).
+    pub(super) scan_code: String,
 }
 
 const PRELUDE: &str = include_str!("prelude.lua");
@@ -48,6 +51,7 @@ impl Scripts {
             remove_expired: script(include_str!("remove_expired.lua")),
             scan: script(include_str!("scan.lua")),
             restore: script(include_str!("restore.lua")),
+            scan_code: format!("{PRELUDE}\n{}", include_str!("scan.lua")),
         }
     }
 
@@ -70,27 +74,36 @@ impl Scripts {
     }
 
     /// Loads every script into Redis's script cache.
-    pub(super) async fn load(&self, conn: &ConnectionManager) -> Result<(), RedisError> {
-        let mut conn = conn.clone();
-        for s in self.all() {
-            s.load_async(&mut conn).await?;
+    pub(super) async fn load(&self, conn: &Conn) -> Result<(), RedisError> {
+        // On a Cluster each master loads a script on its first use instead.
+        if let Conn::Standalone(conn) = conn {
+            let mut conn = conn.clone();
+            for s in self.all() {
+                s.load_async(&mut conn).await?;
+            }
         }
         Ok(())
     }
 }
 
 impl RedisStore {
-    /// Runs `script` with the base and channel as its first two arguments, then `args`.
-    pub(super) async fn run(&self, script: &Script, key: &str, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
+    /// Runs `script` on `key` with the key base of its bucket and the channel as its first two
+    /// arguments, then `args`.
+    pub(super) async fn run(
+        &self,
+        script: &Script,
+        base: &str,
+        key: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Value, StoreError> {
         let inner = &*self.inner;
         let timeout = inner.config.operation_timeout;
         let mut invocation = script.key(key);
-        invocation.arg(inner.base.as_str()).arg(inner.channel.as_str());
+        invocation.arg(base).arg(inner.channel.as_str());
         for a in args {
             invocation.arg(a);
         }
-        let mut conn = inner.conn.clone();
-        match tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await {
+        match tokio::time::timeout(timeout, inner.conn.invoke(&invocation)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(redis_error(e)),
             Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
@@ -103,11 +116,25 @@ impl RedisStore {
     pub(super) async fn run_long(
         &self,
         script: &Script,
+        base: &str,
         key: &str,
         args: Vec<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Value, StoreError> {
         let inner = &*self.inner;
+        if let Conn::Cluster(_) = inner.conn {
+            // The Cluster connection's own response timeout is long; bound this request alone.
+            let mut invocation = script.key(key);
+            invocation.arg(base).arg(inner.channel.as_str());
+            for a in args {
+                invocation.arg(a);
+            }
+            return match tokio::time::timeout(timeout, inner.conn.invoke(&invocation)).await {
+                Ok(Ok(v)) => Ok(v),
+                Ok(Err(e)) => Err(redis_error(e)),
+                Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
+            };
+        }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(inner.config.connect_timeout))
             .set_response_timeout(Some(timeout));
@@ -117,7 +144,7 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?
             .map_err(redis_error)?;
         let mut invocation = script.key(key);
-        invocation.arg(inner.base.as_str()).arg(inner.channel.as_str());
+        invocation.arg(base).arg(inner.channel.as_str());
         for a in args {
             invocation.arg(a);
         }
