@@ -354,15 +354,16 @@ async fn keys_are_sharded_by_user() {
     assert!(of_user7[0].contains(&tag7));
 }
 
-/// Top-level requests Redis has answered so far: calls of every command the store sends on its
-/// own (scripts, and the few plain commands it uses). Commands a script runs inside Redis are
-/// not requests, and neither `EVALSHA` nor `EVAL` can be run from a script, so this counts
-/// round trips.
+/// Round trips Redis has answered so far: calls of every command the store sends on its own
+/// (scripts, and the few plain commands it uses). Commands a script runs inside Redis are not
+/// requests, and neither `EVALSHA` nor `EVAL` can be run from a script. A validation's read is
+/// a pipeline of `HMGET` and `GET` in one round trip: its `HMGET` counts it (the store sends
+/// `GET` only in that pipeline and for a strict denylist check, which this test does not make).
 async fn commands(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
     info.lines()
         .filter(|l| {
-            ["evalsha", "eval", "script", "zcard", "time", "scan", "mget"]
+            ["evalsha", "eval", "script", "zcard", "time", "scan", "mget", "hmget"]
                 .iter()
                 .any(|c| l.starts_with(&format!("cmdstat_{c}:")))
         })
@@ -393,9 +394,11 @@ async fn round_trips_per_operation() {
     let token = created.token.expose_secret().to_owned();
     let pair = created.tokens.unwrap();
     assert_eq!(count(&mut probe, async || drop(m.create(NewSession::new(user("bob"))).await.unwrap())).await, 1);
-    // Validation, with or without a due renewal: one round trip.
+    // Validation: one round trip (a read); when the renewal is due (once per touch interval),
+    // the read and then the renewing script.
     assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 1);
     clock.advance(Duration::from_secs(120));
+    assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 2);
     assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 1);
     // Access tokens in subscribed mode: none.
     let access = pair.access_token.expose_secret().to_owned();
@@ -548,4 +551,36 @@ async fn a_large_import_is_one_step_within_its_own_timeout() {
         redis.validate(t).await.unwrap();
     }
     assert_eq!(redis.list(&user("user7")).await.unwrap().len(), 30);
+}
+
+/// A validation with no renewal due is a read: the request is counted in the instance's
+/// memory, shown by that instance, and written with the next renewal it makes (once per touch
+/// interval); the other instance sees the counts at most one interval late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn validations_write_their_counts_with_the_renewal() {
+    let Some(server) = RedisServer::start("counts") else { return };
+    let (a, b, clock) = two_instances(&server, DenylistMode::Subscribed, SessionConfig::default()).await;
+    let created = a.create(NewSession::new(user("ivan"))).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let id = created.session.id();
+    let mut conn = raw(&server).await;
+    let writes = async |conn: &mut redis::aio::MultiplexedConnection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+        info.lines()
+            .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+            .map(|l| l.split_once("calls=").unwrap().1.split(',').next().unwrap().parse::<u64>().unwrap())
+            .sum()
+    };
+    let before = writes(&mut conn).await;
+    for n in 1..=3 {
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(a.validate(&token).await.unwrap().request_count(), n);
+    }
+    assert_eq!(writes(&mut conn).await, before, "no renewal was due: no script ran");
+    assert_eq!(a.get(&id).await.unwrap().unwrap().request_count(), 3, "the counting instance shows its counts");
+    assert_eq!(b.get(&id).await.unwrap().unwrap().request_count(), 0, "the other instance lags");
+
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(a.validate(&token).await.unwrap().request_count(), 4);
+    assert_eq!(b.get(&id).await.unwrap().unwrap().request_count(), 4, "the renewal wrote every count");
 }

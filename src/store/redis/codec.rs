@@ -120,6 +120,20 @@ pub(super) fn record(v: &Value) -> Result<SessionRecord, StoreError> {
     })
 }
 
+/// The fields `HMGET` reads for [`record_of_fields`], in `rec()`'s order.
+pub(super) const RECORD_FIELDS: [&str; 11] = ["id", "g", "u", "c", "s", "i", "a", "r", "n", "m", "d"];
+
+/// A session read with `HMGET` of [`RECORD_FIELDS`]: `None` if the session is not stored.
+pub(super) fn record_of_fields(v: &Value) -> Result<Option<SessionRecord>, StoreError> {
+    let f = array(v)?;
+    if f.first().is_none_or(|id| *id == Value::Nil) {
+        return Ok(None);
+    }
+    // Metadata and data are absent when empty.
+    let fields = f.iter().map(|x| if *x == Value::Nil { Value::BulkString(Vec::new()) } else { x.clone() }).collect();
+    record(&Value::Array(fields)).map(Some)
+}
+
 pub(super) fn records(v: &Value) -> Result<Vec<SessionRecord>, StoreError> {
     array(v)?.iter().map(record).collect()
 }

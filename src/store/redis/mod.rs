@@ -7,7 +7,10 @@
 //! [`SessionStore::update_data`], an optimistic read, patch and versioned write (the patch and
 //! its size cap are computed in Rust): no patch is ever lost, and after 64 attempts, each
 //! failed because another patch won, it answers [`StoreError::Contended`]. Validation ([`SessionStore::touch`])
-//! is exactly one round trip, with the throttled renewal folded into it.
+//! is a read — `HMGET` of the session and `GET` of its remembered revocation, pipelined in one
+//! round trip, one slot — and writes nothing unless the throttled renewal is due; then the
+//! touch script renews and writes the requests counted since (see [request
+//! counts](#request-counts)).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -56,6 +59,17 @@
 //!
 //! Timestamps are stored as 20-digit strings (Unix nanoseconds + 2⁶³), so that scripts compare
 //! them exactly; TTLs are counted from the caller's `now`, never from Redis's clock.
+//!
+//! # Request counts
+//!
+//! Each store counts the requests it validated in memory and writes them with the next
+//! renewal it makes (at most once per [`touch_interval`](crate::SessionConfig::touch_interval)
+//! per session), so that a validation is a plain read. Reads through the same store (the
+//! validated session, [`SessionStore::get_by_id`], [`SessionStore::list_user`]) include its
+//! unwritten counts; other instances and exports see them at most one touch interval of each
+//! instance late; counts not yet written are lost if the process stops, and dropped with a
+//! session whose deadline passes first. The memory this takes is one entry per session the
+//! instance validated since its last renewal, pruned by the sweep.
 //!
 //! # Idle timeout across instances
 //!
@@ -107,8 +121,8 @@ use crate::store::{
 use crate::token::{Route, TokenDigest};
 
 use codec::{
-    array, bytes, corrupt, deny_arg, digest, expiry_reason, field, glob_escape, int, json, lookup, optional_record,
-    parse_ts, reason, record, records, tag, text, touch_args, ts,
+    RECORD_FIELDS, array, bytes, corrupt, deny_arg, digest, expiry_reason, field, glob_escape, int, json, lookup,
+    optional_record, parse_ts, reason, record, record_of_fields, records, tag, text, touch_args, ts,
 };
 pub use config::{MAX_EXPIRED_RETENTION, MAX_TIMEOUT, RedisConfig, RedisConfigError};
 use conn::Conn;
@@ -137,6 +151,10 @@ struct Inner {
     scripts: Scripts,
     denylist: Option<Arc<LocalDenylist>>,
     subscriber: Option<tokio::task::AbortHandle>,
+    /// Requests counted by this instance and not yet written: digest → (count, the idle
+    /// deadline last read). Written with the next renewal this instance makes; entries past
+    /// that deadline are dropped by the sweep.
+    pending: dashmap::DashMap<TokenDigest, (u64, Timestamp)>,
 }
 
 impl Drop for Inner {
@@ -228,7 +246,9 @@ impl RedisStore {
         // (If Redis is down, or restarts later, a script is loaded on its first use instead.)
         let _ = tokio::time::timeout(config.operation_timeout, scripts.load(&conn)).await;
         let sweep_from = std::sync::atomic::AtomicUsize::new(0);
-        let inner = Inner { client, conn, bases, pattern, sweep_from, channel, config, scripts, denylist, subscriber };
+        let pending = dashmap::DashMap::new();
+        let inner =
+            Inner { client, conn, bases, pattern, sweep_from, channel, config, scripts, denylist, subscriber, pending };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -281,6 +301,14 @@ impl RedisStore {
             self.note_denied(std::slice::from_ref(r), &revocation);
         }
         Ok(removed)
+    }
+
+    /// Adds the requests this instance counted and has not written yet to `r`.
+    fn with_pending(&self, mut r: SessionRecord) -> SessionRecord {
+        if let Some(p) = self.inner.pending.get(&r.digest) {
+            r.request_count = r.request_count.saturating_add(p.0);
+        }
+        r
     }
 
     fn retention_ms(&self) -> Vec<u8> {
@@ -381,12 +409,52 @@ impl SessionStore for RedisStore {
     }
 
     async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
-        let d = digest.to_base64();
-        let [due, idle, idle_rm, count] = touch_args(now, &policy);
-        let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count];
         let route = digest.route();
-        let reply = self.run(&self.inner.scripts.touch, self.base(route), &self.key(route, "s", &d), args).await?;
-        lookup(array(&reply)?)
+        let d = digest.to_base64();
+        let key = self.key(route, "s", &d);
+        // The common case is a read: the session's fields and, for a miss, its remembered
+        // revocation, in one round trip (one slot). A renewal due runs the script.
+        let mut read = redis::pipe();
+        read.cmd("HMGET").arg(&key).arg(&RECORD_FIELDS[..]);
+        read.cmd("GET").arg(self.key(route, "v", &d));
+        let reply = match tokio::time::timeout(self.inner.config.operation_timeout, self.inner.conn.pipe(&read)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Err(redis_error(e)),
+            Err(elapsed) => return Err(StoreError::Unavailable(Box::new(elapsed))),
+        };
+        let Some(mut r) = record_of_fields(field(&reply, 0)?)? else {
+            return Ok(match field(&reply, 1)? {
+                redis::Value::Nil => Lookup::NotFound,
+                v => {
+                    let (why, until) = text(v)?.split_once('|').ok_or_else(|| corrupt("revocation"))?;
+                    if now < parse_ts(until.as_bytes())? { Lookup::Revoked(reason(why)?) } else { Lookup::NotFound }
+                }
+            });
+        };
+        if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+            return Ok(Lookup::Expired { reason, record: Box::new(self.with_pending(r)) });
+        }
+        if !crate::expiry::touch_due(now, r.last_seen_at, policy.interval) {
+            let mut entry = self.inner.pending.entry(*digest).or_insert((0, r.idle_deadline));
+            entry.0 += u64::from(policy.count_request);
+            entry.1 = r.idle_deadline;
+            r.request_count = r.request_count.saturating_add(entry.0);
+            return Ok(Lookup::Live(r));
+        }
+        // A renewal is due: write this instance's counts with it.
+        let counted = self.inner.pending.remove(digest).map_or(0, |(_, (n, _))| n);
+        let [due, idle, idle_rm, _] = touch_args(now, &policy);
+        let count = (counted + u64::from(policy.count_request)).to_string().into_bytes();
+        let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count];
+        let answer = match self.run(&self.inner.scripts.touch, self.base(route), &key, args).await {
+            Ok(reply) => lookup(array(&reply)?),
+            Err(e) => Err(e),
+        };
+        if answer.is_err() && counted > 0 {
+            // Not written: keep the counts for the next renewal.
+            self.inner.pending.entry(*digest).or_insert((0, now)).0 += counted;
+        }
+        answer
     }
 
     async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
@@ -394,7 +462,7 @@ impl SessionStore for RedisStore {
         let id = id.to_string();
         let args = vec![Vec::new(), id.clone().into_bytes()];
         let reply = self.run(&self.inner.scripts.get, self.base(route), &self.key(route, "i", &id), args).await?;
-        optional_record(array(&reply)?)
+        Ok(optional_record(array(&reply)?)?.map(|r| self.with_pending(r)))
     }
 
     async fn rotate(
@@ -405,6 +473,7 @@ impl SessionStore for RedisStore {
         now: Timestamp,
     ) -> Result<Lookup, StoreError> {
         let route = old.route();
+        let old_digest = *old;
         let old = old.to_base64();
         let refresh = refresh.map(|r| r.to_base64().into_bytes()).unwrap_or_default();
         let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes(), refresh];
@@ -413,7 +482,16 @@ impl SessionStore for RedisStore {
         if tag(reply)? == "conflict" {
             return Err(StoreError::Conflict);
         }
-        lookup(reply)
+        match lookup(reply)? {
+            Lookup::Live(r) => {
+                // The counts not yet written follow the session to its new token.
+                if let Some((_, p)) = self.inner.pending.remove(&old_digest) {
+                    self.inner.pending.insert(new, p);
+                }
+                Ok(Lookup::Live(self.with_pending(r)))
+            }
+            other => Ok(other),
+        }
     }
 
     async fn update_data(
@@ -503,7 +581,7 @@ impl SessionStore for RedisStore {
         let route = Route::of_user(user);
         let key = self.key(route, "u", user.as_str());
         let reply = self.run(&self.inner.scripts.list_user, self.base(route), &key, args).await?;
-        let mut live = records(&reply)?;
+        let mut live: Vec<SessionRecord> = records(&reply)?.into_iter().map(|r| self.with_pending(r)).collect();
         live.sort_by_key(|r| (r.created_at, r.id));
         Ok(live)
     }
@@ -512,6 +590,7 @@ impl SessionStore for RedisStore {
         if let Some(local) = &self.inner.denylist {
             local.entries.retain(|_, e| e.1 > now);
         }
+        self.inner.pending.retain(|_, p| p.1 > now);
         let mut removed = Vec::new();
         // Bucket by bucket, starting where the last sweep stopped, until `max` or every bucket.
         let start = self.inner.sweep_from.load(Ordering::Relaxed);

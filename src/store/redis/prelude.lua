@@ -61,8 +61,9 @@ end
 -- crate::expiry::touch_due and renewed_idle_deadline; the expiry index follows the idle deadline.
 -- `due_before` is now - interval; the idle candidates are now + idle (ordinary, remember-me).
 local function renew(key, dg, h, now, due_before, idle_ord, idle_rm, count)
-  if count == '1' then
-    h.n = string.format('%.0f', redis.call('HINCRBY', key, 'n', 1))
+  local c = tonumber(count)
+  if c and c > 0 then
+    h.n = string.format('%.0f', redis.call('HINCRBY', key, 'n', c))
   end
   if now >= h.s and h.s <= due_before then
     local d = idle_ord

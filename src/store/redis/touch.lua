@@ -1,5 +1,5 @@
 -- touch: ARGV 3 now, 4 digest, 5 now - touch interval, 6 now + idle, 7 now + remember-me idle,
--- 8 count ('1' or '0').
+-- 8 how many requests to add to the count (those an instance counted since its last renewal).
 local now, dg = ARGV[3], ARGV[4]
 local sk = B .. 's:' .. dg
 local h = load(sk)
