@@ -11,6 +11,10 @@
 //! * `jsonwebtoken/hs256`, `jsonwebtoken/eddsa`: `jsonwebtoken::decode` (11.x, `rust_crypto`
 //!   backend) of the *same* token with the same key and claims struct, validation on
 //!   (`exp` and `sub` required, default leeway): the peer.
+//! * `floor/hs256`, `floor/eddsa`: only the signature check of the same token with ring
+//!   (`hmac::verify`, `ED25519` verify) over its signing input and already-decoded signature:
+//!   what any verifier must spend, so that `verify_access-cold` minus this is what sessionkit
+//!   adds (splitting, base64url, claims, clock, denylist).
 //! * `refresh/memory`: [`SessionManager::refresh`] on a `MemoryStore`: a chain of refreshes,
 //!   each presenting the refresh token the previous one returned (new successor from the OS
 //!   RNG, sealing for the grace window, one atomic store step, access token signed with HS256).
@@ -69,6 +73,9 @@ fn manager(keys: KeySet, cache: usize) -> SessionManager<MemoryStore> {
     m
 }
 
+/// The floor's signature check: signing input, signature.
+type SignatureCheck = Box<dyn Fn(&[u8], &[u8]) -> bool>;
+
 fn verify(c: &mut Criterion) {
     let validation = |alg| {
         let mut v = Validation::new(alg);
@@ -108,6 +115,24 @@ fn verify(c: &mut Criterion) {
         });
         c.bench_function(&format!("jsonwebtoken/{name}"), |b| {
             b.iter(|| decode::<Claims>(black_box(&token), &peer_key, &peer_validation).unwrap());
+        });
+        let (signing_input, signature) = token.rsplit_once('.').unwrap();
+        let signature = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        let check: SignatureCheck = match name {
+            "hs256" => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+                Box::new(move |m, s| ring::hmac::verify(&key, m, s).is_ok())
+            }
+            _ => {
+                let public = ed.ed25519_public_key().unwrap();
+                Box::new(move |m, s| {
+                    ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, public).verify(m, s).is_ok()
+                })
+            }
+        };
+        assert!(check(signing_input.as_bytes(), &signature));
+        c.bench_function(&format!("floor/{name}"), |b| {
+            b.iter(|| assert!(check(black_box(signing_input.as_bytes()), black_box(&signature))));
         });
     }
 }

@@ -766,9 +766,11 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
     ///
     /// Checks, in order: the length cap, the structure, the key named by `kid` and that the
     /// header's `alg` is the one that key is bound to (`none` and algorithm switches are
-    /// refused), the signature, then `exp`/`nbf` (with
-    /// [`SessionConfig::access_token_leeway`]), `iss` and `aud`, and finally the denylist, so
-    /// that a token of a revoked session is refused at once although it has not expired.
+    /// refused; so is a header with `crit`), the signature, then the claims' JSON types (a
+    /// registered claim of the wrong type, `null` included, is refused), `iss` and `aud`, and
+    /// `exp`/`nbf`/`iat` (with [`SessionConfig::access_token_leeway`]; `iat` must not be in the
+    /// future), and finally the denylist, so that a token of a revoked session is refused at
+    /// once although it has not expired.
     ///
     /// # Errors
     /// [`Error::AccessToken`] with the precise [`AccessTokenError`](crate::token::AccessTokenError);

@@ -154,6 +154,147 @@ async fn missing_or_mistyped_exp_and_sid_are_refused() {
     }
 }
 
+/// Builds a compact JWS from raw header and claims JSON texts (duplicate keys, arrays), signed
+/// with HMAC-SHA-256 under `secret`.
+fn hs256_raw(header: &str, claims: &str, secret: &[u8]) -> String {
+    let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    format!("{input}.{}", B64.encode(ring::hmac::sign(&key, input.as_bytes())))
+}
+
+/// Every registered claim present with the wrong JSON type is refused, `null` included (a
+/// `null` used to read as "absent" for `iat`, `nbf`, `iss`, `aud` and `jti`), whether or not
+/// an issuer and an audience are configured.
+#[tokio::test]
+async fn registered_claims_of_the_wrong_type_are_refused_null_included() {
+    for builder in [config(), config().jwt_issuer(Some("https://auth.example".into())).jwt_audience(Some("api".into()))]
+    {
+        let (m, _, access, _) = setup(builder).await;
+        let (header, claims) = parts(&access);
+        let mut wrong = Vec::new();
+        for (claim, values) in [
+            ("exp", vec![json!(null), json!("4000000000"), json!(4.0e9), json!([4_000_000_000i64]), json!(true)]),
+            ("nbf", vec![json!(null), json!("1"), json!(1.5), json!({}), json!(false)]),
+            ("iat", vec![json!(null), json!("1"), json!(1.5), json!([1]), json!(true)]),
+            ("iss", vec![json!(null), json!(1), json!(["https://auth.example"]), json!({}), json!(true)]),
+            ("aud", vec![json!(null), json!(1), json!(["api", 1]), json!(["api", null]), json!({"api": true})]),
+            ("sub", vec![json!(null), json!(1), json!(["alice"]), json!({})]),
+            ("sid", vec![json!(null), json!(1), json!([claims["sid"].clone()]), json!(false)]),
+            ("jti", vec![json!(null), json!(1), json!(["j"])]),
+        ] {
+            for value in values {
+                let mut c = claims.clone();
+                c[claim] = value.clone();
+                let got = m.verify_access(&hs256(&header, &c, &SECRET)).await;
+                if !matches!(got, Err(Error::AccessToken(AccessTokenError::InvalidClaims))) {
+                    wrong.push(format!("{claim}: {value} -> {got:?}"));
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "accepted or refused for another reason: {wrong:#?}");
+    }
+}
+
+/// A JWT claims set is a JSON object (RFC 7519 §7.2); the same values as an array are not
+/// claims.
+#[tokio::test]
+async fn a_claims_set_that_is_not_an_object_is_refused() {
+    let (m, _, access, _) = setup(config()).await;
+    let (header, claims) = parts(&access);
+    let positional = json!([claims["sub"], claims["sid"], claims["jti"], claims["iat"], claims["exp"]]);
+    assert_eq!(rejected(m.verify_access(&hs256(&header, &positional, &SECRET)).await), AccessTokenError::InvalidClaims);
+    for not_an_object in [json!(null), json!("claims"), json!(1)] {
+        assert_eq!(
+            rejected(m.verify_access(&hs256(&header, &not_an_object, &SECRET)).await),
+            AccessTokenError::InvalidClaims,
+            "{not_an_object}"
+        );
+    }
+}
+
+/// A claim given twice is ambiguous (another parser may read the other value): refused.
+#[tokio::test]
+async fn duplicate_claims_are_refused() {
+    let (m, clock, access, _) = setup(config()).await;
+    let (_, claims) = parts(&access);
+    let now = clock.now_utc().unix_timestamp();
+    let header = r#"{"alg":"HS256","typ":"JWT","kid":"hs-1"}"#;
+    let (sub, sid) = (&claims["sub"], &claims["sid"]);
+    let valid = format!(r#"{{"sub":{sub},"sid":{sid},"iat":{now},"exp":{}}}"#, now + 60);
+    assert!(m.verify_access(&hs256_raw(header, &valid, &SECRET)).await.is_ok(), "the control verifies");
+    for twice in [
+        format!(r#"{{"sub":{sub},"sid":{sid},"iat":{now},"exp":{},"exp":{}}}"#, now - 60, now + 60),
+        format!(r#"{{"sub":{sub},"sub":"mallory","sid":{sid},"exp":{}}}"#, now + 60),
+        format!(r#"{{"sub":{sub},"sid":{sid},"exp":{},"nbf":1,"nbf":2}}"#, now + 60),
+    ] {
+        assert_eq!(
+            rejected(m.verify_access(&hs256_raw(header, &twice, &SECRET)).await),
+            AccessTokenError::InvalidClaims,
+            "{twice}"
+        );
+    }
+}
+
+/// RFC 7515 §4.1.11: a recipient that does not understand a `crit` extension must refuse the
+/// token. sessionkit understands none, so `crit` present with any value is refused, with its
+/// own error.
+#[tokio::test]
+async fn crit_in_the_header_is_refused_whatever_its_value() {
+    let (m, _, access, _) = setup(config()).await;
+    let (header, claims) = parts(&access);
+    for crit in [json!(null), json!([]), json!(["b64"]), json!(["exp"]), json!("exp"), json!(1), json!({})] {
+        let mut h = header.clone();
+        h["crit"] = crit.clone();
+        assert_eq!(
+            rejected(m.verify_access(&hs256(&h, &claims, &SECRET)).await),
+            AccessTokenError::UnsupportedCritical,
+            "{crit}"
+        );
+    }
+}
+
+/// The header's registered parameters have types too: `alg`, `kid` and `typ` are strings.
+#[tokio::test]
+async fn header_parameters_of_the_wrong_type_are_refused() {
+    let (m, _, access, _) = setup(config()).await;
+    let (header, claims) = parts(&access);
+    for (param, value) in [
+        ("typ", json!(null)),
+        ("typ", json!(1)),
+        ("kid", json!(null)),
+        ("kid", json!(["hs-1"])),
+        ("alg", json!(null)),
+        ("alg", json!(["HS256"])),
+    ] {
+        let mut h = header.clone();
+        h[param] = value.clone();
+        assert_eq!(
+            rejected(m.verify_access(&hs256(&h, &claims, &SECRET)).await),
+            AccessTokenError::Malformed,
+            "{param}: {value}"
+        );
+    }
+    let not_an_object = format!("{}.{}", B64.encode("[\"HS256\"]"), access.split_once('.').unwrap().1);
+    assert_eq!(rejected(m.verify_access(&not_an_object).await), AccessTokenError::Malformed);
+}
+
+/// A token claiming to be issued in the future, beyond the leeway, comes from a clock that is
+/// wrong or from a forger: refused, as `nbf` in the future is.
+#[tokio::test]
+async fn iat_in_the_future_beyond_the_leeway_is_refused() {
+    let (m, clock, access, _) = setup(config()).await;
+    let (header, mut claims) = parts(&access);
+    let now = clock.now_utc().unix_timestamp();
+    claims["exp"] = json!(now + 3600);
+    claims["iat"] = json!(now + 30);
+    assert!(m.verify_access(&hs256(&header, &claims, &SECRET)).await.is_ok(), "iat within the 30 s leeway");
+    claims["iat"] = json!(now + 31);
+    assert_eq!(rejected(m.verify_access(&hs256(&header, &claims, &SECRET)).await), AccessTokenError::IssuedInFuture);
+    claims["nbf"] = json!(now + 31);
+    claims["iat"] = json!(now);
+    assert_eq!(rejected(m.verify_access(&hs256(&header, &claims, &SECRET)).await), AccessTokenError::NotYetValid);
+}
+
 #[tokio::test]
 async fn expiry_and_not_before_honour_the_leeway() {
     let (m, clock, access, _) = setup(config()).await;
@@ -191,7 +332,7 @@ async fn wrong_issuer_and_audience_are_refused() {
 }
 
 #[tokio::test]
-async fn other_tokens_and_garbage_are_malformed_and_cheap() {
+async fn other_tokens_and_garbage_are_malformed() {
     let (m, _, _, session_token) = setup(config()).await;
     let refresh = m.create(NewSession::new(user("bob"))).await.unwrap().tokens.unwrap().refresh_token;
     for bad in [
@@ -204,9 +345,9 @@ async fn other_tokens_and_garbage_are_malformed_and_cheap() {
         ".".repeat(1_000_000),
         "x".repeat(5000),
     ] {
-        let started = std::time::Instant::now();
+        // `Malformed`, not `UnknownKey` or `BadSignature`: refused on its structure (or the length
+        // cap), before any key is looked up or any signature computed. How fast is the bench's.
         assert_eq!(rejected(m.verify_access(&bad).await), AccessTokenError::Malformed, "{:.40}", bad);
-        assert!(started.elapsed() < Duration::from_millis(50), "rejected before any real work");
     }
 }
 

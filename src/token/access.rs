@@ -7,7 +7,10 @@
 //! Verification follows RFC 8725: the input is length-capped before anything is decoded; the
 //! key is chosen by `kid` and the algorithm is the one that key is bound to (a header asking for
 //! `none`, or for another algorithm than the key's, is refused); the signature is checked
-//! before any claim is read; then `exp`, `nbf`, `iss` and `aud` are checked with a leeway.
+//! before any claim is read; then every registered claim present must have its registered
+//! JSON type (`null` is refused, not read as absent), `iss` and `aud` must match, and `exp`,
+//! `nbf` and `iat` (not in the future) are checked with a leeway. A header with `crit` is
+//! refused (RFC 7515 §4.1.11: sessionkit understands no extension).
 
 use std::borrow::Cow;
 use std::fmt;
@@ -15,6 +18,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize as _;
 
@@ -32,14 +36,18 @@ pub const MAX_ACCESS_TOKEN_LEN: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AccessTokenError {
-    /// Not a compact JWS: wrong number of parts, bad base64url, invalid JSON, oversized, or a
-    /// refresh or session token presented in its place.
+    /// Not a compact JWS: wrong number of parts, bad base64url, invalid JSON, oversized, a
+    /// header that is not a JSON object or whose `alg`, `kid` or `typ` is not a string (or is
+    /// given twice), or a refresh or session token presented in its place.
     #[error("malformed access token")]
     Malformed,
-    /// The header names an algorithm sessionkit does not accept (`none` included) or asks for
-    /// extensions it does not understand (`crit`).
+    /// The header names an algorithm sessionkit does not accept (`none` included).
     #[error("unsupported access token algorithm")]
     UnsupportedAlgorithm,
+    /// The header has a `crit` parameter (RFC 7515 §4.1.11), whatever its value: it lists
+    /// extensions the recipient must understand, and sessionkit understands none.
+    #[error("access token requires unsupported critical extensions")]
+    UnsupportedCritical,
     /// The header's `kid` names no key of the key set (or is missing).
     #[error("unknown access token key")]
     UnknownKey,
@@ -49,8 +57,10 @@ pub enum AccessTokenError {
     /// The signature does not verify.
     #[error("invalid access token signature")]
     BadSignature,
-    /// A required claim (`sub`, `sid`, `exp`) is missing or of the wrong type, or `typ` is not
-    /// `JWT`.
+    /// A required claim (`sub`, `sid`, `exp`) is missing; a registered claim is present with
+    /// the wrong JSON type, `null` included (`exp`, `nbf`, `iat`: integers; `sub`, `sid`,
+    /// `jti`, `iss`: strings; `aud`: a string or an array of strings); a claim is given twice;
+    /// the claims set is not a JSON object; `sid` is not a session id; or `typ` is not `JWT`.
     #[error("invalid access token claims")]
     InvalidClaims,
     /// `exp` is in the past, beyond the leeway.
@@ -59,6 +69,10 @@ pub enum AccessTokenError {
     /// `nbf` is in the future, beyond the leeway.
     #[error("access token not yet valid")]
     NotYetValid,
+    /// `iat` is in the future, beyond the leeway: the issuer's clock is wrong, or the token is
+    /// not what it claims to be.
+    #[error("access token issued in the future")]
+    IssuedInFuture,
     /// `iss` is missing or not the configured issuer.
     #[error("wrong access token issuer")]
     WrongIssuer,
@@ -145,50 +159,225 @@ struct ClaimsOut<'a> {
     aud: Option<&'a str>,
 }
 
-#[derive(Deserialize)]
+/// The JOSE header of a token that is not byte for byte one of the key set's own headers.
+/// Registered parameters must have their registered types (`alg`, `typ`, `kid`: strings);
+/// `crit` is only noted, as any value of it is refused; other parameters are skipped.
 struct HeaderIn<'a> {
-    #[serde(borrow)]
     alg: Cow<'a, str>,
-    #[serde(borrow, default)]
     typ: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
     kid: Option<Cow<'a, str>>,
-    #[serde(default)]
-    crit: Option<serde::de::IgnoredAny>,
+    crit: bool,
 }
 
-#[derive(Deserialize)]
+/// The claims of a token whose signature verified, read in one pass over the JSON text
+/// without an intermediate `Value`, by [`compact_claims`] or, for any other shape, by
+/// [`ClaimsVisitor`]: strings are borrowed from the decoded payload unless they contain
+/// escapes, and the audience is compared while it is read, so an array costs no allocation.
+/// Every registered claim that is present must have its registered type (`null` is a wrong
+/// type, not an absence); a claim given twice is refused; the claims set must be a JSON
+/// object.
+#[cfg_attr(test, derive(Debug, PartialEq, Eq))]
 struct ClaimsIn<'a> {
-    #[serde(borrow)]
     sub: Cow<'a, str>,
-    #[serde(borrow)]
     sid: Cow<'a, str>,
-    #[serde(borrow, default)]
     jti: Option<Cow<'a, str>>,
-    #[serde(default)]
     iat: Option<i64>,
     exp: i64,
-    #[serde(default)]
     nbf: Option<i64>,
-    #[serde(borrow, default)]
     iss: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    aud: Option<Audience<'a>>,
+    /// `Some(true)` if `aud` is present and names the expected audience (any present `aud` if
+    /// none is expected).
+    aud: Option<bool>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Audience<'a> {
-    One(#[serde(borrow)] Cow<'a, str>),
-    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
-}
+/// A JSON string and nothing else (`null` included), borrowed when it has no escapes.
+struct Str<'a>(Cow<'a, str>);
 
-impl Audience<'_> {
-    fn contains(&self, aud: &str) -> bool {
-        match self {
-            Self::One(a) => a == aud,
-            Self::Many(all) => all.iter().any(|a| a == aud),
+impl<'de> Deserialize<'de> for Str<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
+            }
         }
+        deserializer.deserialize_str(StrVisitor)
+    }
+}
+
+/// The names sessionkit reads, in a header or a claims set; `Other` for every other name.
+#[derive(Clone, Copy)]
+enum Name {
+    Alg,
+    Typ,
+    Kid,
+    Crit,
+    Sub,
+    Sid,
+    Jti,
+    Iat,
+    Exp,
+    Nbf,
+    Iss,
+    Aud,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct NameVisitor;
+        impl Visitor<'_> for NameVisitor {
+            type Value = Name;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Name, E> {
+                Ok(match v {
+                    "alg" => Name::Alg,
+                    "typ" => Name::Typ,
+                    "kid" => Name::Kid,
+                    "crit" => Name::Crit,
+                    "sub" => Name::Sub,
+                    "sid" => Name::Sid,
+                    "jti" => Name::Jti,
+                    "iat" => Name::Iat,
+                    "exp" => Name::Exp,
+                    "nbf" => Name::Nbf,
+                    "iss" => Name::Iss,
+                    "aud" => Name::Aud,
+                    _ => Name::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(NameVisitor)
+    }
+}
+
+/// Reads a member's value into its slot, refusing a second occurrence of the member.
+fn set<'de, M: MapAccess<'de>, T: Deserialize<'de>>(
+    map: &mut M,
+    slot: &mut Option<T>,
+    name: &'static str,
+) -> Result<(), M::Error> {
+    if slot.is_some() {
+        return Err(de::Error::duplicate_field(name));
+    }
+    *slot = Some(map.next_value()?);
+    Ok(())
+}
+
+struct HeaderVisitor;
+
+impl<'de> Visitor<'de> for HeaderVisitor {
+    type Value = HeaderIn<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JOSE header object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let [mut alg, mut typ, mut kid]: [Option<Str<'de>>; 3] = [None, None, None];
+        let mut crit: Option<de::IgnoredAny> = None;
+        while let Some(name) = map.next_key::<Name>()? {
+            match name {
+                Name::Alg => set(&mut map, &mut alg, "alg")?,
+                Name::Typ => set(&mut map, &mut typ, "typ")?,
+                Name::Kid => set(&mut map, &mut kid, "kid")?,
+                Name::Crit => set(&mut map, &mut crit, "crit")?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        let alg = alg.ok_or_else(|| de::Error::missing_field("alg"))?.0;
+        let (typ, kid) = (typ.map(|t| t.0), kid.map(|k| k.0));
+        Ok(HeaderIn { alg, typ, kid, crit: crit.is_some() })
+    }
+}
+
+/// Reads a claims set, comparing `aud` with `audience` as it goes.
+struct ClaimsVisitor<'p> {
+    audience: Option<&'p str>,
+}
+
+impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
+    type Value = ClaimsIn<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims set object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let [mut sub, mut sid, mut jti, mut iss]: [Option<Str<'de>>; 4] = [None, None, None, None];
+        let [mut iat, mut exp, mut nbf]: [Option<i64>; 3] = [None; 3];
+        let mut aud = None;
+        while let Some(name) = map.next_key::<Name>()? {
+            match name {
+                Name::Sub => set(&mut map, &mut sub, "sub")?,
+                Name::Sid => set(&mut map, &mut sid, "sid")?,
+                Name::Jti => set(&mut map, &mut jti, "jti")?,
+                Name::Iss => set(&mut map, &mut iss, "iss")?,
+                Name::Iat => set(&mut map, &mut iat, "iat")?,
+                Name::Exp => set(&mut map, &mut exp, "exp")?,
+                Name::Nbf => set(&mut map, &mut nbf, "nbf")?,
+                Name::Aud if aud.is_some() => return Err(de::Error::duplicate_field("aud")),
+                Name::Aud => aud = Some(map.next_value_seed(AudienceSeed(self.audience))?),
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(ClaimsIn {
+            sub: sub.ok_or_else(|| de::Error::missing_field("sub"))?.0,
+            sid: sid.ok_or_else(|| de::Error::missing_field("sid"))?.0,
+            jti: jti.map(|j| j.0),
+            iat,
+            exp: exp.ok_or_else(|| de::Error::missing_field("exp"))?,
+            nbf,
+            iss: iss.map(|i| i.0),
+            aud,
+        })
+    }
+}
+
+/// Reads `aud`, a string or an array of strings (RFC 7519 §4.1.3), and answers whether it
+/// names the expected audience (`true` for any well-typed `aud` if none is expected).
+struct AudienceSeed<'p>(Option<&'p str>);
+
+impl<'de> DeserializeSeed<'de> for AudienceSeed<'_> {
+    type Value = bool;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
+        // `deserialize_any` because `aud` has two shapes; serde_json dispatches on the next
+        // byte, nothing is buffered.
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AudienceSeed<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or an array of strings")
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<bool, E> {
+        Ok(self.0.is_none_or(|expected| expected == v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        let mut found = self.0.is_none();
+        while let Some(Str(aud)) = seq.next_element::<Str<'de>>()? {
+            found |= self.0 == Some(&*aud);
+        }
+        Ok(found)
     }
 }
 
@@ -247,7 +436,7 @@ pub(crate) fn issue(
 }
 
 /// Decodes a base64url part into `small` when it fits, else into `large`.
-fn decode_part<'b>(b64: &str, small: &'b mut [u8; 512], large: &'b mut Vec<u8>) -> Result<&'b [u8], AccessTokenError> {
+fn decode_part<'b>(b64: &str, small: &'b mut [u8; 384], large: &'b mut Vec<u8>) -> Result<&'b [u8], AccessTokenError> {
     if b64.len() / 4 * 3 + 3 <= small.len() {
         let n = URL_SAFE_NO_PAD.decode_slice(b64, &mut small[..]).map_err(|_| AccessTokenError::Malformed)?;
         Ok(&small[..n])
@@ -269,28 +458,42 @@ pub(crate) fn verify(
     if token.len() > MAX_ACCESS_TOKEN_LEN {
         return Err(AccessTokenError::Malformed);
     }
-    let mut parts = token.splitn(4, '.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    // Exactly three parts. Tokens this key set issued begin with a key's own header and a dot:
+    // recognised without scanning or decoding it. The last dot starts the signature (a short
+    // scan from the end); a dot in the payload between fails its base64url decoding.
+    let own = keys.by_header_prefix(token);
+    let bytes = token.as_bytes();
+    let (Some(header_end), Some(signature_dot)) = (
+        own.map(|key| key.encoded_header().len()).or_else(|| bytes.iter().position(|&b| b == b'.')),
+        bytes.iter().rposition(|&b| b == b'.'),
+    ) else {
         return Err(AccessTokenError::Malformed);
     };
-    let mut small = [0u8; 512];
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), Some(signing_input)) = (
+        token.get(..header_end),
+        token.get(header_end + 1..signature_dot),
+        token.get(signature_dot + 1..),
+        bytes.get(..signature_dot),
+    ) else {
+        return Err(AccessTokenError::Malformed);
+    };
+    let mut small = [0u8; 384];
     let mut large = Vec::new();
-    // Tokens this key set issued carry exactly a key's own header: recognise it without
-    // decoding. Any other header is decoded and checked field by field.
-    let key = match keys.by_encoded_header(header_b64) {
+    let payload = decode_part(payload_b64, &mut small, &mut large)?;
+    // Any other header is decoded and checked field by field.
+    let key = match own {
         Some(key) => key,
         None => {
+            let (mut small, mut large) = ([0u8; 384], Vec::new());
             let decoded = decode_part(header_b64, &mut small, &mut large)?;
-            let header: HeaderIn<'_> = serde_json::from_slice(decoded).map_err(|_| AccessTokenError::Malformed)?;
+            let header = parse(decoded, HeaderVisitor).ok_or(AccessTokenError::Malformed)?;
             let alg = match &*header.alg {
                 "HS256" => Algorithm::Hs256,
                 "EdDSA" => Algorithm::EdDsa,
                 _ => return Err(AccessTokenError::UnsupportedAlgorithm),
             };
-            if header.crit.is_some() {
-                return Err(AccessTokenError::UnsupportedAlgorithm);
+            if header.crit {
+                return Err(AccessTokenError::UnsupportedCritical);
             }
             let key = header.kid.as_deref().and_then(|kid| keys.get(kid)).ok_or(AccessTokenError::UnknownKey)?;
             if key.algorithm() != alg {
@@ -305,21 +508,20 @@ pub(crate) fn verify(
     let mut signature = [0u8; 66];
     let sig_len =
         URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature).map_err(|_| AccessTokenError::BadSignature)?;
-    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-    if !key.verify(signing_input, &signature[..sig_len]) {
+    if !signature.get(..sig_len).is_some_and(|signature| key.verify(signing_input, signature)) {
         return Err(AccessTokenError::BadSignature);
     }
-    // Only now, with the signature verified, is the payload read.
-    let payload = decode_part(payload_b64, &mut small, &mut large)?;
-    let claims: ClaimsIn<'_> = serde_json::from_slice(payload).map_err(|_| AccessTokenError::InvalidClaims)?;
+    // Only now, with the signature verified, are the claims read.
+    let audience = policy.audience.as_deref();
+    let claims = compact_claims(payload, audience)
+        .or_else(|| parse(payload, ClaimsVisitor { audience }))
+        .ok_or(AccessTokenError::InvalidClaims)?;
     if let Some(issuer) = &policy.issuer
         && claims.iss.as_deref() != Some(issuer.as_str())
     {
         return Err(AccessTokenError::WrongIssuer);
     }
-    if let Some(audience) = &policy.audience
-        && !claims.aud.as_ref().is_some_and(|a| a.contains(audience))
-    {
+    if policy.audience.is_some() && claims.aud != Some(true) {
         return Err(AccessTokenError::WrongAudience);
     }
     let session_id = claims.sid.parse::<SessionId>().map_err(|_| AccessTokenError::InvalidClaims)?;
@@ -332,7 +534,155 @@ pub(crate) fn verify(
         expires_at: claims.exp,
     };
     check_times(&verified, claims.nbf, policy, now)?;
+    // Checked once, here: a cached token's `iat` only recedes into the past.
+    if claims.iat.is_some_and(|iat| iat > unix_secs(now).saturating_add(policy.leeway_secs)) {
+        return Err(AccessTokenError::IssuedInFuture);
+    }
     Ok((verified, claims.nbf))
+}
+
+/// The claims of a claims set written the compact way sessionkit and most libraries write
+/// it, read without serde: no whitespace, names and string values without escapes, integers
+/// without fraction or exponent (at most 18 digits), no nested values. Answers `None` for
+/// anything else, valid or not (whitespace, escapes, invalid UTF-8, arrays,
+/// `null`, a claim given twice, a claim of the wrong type, a missing one), and the caller then
+/// reads the claims with the full parser ([`ClaimsVisitor`]): this only ever accepts what that
+/// parser accepts, with the same values (a unit test compares them on generated claims sets).
+fn compact_claims<'a>(json: &'a [u8], audience: Option<&str>) -> Option<ClaimsIn<'a>> {
+    /// Stores a value in its slot; `None` if the slot is already filled (a duplicate).
+    fn fill<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+        slot.is_none().then(|| *slot = Some(value))
+    }
+    let mut scan = Compact { json: std::str::from_utf8(json).ok()?, at: 0 };
+    scan.expect(b'{')?;
+    let [mut sub, mut sid, mut jti, mut iss] = [None; 4];
+    let [mut iat, mut exp, mut nbf] = [None; 3];
+    let mut aud = None;
+    loop {
+        let name = scan.string()?;
+        scan.expect(b':')?;
+        match name {
+            "sub" => fill(&mut sub, scan.string()?)?,
+            "sid" => fill(&mut sid, scan.string()?)?,
+            "jti" => fill(&mut jti, scan.string()?)?,
+            "iss" => fill(&mut iss, scan.string()?)?,
+            "aud" => {
+                let value = scan.string()?;
+                fill(&mut aud, audience.is_none_or(|expected| expected == value))?;
+            }
+            "iat" => fill(&mut iat, scan.integer()?)?,
+            "exp" => fill(&mut exp, scan.integer()?)?,
+            "nbf" => fill(&mut nbf, scan.integer()?)?,
+            _ if scan.peek() == Some(b'"') => {
+                scan.string()?;
+            }
+            _ => {
+                scan.integer()?;
+            }
+        }
+        match scan.next()? {
+            b',' => {}
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    if scan.at != json.len() {
+        return None;
+    }
+    Some(ClaimsIn {
+        sub: Cow::Borrowed(sub?),
+        sid: Cow::Borrowed(sid?),
+        jti: jti.map(Cow::Borrowed),
+        iat,
+        exp: exp?,
+        nbf,
+        iss: iss.map(Cow::Borrowed),
+        aud,
+    })
+}
+
+/// The bytes that end the compact reader's strings: `"`, `\` (an escape: deferred) and the
+/// control characters JSON forbids in strings.
+const STRING_STOP: [bool; 256] = {
+    let mut stop = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        stop[b] = true;
+        b += 1;
+    }
+    stop[b'"' as usize] = true;
+    stop[b'\\' as usize] = true;
+    stop
+};
+
+/// A cursor over a compact claims set (valid UTF-8), for [`compact_claims`].
+struct Compact<'a> {
+    json: &'a str,
+    at: usize,
+}
+
+impl<'a> Compact<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.json.as_bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.peek()?;
+        self.at += 1;
+        Some(b)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    /// A string without escapes or control characters.
+    fn string(&mut self) -> Option<&'a str> {
+        self.expect(b'"')?;
+        let (bytes, start) = (self.json.as_bytes(), self.at);
+        // A plain loop on a local index: `position` kept its counter in memory.
+        let mut end = start;
+        while let Some(&b) = bytes.get(end)
+            && !STRING_STOP[usize::from(b)]
+        {
+            end += 1;
+        }
+        if bytes.get(end) != Some(&b'"') {
+            return None;
+        }
+        self.at = end + 1;
+        // Ends before an ASCII `"`, so on a character boundary.
+        self.json.get(start..end)
+    }
+
+    /// `-?(0|[1-9][0-9]*)` with at most 18 digits (so it fits an `i64`), not `-0` (which JSON
+    /// parsers read as a float).
+    fn integer(&mut self) -> Option<i64> {
+        let negative = self.peek() == Some(b'-');
+        if negative {
+            self.at += 1;
+        }
+        let (bytes, start) = (self.json.as_bytes(), self.at);
+        let mut end = start;
+        while bytes.get(end).is_some_and(u8::is_ascii_digit) {
+            end += 1;
+        }
+        let (digits, len) = (bytes.get(start..end)?, end - start);
+        if len == 0 || len > 18 || (digits.first() == Some(&b'0') && (len > 1 || negative)) {
+            return None;
+        }
+        self.at += len;
+        let value = digits.iter().fold(0i64, |n, &d| n * 10 + i64::from(d - b'0'));
+        Some(if negative { -value } else { value })
+    }
+}
+
+/// Reads one JSON object from `json` with `visitor`; nothing may follow it but whitespace.
+fn parse<'de, V: Visitor<'de>>(json: &'de [u8], visitor: V) -> Option<V::Value> {
+    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let value = serde::Deserializer::deserialize_map(&mut deserializer, visitor).ok()?;
+    deserializer.end().ok()?;
+    Some(value)
 }
 
 /// Checks `exp` and `nbf` at `now`, with the policy's leeway.
@@ -416,6 +766,9 @@ impl VerifiedCache {
         policy: &AccessPolicy,
         now: Timestamp,
     ) -> Option<Result<AccessClaims, AccessTokenError>> {
+        if self.shards.is_empty() {
+            return None;
+        }
         let key = Self::key(token);
         let shard = self.shard(key)?.read();
         let cached = shard.get(&key)?;
@@ -428,6 +781,9 @@ impl VerifiedCache {
     /// Remembers a token that passed full verification with the key set loaded after
     /// [`epoch`](Self::epoch) answered `epoch`; nothing if the key set has changed since.
     pub(crate) fn insert(&self, token: &str, claims: &AccessClaims, nbf: Option<i64>, now: Timestamp, epoch: u64) {
+        if self.shards.is_empty() {
+            return;
+        }
         let key = Self::key(token);
         let Some(shard) = self.shard(key) else { return };
         let mut shard = shard.write();
@@ -480,6 +836,100 @@ mod tests {
     }
 
     const NOW: Timestamp = Timestamp::from_unix_nanos(1_000 * 1_000_000_000);
+
+    fn full(json: &[u8], audience: Option<&str>) -> Option<ClaimsIn<'static>> {
+        let claims = parse(json, ClaimsVisitor { audience })?;
+        // Owned copies, so that the answer outlives `json` as the fast path's does not need to.
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        Some(ClaimsIn {
+            sub: own(claims.sub),
+            sid: own(claims.sid),
+            jti: claims.jti.map(own),
+            iat: claims.iat,
+            exp: claims.exp,
+            nbf: claims.nbf,
+            iss: claims.iss.map(own),
+            aud: claims.aud,
+        })
+    }
+
+    /// Whatever the compact reader accepts, the full parser accepts with the same values.
+    fn agrees(json: &str, audience: Option<&str>) -> Result<(), String> {
+        if let Some(fast) = compact_claims(json.as_bytes(), audience) {
+            match full(json.as_bytes(), audience) {
+                Some(slow) if slow == fast => {}
+                other => return Err(format!("{json}: compact {fast:?}, full {other:?}")),
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_compact_reader_reads_issued_claims_and_defers_the_rest() {
+        let issued =
+            r#"{"sub":"alice","sid":"AAAAAAAAAAAAAAAAAAAAAA","jti":"j","iat":1,"exp":2,"iss":"i","aud":"api"}"#;
+        let fast = compact_claims(issued.as_bytes(), Some("api")).unwrap();
+        assert_eq!((&*fast.sub, fast.iat, fast.exp, fast.aud), ("alice", Some(1), 2, Some(true)));
+        assert_eq!(compact_claims(issued.as_bytes(), Some("other")).unwrap().aud, Some(false));
+        let unicode = r#"{"sub":"alicé","sid":"s","exp":2}"#;
+        assert_eq!(compact_claims(unicode.as_bytes(), None).unwrap().sub, "alicé");
+        assert!(compact_claims(b"{\"sub\":\"al\xffce\",\"sid\":\"s\",\"exp\":2}", None).is_none(), "not UTF-8");
+        for deferred in [
+            r#"{ "sub":"alice","sid":"s","exp":2}"#,
+            r#"{"sub":"al\u0069ce","sid":"s","exp":2}"#,
+            r#"{"sub":"alice","sid":"s","exp":2,"aud":["api"]}"#,
+            r#"{"sub":"alice","sid":"s","exp":2,"x":null}"#,
+            r#"{"sub":"alice","sid":"s","exp":2.0}"#,
+            r#"{"sub":"alice","sid":"s","exp":-0}"#,
+            r#"{"sub":"alice","sid":"s","exp":01}"#,
+            r#"{"sub":"alice","sid":"s","exp":1234567890123456789}"#,
+            r#"{"sub":"alice","sid":"s","exp":2,"exp":3}"#,
+            r#"{"sub":"alice","sid":"s"}"#,
+            r#"{"sub":"alice","sid":"s","exp":2} "#,
+            r#"{"sub":"alice","sid":"s","exp":2,}"#,
+            r#"{"sub":"alice","sid":"s","exp":"2"}"#,
+            r#"{"sub":1,"sid":"s","exp":2}"#,
+            "{}",
+            "[]",
+        ] {
+            assert!(compact_claims(deferred.as_bytes(), None).is_none(), "{deferred}");
+            agrees(deferred, None).unwrap();
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(4096))]
+
+        /// Claims sets of names and values, as the compact reader reads them and around its
+        /// edges: it may defer to the full parser, never disagree with it.
+        #[test]
+        fn the_compact_reader_never_disagrees_with_the_full_parser(
+            members in proptest::collection::vec(
+                (
+                    proptest::sample::select(vec![
+                        "sub", "sid", "jti", "iss", "aud", "iat", "exp", "nbf", "x", "crit", "s\\u0075b", "é",
+                    ]),
+                    proptest::sample::select(vec![
+                        "\"alice\"", "\"api\"", "\"\"", "\"a\\\"b\"", "\"é\"", "\"\\u0061pi\"", "0", "-0", "1",
+                        "-17", "01", "1.5", "1e3", "999999999999999999", "9223372036854775807",
+                        "-9223372036854775808", "9223372036854775808", "null", "true", "[\"api\"]", "[]",
+                        "{}", "\"\u{7f}\"", "\"\t\"",
+                    ]),
+                ),
+                0..8,
+            ),
+            required in proptest::bool::ANY,
+            separator in proptest::sample::select(vec![",", ",", ",", ", ", ",,"]),
+            audience in proptest::option::of(proptest::sample::select(vec!["api", "alice"])),
+        ) {
+            // With the required claims first, most sets are valid and many compact.
+            let required = required.then(|| r#""sub":"alice","sid":"s","exp":5"#.to_owned());
+            let body: Vec<String> =
+                required.into_iter().chain(members.iter().map(|(n, v)| format!("\"{n}\":{v}"))).collect();
+            let json = format!("{{{}}}", body.join(separator));
+            proptest::prop_assert!(agrees(&json, audience).is_ok(), "{}", agrees(&json, audience).unwrap_err());
+        }
+    }
 
     #[test]
     fn a_hit_needs_the_whole_token_and_rechecks_expiry() {

@@ -374,10 +374,14 @@ impl KeySet {
         self.keys.iter().find(|k| k.kid() == kid)
     }
 
-    /// The key whose own JWS header is exactly `encoded` (base64url), as on every token this
+    /// The key whose own JWS header, followed by a dot, begins `token`, as on every token this
     /// key set issued.
-    pub(crate) fn by_encoded_header(&self, encoded: &str) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| k.encoded_header() == encoded)
+    pub(crate) fn by_header_prefix(&self, token: &str) -> Option<&SigningKey> {
+        let token = token.as_bytes();
+        self.keys.iter().find(|k| {
+            let header = k.encoded_header().as_bytes();
+            token.get(..header.len()) == Some(header) && token.get(header.len()) == Some(&b'.')
+        })
     }
 
     /// Every key, the active one first.
