@@ -230,3 +230,31 @@ async fn a_failed_master_fails_its_users_closed_until_fail_over() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Durable revocations: a logout acknowledged by a replica survives its master's failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_logout_survives_fail_over() {
+    let Some(mut cluster) = RedisCluster::start("durable_fail_over", true) else { return };
+    let config = RedisConfig::cluster(cluster.urls())
+        .with_key_prefix("durable")
+        .with_durable_revocations(1, Duration::from_secs(1));
+    let m = SessionManager::new(RedisStore::connect(config).await.unwrap(), SessionConfig::default());
+    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
+    let port = cluster.masters().iter().find(|n| n.keys("durable:*:u:alice") == 1).map(|n| n.port).unwrap();
+    let master = cluster.nodes.iter().position(|n| n.port == port).unwrap();
+    cluster.nodes[master].wait_replica();
+    m.revoke(created.token.expose_secret()).await.unwrap();
+    // At once, before anything else could replicate the logout: its master dies.
+    cluster.kill(master);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match m.validate(created.token.expose_secret()).await {
+            Err(Error::Store(_)) => {
+                assert!(Instant::now() < deadline, "no fail-over");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(Error::Revoked { .. }) => break,
+            other => panic!("after fail-over the logout must hold: {other:?}"),
+        }
+    }
+}

@@ -584,3 +584,24 @@ async fn validations_write_their_counts_with_the_renewal() {
     assert_eq!(a.validate(&token).await.unwrap().request_count(), 4);
     assert_eq!(b.get(&id).await.unwrap().unwrap().request_count(), 4, "the renewal wrote every count");
 }
+
+/// Durable revocations on a server without replicas: the logout is in force on the master,
+/// but the caller is told it was not acknowledged by the replicas it asked for, within the
+/// wait; validations are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_revocations_without_replicas_fail_closed() {
+    let Some(server) = RedisServer::start("durable") else { return };
+    let config = RedisConfig::new(server.url())
+        .with_key_prefix("durable")
+        .with_durable_revocations(1, Duration::from_millis(200));
+    let m = SessionManager::new(RedisStore::connect(config).await.unwrap(), SessionConfig::default());
+    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
+    let other = m.create(NewSession::new(user("alice"))).await.unwrap();
+    m.validate(other.token.expose_secret()).await.unwrap();
+    let started = Instant::now();
+    assert!(matches!(m.revoke(created.token.expose_secret()).await, Err(Error::Store(StoreError::Unavailable(_)))));
+    assert!(started.elapsed() < Duration::from_millis(1_500), "{:?}", started.elapsed());
+    assert!(matches!(m.validate(created.token.expose_secret()).await, Err(Error::Revoked { .. })));
+    assert!(matches!(m.revoke_all(&user("alice"), None).await, Err(Error::Store(StoreError::Unavailable(_)))));
+    assert!(matches!(m.validate(other.token.expose_secret()).await, Err(Error::Revoked { .. })));
+}

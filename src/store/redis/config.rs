@@ -44,6 +44,13 @@ pub struct RedisConfig {
     /// In subscribed mode, how often the subscription is checked with a `PING`; a lost
     /// subscription is noticed within about this long. Default 1 second.
     pub subscription_check: Duration,
+    /// Durable revocation: after a logout, a revoke-all or an admin revocation, wait until this
+    /// many replicas (of every master, on a Cluster) have acknowledged the writes (`WAIT`), so
+    /// that a fail-over cannot bring the revoked session back. Default 0: off. See
+    /// [`with_durable_revocations`](Self::with_durable_revocations).
+    pub revocation_replicas: u32,
+    /// How long a durable revocation waits for its replicas. Default 1 second.
+    pub revocation_wait: Duration,
 }
 
 impl RedisConfig {
@@ -59,6 +66,8 @@ impl RedisConfig {
             expired_retention: Duration::from_secs(15 * 60),
             denylist: DenylistMode::Subscribed,
             subscription_check: Duration::from_secs(1),
+            revocation_replicas: 0,
+            revocation_wait: Duration::from_secs(1),
         }
     }
 
@@ -128,6 +137,24 @@ impl RedisConfig {
         self
     }
 
+    /// Makes logouts, revoke-alls and admin revocations durable: each waits (`WAIT`) until
+    /// `replicas` replicas have acknowledged it, at most `wait`. If fewer acknowledge in time,
+    /// the revocation is in force on the master but the operation answers
+    /// [`StoreError::Unavailable`](crate::error::StoreError::Unavailable), so the caller can
+    /// tell that a fail-over might still undo it (and retry: revoking again is harmless).
+    ///
+    /// The trade-off: every revocation takes the replicas' replication delay (usually well
+    /// under a millisecond on a LAN) and fails while fewer than `replicas` replicas are up;
+    /// validations, logins and refreshes are not affected. Without it (the default),
+    /// replication is asynchronous: a master that fails right after a logout can hand over to
+    /// a replica that has not seen the logout, and the session comes back.
+    #[must_use]
+    pub fn with_durable_revocations(mut self, replicas: u32, wait: Duration) -> Self {
+        self.revocation_replicas = replicas;
+        self.revocation_wait = wait;
+        self
+    }
+
     /// Sets [`subscription_check`](Self::subscription_check).
     #[must_use]
     pub fn with_subscription_check(mut self, every: Duration) -> Self {
@@ -147,6 +174,8 @@ impl std::fmt::Debug for RedisConfig {
             .field("expired_retention", &self.expired_retention)
             .field("denylist", &self.denylist)
             .field("subscription_check", &self.subscription_check)
+            .field("revocation_replicas", &self.revocation_replicas)
+            .field("revocation_wait", &self.revocation_wait)
             .finish()
     }
 }

@@ -155,6 +155,9 @@ struct Inner {
     /// deadline last read). Written with the next renewal this instance makes; entries past
     /// that deadline are dropped by the sweep.
     pending: dashmap::DashMap<TokenDigest, (u64, Timestamp)>,
+    /// With durable revocations, the connection revocations (and their `WAIT`) use: `WAIT`
+    /// blocks the connection it is sent on, so it gets one of its own.
+    revocations: Option<Conn>,
 }
 
 impl Drop for Inner {
@@ -198,6 +201,7 @@ impl RedisStore {
             ("operation_timeout", config.operation_timeout),
             ("connect_timeout", config.connect_timeout),
             ("subscription_check", config.subscription_check),
+            ("revocation_wait", config.revocation_wait),
         ] {
             if d.is_zero() {
                 return Err(RedisConfigError::ZeroTimeout(name));
@@ -216,6 +220,7 @@ impl RedisStore {
             clients.push(Client::open(url.as_str()).map_err(RedisConfigError::Url)?);
         }
         let conn = Conn::new(&config, &client)?;
+        let revocations = if config.revocation_replicas > 0 { Some(Conn::new(&config, &client)?) } else { None };
         let bases: Vec<String> = (0..BUCKETS).map(|b| format!("{}:{{b{b}}}:", config.key_prefix)).collect();
         let pattern = format!("{}:{{b*}}:*", glob_escape(&config.key_prefix));
         let channel = format!("{}:denylist", config.key_prefix);
@@ -247,8 +252,20 @@ impl RedisStore {
         let _ = tokio::time::timeout(config.operation_timeout, scripts.load(&conn)).await;
         let sweep_from = std::sync::atomic::AtomicUsize::new(0);
         let pending = dashmap::DashMap::new();
-        let inner =
-            Inner { client, conn, bases, pattern, sweep_from, channel, config, scripts, denylist, subscriber, pending };
+        let inner = Inner {
+            client,
+            conn,
+            bases,
+            pattern,
+            sweep_from,
+            channel,
+            config,
+            scripts,
+            denylist,
+            subscriber,
+            pending,
+            revocations,
+        };
         Ok(Self { inner: Arc::new(inner) })
     }
 
@@ -295,12 +312,41 @@ impl RedisStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let args =
             vec![ts(revocation.at), id, revocation.reason.as_str().as_bytes().to_vec(), deny_arg(&revocation), digest];
-        let reply = self.run(&self.inner.scripts.remove, self.base(route), &key, args).await?;
+        let conn = self.revocation_conn();
+        let reply = self.run_on(conn, &self.inner.scripts.remove, self.base(route), &key, args).await?;
         let removed = optional_record(array(&reply)?)?;
         if let Some(r) = &removed {
             self.note_denied(std::slice::from_ref(r), &revocation);
+            self.durable().await?;
         }
         Ok(removed)
+    }
+
+    /// The connection revocations are made on.
+    fn revocation_conn(&self) -> &Conn {
+        self.inner.revocations.as_ref().unwrap_or(&self.inner.conn)
+    }
+
+    /// With [`RedisConfig::with_durable_revocations`]: waits until the configured number of
+    /// replicas (of every master) have every write made so far on the revocations' connection.
+    async fn durable(&self) -> Result<(), StoreError> {
+        let config = &self.inner.config;
+        if config.revocation_replicas == 0 {
+            return Ok(());
+        }
+        let wait_ms = u64::try_from(config.revocation_wait.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut wait = redis::cmd("WAIT");
+        wait.arg(config.revocation_replicas).arg(wait_ms);
+        let acknowledged: i64 =
+            query(self.revocation_conn(), wait, config.revocation_wait.saturating_add(config.operation_timeout))
+                .await?;
+        if acknowledged < i64::from(config.revocation_replicas) {
+            return Err(StoreError::Unavailable(
+                format!("the revocation was acknowledged by {acknowledged} of {} replicas", config.revocation_replicas)
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Adds the requests this instance counted and has not written yet to `r`.
@@ -570,9 +616,13 @@ impl SessionStore for RedisStore {
         ];
         let route = Route::of_user(user);
         let key = self.key(route, "u", user.as_str());
-        let reply = self.run(&self.inner.scripts.remove_user, self.base(route), &key, args).await?;
+        let conn = self.revocation_conn();
+        let reply = self.run_on(conn, &self.inner.scripts.remove_user, self.base(route), &key, args).await?;
         let removed = records(&reply)?;
         self.note_denied(&removed, &revocation);
+        if !removed.is_empty() {
+            self.durable().await?;
+        }
         Ok(removed)
     }
 

@@ -96,6 +96,18 @@ impl RedisStore {
         key: &str,
         args: Vec<Vec<u8>>,
     ) -> Result<Value, StoreError> {
+        self.run_on(&self.inner.conn, script, base, key, args).await
+    }
+
+    /// [`run`](Self::run) on connection `conn`.
+    pub(super) async fn run_on(
+        &self,
+        conn: &Conn,
+        script: &Script,
+        base: &str,
+        key: &str,
+        args: Vec<Vec<u8>>,
+    ) -> Result<Value, StoreError> {
         let inner = &*self.inner;
         let timeout = inner.config.operation_timeout;
         let mut invocation = script.key(key);
@@ -103,7 +115,7 @@ impl RedisStore {
         for a in args {
             invocation.arg(a);
         }
-        match tokio::time::timeout(timeout, inner.conn.invoke(&invocation)).await {
+        match tokio::time::timeout(timeout, conn.invoke(&invocation)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(redis_error(e)),
             Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
