@@ -297,7 +297,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     #[inline]
     fn answer(&self, lookup: Lookup, now: crate::clock::Timestamp) -> Result<Session, Error> {
         match lookup {
-            Lookup::Live(record) => Ok(Session::from(record)),
+            Lookup::Live(record) => Ok(Session::from_live_record(record)),
             rejected => Err(self.rejection(rejected, now)),
         }
     }
@@ -401,7 +401,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                     };
                     return Ok(Created {
                         token,
-                        session: Session::from(record),
+                        session: Session::from_live_record(record),
                         evicted: evicted.into_iter().map(|r| r.id).collect(),
                         tokens,
                     });
@@ -626,7 +626,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// [`Error::Store`].
     pub async fn list(&self, user: &UserId) -> Result<Vec<Session>, Error> {
         let now = self.inner.clock.now();
-        Ok(self.inner.store.list_user(user, now).await?.into_iter().map(Session::from).collect())
+        Ok(self.inner.store.list_user(user, now).await?.into_iter().map(Session::from_live_record).collect())
     }
 
     /// The live session `id`, if any, without counting or renewing it.
@@ -641,7 +641,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
             .get_by_id(id)
             .await?
             .filter(|r| expiry::check(now, r.idle_deadline, r.absolute_deadline).is_ok())
-            .map(Session::from))
+            .map(Session::from_live_record))
     }
 
     fn pair(
@@ -812,7 +812,7 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
         if let Err(reason) = expiry::check(now, record.idle_deadline, record.absolute_deadline) {
             return Err(Error::Expired { reason });
         }
-        Ok((claims, Session::from(record)))
+        Ok((claims, Session::from_live_record(record)))
     }
 }
 

@@ -515,18 +515,53 @@ pub struct SessionRecord {
 /// A live session, as the manager returns it from validation, creation and listing.
 ///
 /// A snapshot: it does not change when the stored session does. Cheap to clone.
+///
+/// Only the crate makes a `Session`, from a record it has just found live (validated, created,
+/// rotated or listed), so holding one is proof that the [`SessionManager`](crate::SessionManager)
+/// accepted it. Applications and store authors can read the record behind it
+/// ([`record`](Self::record), [`into_record`](Self::into_record)) but cannot turn an arbitrary
+/// [`SessionRecord`] back into a `Session`:
+///
+/// ```compile_fail,E0277
+/// use sessionkit::Session;
+/// use sessionkit::session::SessionRecord;
+///
+/// fn forge(record: SessionRecord) -> Session {
+///     Session::from(record) // error: `From<SessionRecord>` is not implemented for `Session`
+/// }
+/// ```
+///
+/// ```compile_fail,E0277
+/// use sessionkit::Session;
+/// use sessionkit::session::SessionRecord;
+///
+/// fn forge(record: SessionRecord) -> Session {
+///     record.into() // error: the same conversion, spelled `Into`
+/// }
+/// ```
+///
+/// The way back is open:
+///
+/// ```
+/// use sessionkit::Session;
+/// use sessionkit::session::SessionRecord;
+///
+/// fn record_of(session: Session) -> SessionRecord {
+///     session.into_record()
+/// }
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     record: SessionRecord,
 }
 
-impl From<SessionRecord> for Session {
-    fn from(record: SessionRecord) -> Self {
+impl Session {
+    /// Wraps a record the crate has just found live. Crate-only: a `Session` is proof of
+    /// validation, so no caller outside the crate may build one from a record of its choosing.
+    pub(crate) fn from_live_record(record: SessionRecord) -> Self {
         Self { record }
     }
-}
 
-impl Session {
     /// The public session id.
     #[must_use]
     pub fn id(&self) -> SessionId {
