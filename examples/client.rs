@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde_json::{Value, json};
-use sessionkit::client::{Grant, RefreshError, TokenHolder, Tokens};
+use sessionkit::client::{FailureKind, Grant, RefreshError, RefreshFailure, TokenHolder, Tokens};
 use sessionkit::{Clock, SystemClock};
 
 /// An API client of the example server, with reqwest and sessionkit's token holder.
@@ -217,6 +217,19 @@ impl std::error::Error for ApiError {
             Self::Http(e) => Some(e),
             Self::Refresh(e) => e.source(),
             Self::Status { .. } | Self::NotLoggedIn | Self::Task(_) => None,
+        }
+    }
+}
+
+/// What a failed refresh means for the holder: a request that got no answer, or a `5xx`,
+/// `408` or `429`, is tried again after a back-off; a `401` (the refresh token is spent,
+/// expired or revoked) or any other answer is final until the next login.
+impl RefreshFailure for ApiError {
+    fn failure_kind(&self) -> FailureKind {
+        match self {
+            Self::Http(e) => e.status().map_or(FailureKind::Transient, |s| FailureKind::from_status(s.as_u16())),
+            Self::Status { status, .. } => FailureKind::from_status(*status),
+            Self::NotLoggedIn | Self::Refresh(_) | Self::Task(_) => FailureKind::Rejected,
         }
     }
 }

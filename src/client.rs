@@ -74,8 +74,8 @@
 //!
 //! At most one refresh runs at a time. Callers that arrive while it runs wait for it, and all
 //! of them get its result: the new tokens, or the same [`RefreshError`] (the application's
-//! error shared behind an [`Arc`]). A failed refresh leaves the holder as it was, so the next
-//! caller starts a new attempt; backing off between attempts is up to the application.
+//! error shared behind an [`Arc`]). A failed refresh leaves the tokens held as they were; when
+//! the next attempt may start depends on the failure (next section).
 //!
 //! Every waiting caller can drive the refresh future, so dropping the caller that started it
 //! (a timeout, a cancelled request) does not stop it while others wait. Once *every* caller has
@@ -89,6 +89,36 @@
 //! [`TokenHolder::set`] (a new login) and [`TokenHolder::clear`] (logout) take effect at once;
 //! a refresh that was running then has its result discarded.
 //!
+//! # Back-off after failures
+//!
+//! The refresh closure's error type implements [`RefreshFailure`], which tells the holder what
+//! kind of failure it was ([`FailureKind`]; [`FailureKind::from_status`] classifies an HTTP
+//! status, and `std::io::Error` is transient):
+//!
+//! * **Transient** — a network error, a timeout, a `5xx`, `408` or `429`. The holder backs off
+//!   before it calls the endpoint again: after the *n*-th consecutive transient failure it
+//!   waits a random delay in `[c / 2, c]` with `c = min(initial × 2^(n−1), max)`. The default
+//!   [`Backoff`] is 1 s initial, 30 s maximum: 0.5–1 s, 1–2 s, 2–4 s, 4–8 s, 8–16 s, then
+//!   15–30 s for every further failure. The jitter spreads clients that failed together (a
+//!   server restart) over the window instead of sending them back at the same instant. A
+//!   success, [`TokenHolder::set`] or [`TokenHolder::clear`] resets the count;
+//!   [`TokenHolder::with_backoff`] changes the policy ([`Backoff::NONE`] for none).
+//! * **Rejected** — `401` or another `4xx` (an invalid, expired, revoked or reused refresh
+//!   token). The error reaches the caller at once, and the holder never retries: later calls
+//!   get the same error without the endpoint being called (a spent refresh token sent again
+//!   is only a second reuse), until a new login ([`TokenHolder::set`]) or
+//!   [`TokenHolder::clear`]. [`TokenHolder::rejection`] shows it.
+//!
+//! The holder does not sleep (it has no runtime): a caller that arrives during a back-off gets
+//! the held tokens if they have not expired by the local clock (an access token due for
+//! refresh is still valid for the rest of its margin), and otherwise
+//! [`RefreshError::BackingOff`] with the instant from which a new attempt is made. Both
+//! instants are on the holder's [`Clock`], so tests move a `MockClock` instead of waiting;
+//! [`TokenHolder::retry_at`] shows it, and [`TokenHolder::time_until_refresh`] includes it, so
+//! a refresh loop that sleeps that long backs off as well. A clock stepped back behind the
+//! failure ends the back-off, as it makes a token due (its age is unknown). A panicking refresh
+//! is not a server's answer and is not backed off.
+//!
 //! # Secrets
 //!
 //! Tokens are held as [`Credential`]s: `Debug` and `Display` print `<redacted>`, equality is
@@ -97,6 +127,7 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -422,6 +453,174 @@ impl fmt::Debug for Tokens {
 }
 
 // -------------------------------------------------------------------------------------------
+// Failures and back-off (pure)
+// -------------------------------------------------------------------------------------------
+
+/// What a failed refresh means for the next attempt: try again later, or stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// The endpoint could not answer: a network error, a timeout, a `5xx`, `408 Request
+    /// Timeout` or `429 Too Many Requests`. The holder backs off ([`Backoff`]) and then tries
+    /// again.
+    Transient,
+    /// The endpoint refused the refresh: `401` or any other `4xx` but `408` and `429` (the
+    /// refresh token is invalid, expired, revoked or reused). Trying again cannot help, and
+    /// sending a spent refresh token again only repeats the reuse, so the holder never retries:
+    /// the error reaches the caller at once, and every later caller gets it too, without the
+    /// endpoint being called, until [`TokenHolder::set`] (a new login) or
+    /// [`TokenHolder::clear`].
+    Rejected,
+}
+
+impl FailureKind {
+    /// The kind of a refresh answer whose HTTP `status` is not a success: [`Transient`] for
+    /// `408`, `429` and `5xx` (the server may answer later), [`Rejected`] for everything else
+    /// (`401`, `400`, `403`, … and any unexpected status, which another attempt would get too).
+    ///
+    /// ```
+    /// use sessionkit::client::FailureKind;
+    ///
+    /// assert_eq!(FailureKind::from_status(503), FailureKind::Transient);
+    /// assert_eq!(FailureKind::from_status(401), FailureKind::Rejected);
+    /// ```
+    ///
+    /// [`Transient`]: Self::Transient
+    /// [`Rejected`]: Self::Rejected
+    #[must_use]
+    pub const fn from_status(status: u16) -> Self {
+        match status {
+            408 | 429 | 500..=599 => Self::Transient,
+            _ => Self::Rejected,
+        }
+    }
+}
+
+/// The error of a refresh closure, as the [`TokenHolder`] needs to see it: whether another
+/// attempt could succeed.
+///
+/// Implement it for the application's error type; a transport error (no answer, a timeout) is
+/// [`FailureKind::Transient`], an HTTP status can use [`FailureKind::from_status`]:
+///
+/// ```
+/// use sessionkit::client::{FailureKind, RefreshFailure};
+///
+/// enum ApiError {
+///     Network(std::io::Error),
+///     Status(u16),
+/// }
+///
+/// impl RefreshFailure for ApiError {
+///     fn failure_kind(&self) -> FailureKind {
+///         match self {
+///             Self::Network(_) => FailureKind::Transient,
+///             Self::Status(status) => FailureKind::from_status(*status),
+///         }
+///     }
+/// }
+/// ```
+///
+/// Implemented for [`std::io::Error`] (every I/O error is a transport failure: transient) and
+/// for [`FailureKind`] itself.
+pub trait RefreshFailure {
+    /// Whether the holder should back off and try again, or stop.
+    fn failure_kind(&self) -> FailureKind;
+}
+
+impl RefreshFailure for FailureKind {
+    fn failure_kind(&self) -> FailureKind {
+        *self
+    }
+}
+
+impl RefreshFailure for std::io::Error {
+    fn failure_kind(&self) -> FailureKind {
+        FailureKind::Transient
+    }
+}
+
+/// How long a [`TokenHolder`] waits after a [transient](FailureKind::Transient) refresh failure
+/// before it tries again: exponential, bounded and jittered.
+///
+/// After the *n*-th consecutive transient failure the holder waits a delay drawn uniformly
+/// from `[c / 2, c]`, where the ceiling `c = min(initial × 2^(n−1), max)` ("equal jitter"):
+/// never more than `max`, never less than half the ceiling, and different for every client, so
+/// clients that failed together (a server restart) do not come back together. The default,
+/// [`Backoff::DEFAULT`], starts at 1 second and stops growing at 30 seconds: 0.5–1 s, 1–2 s,
+/// 2–4 s, … 15–30 s. A success resets the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+impl Backoff {
+    /// Starts at 1 second, doubles, at most 30 seconds. The largest delay stays well under the
+    /// refresh margin's 60 seconds, so a refresh due at the margin gets several attempts before
+    /// the access token expires.
+    pub const DEFAULT: Self = Self { initial: Duration::from_secs(1), max: Duration::from_secs(30) };
+
+    /// No delay: the next call after a transient failure tries again at once (the behaviour
+    /// before back-off existed). Rejections are still never retried.
+    pub const NONE: Self = Self { initial: Duration::ZERO, max: Duration::ZERO };
+
+    /// Ceilings from `initial`, doubling after every failure, at most `max` (a `max` below
+    /// `initial` counts as `initial`).
+    #[must_use]
+    pub const fn new(initial: Duration, max: Duration) -> Self {
+        let max = if max.as_nanos() < initial.as_nanos() { initial } else { max };
+        Self { initial, max }
+    }
+
+    /// The ceiling after the first failure.
+    #[must_use]
+    pub const fn initial(self) -> Duration {
+        self.initial
+    }
+
+    /// The largest delay.
+    #[must_use]
+    pub const fn max(self) -> Duration {
+        self.max
+    }
+
+    /// The ceiling of the delay after `failures` consecutive transient failures:
+    /// `min(initial × 2^(failures−1), max)`; zero for zero failures.
+    #[must_use]
+    pub fn ceiling(self, failures: u32) -> Duration {
+        let Some(doublings) = failures.checked_sub(1) else {
+            return Duration::ZERO;
+        };
+        // From 2^32 on the factor saturates, which only makes the ceiling `max`.
+        let factor = 1_u32.checked_shl(doublings).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+
+    /// The delays the holder draws from after `failures` consecutive transient failures:
+    /// from half the [`ceiling`](Self::ceiling) to the ceiling, both included.
+    #[must_use]
+    pub fn range(self, failures: u32) -> std::ops::RangeInclusive<Duration> {
+        let ceiling = self.ceiling(failures);
+        ceiling / 2..=ceiling
+    }
+
+    /// A delay drawn uniformly at random from [`range`](Self::range)`(failures)`.
+    #[must_use]
+    pub fn delay(self, failures: u32) -> Duration {
+        let range = self.range(failures);
+        // Delays beyond u64 nanoseconds (584 years) saturate there.
+        let nanos = |d: &Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::random_range(nanos(range.start())..=nanos(range.end())))
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+// -------------------------------------------------------------------------------------------
 // Errors
 // -------------------------------------------------------------------------------------------
 
@@ -439,6 +638,16 @@ pub enum RefreshError<E> {
     /// [`TokenHolder::clear`] was called while the refresh ran (a logout): its result was
     /// discarded and there are no tokens.
     Cleared,
+    /// The last refresh failed [transiently](FailureKind::Transient) and the holder is backing
+    /// off: the endpoint was not called, and will not be before `retry_at` (local clock). Only
+    /// returned when the held access token cannot be used meanwhile (there is none, it has
+    /// expired by the local clock, or the server called it expired).
+    BackingOff {
+        /// From when the next call may refresh ([`TokenHolder::retry_at`]).
+        retry_at: Timestamp,
+        /// The error of the failed refresh.
+        last: Arc<E>,
+    },
 }
 
 impl<E> Clone for RefreshError<E> {
@@ -447,6 +656,7 @@ impl<E> Clone for RefreshError<E> {
             Self::Failed(e) => Self::Failed(Arc::clone(e)),
             Self::Panicked => Self::Panicked,
             Self::Cleared => Self::Cleared,
+            Self::BackingOff { retry_at, last } => Self::BackingOff { retry_at: *retry_at, last: Arc::clone(last) },
         }
     }
 }
@@ -457,6 +667,9 @@ impl<E: fmt::Debug> fmt::Debug for RefreshError<E> {
             Self::Failed(e) => f.debug_tuple("Failed").field(e).finish(),
             Self::Panicked => f.write_str("Panicked"),
             Self::Cleared => f.write_str("Cleared"),
+            Self::BackingOff { retry_at, last } => {
+                f.debug_struct("BackingOff").field("retry_at", retry_at).field("last", last).finish()
+            }
         }
     }
 }
@@ -467,6 +680,7 @@ impl<E> fmt::Display for RefreshError<E> {
             Self::Failed(_) => "token refresh failed",
             Self::Panicked => "token refresh panicked",
             Self::Cleared => "tokens cleared while refreshing",
+            Self::BackingOff { .. } => "token refresh backing off after a failure",
         })
     }
 }
@@ -474,7 +688,7 @@ impl<E> fmt::Display for RefreshError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for RefreshError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Failed(e) => Some(&**e),
+            Self::Failed(e) | Self::BackingOff { last: e, .. } => Some(&**e),
             Self::Panicked | Self::Cleared => None,
         }
     }
@@ -504,11 +718,26 @@ struct Inner<E, C> {
 struct State<E> {
     current: Option<Arc<Tokens>>,
     margin: RefreshMargin,
+    backoff: Backoff,
+    /// The last refresh failed (and nothing replaced the tokens since): when to try again.
+    failure: Option<Failure<E>>,
     /// Bumped whenever `current` changes, so that a refresh finishing after a `set` or `clear`
     /// knows its result is stale.
     generation: u64,
     next_attempt: u64,
     in_flight: Option<InFlight<E>>,
+}
+
+/// A failed refresh the holder remembers, so that it does not call the endpoint again too soon
+/// (transient) or at all (rejected).
+struct Failure<E> {
+    error: Arc<E>,
+    /// When it failed (local clock).
+    at: Timestamp,
+    /// Consecutive transient failures; `None` for a rejection, which is never retried.
+    transient: Option<NonZeroU32>,
+    /// From when the next attempt may start (`at` for a rejection: unused).
+    retry_at: Timestamp,
 }
 
 /// The refresh in progress. Held weakly: the callers awaiting it keep it alive, so once they
@@ -542,8 +771,15 @@ impl<E, C: Clock> TokenHolder<E, C> {
     /// An empty holder reading time from `clock`, with the default [`RefreshMargin`].
     #[must_use]
     pub fn with_clock(clock: C) -> Self {
-        let state =
-            State { current: None, margin: RefreshMargin::DEFAULT, generation: 0, next_attempt: 0, in_flight: None };
+        let state = State {
+            current: None,
+            margin: RefreshMargin::DEFAULT,
+            backoff: Backoff::DEFAULT,
+            failure: None,
+            generation: 0,
+            next_attempt: 0,
+            in_flight: None,
+        };
         Self { inner: Arc::new(Inner { clock, state: Mutex::new(state) }) }
     }
 
@@ -559,6 +795,38 @@ impl<E, C: Clock> TokenHolder<E, C> {
     #[must_use]
     pub fn margin(&self) -> RefreshMargin {
         self.inner.state.lock().margin
+    }
+
+    /// With `backoff` instead of [`Backoff::DEFAULT`] after transient refresh failures (for
+    /// this holder and its clones).
+    #[must_use]
+    pub fn with_backoff(self, backoff: Backoff) -> Self {
+        self.inner.state.lock().backoff = backoff;
+        self
+    }
+
+    /// The back-off policy after transient refresh failures.
+    #[must_use]
+    pub fn backoff(&self) -> Backoff {
+        self.inner.state.lock().backoff
+    }
+
+    /// While the holder backs off after a [transient](FailureKind::Transient) refresh failure:
+    /// from when (local clock) the next call may refresh. `None` when no refresh has failed
+    /// since the tokens were last replaced, or the last one was
+    /// [rejected](FailureKind::Rejected) (never retried; see [`rejection`](Self::rejection)).
+    #[must_use]
+    pub fn retry_at(&self) -> Option<Timestamp> {
+        self.inner.state.lock().failure.as_ref().filter(|f| f.transient.is_some()).map(|f| f.retry_at)
+    }
+
+    /// The error of a refresh the endpoint [rejected](FailureKind::Rejected): while it is held,
+    /// refreshing returns it without calling the endpoint. [`set`](Self::set) or
+    /// [`clear`](Self::clear) forget it.
+    #[must_use]
+    pub fn rejection(&self) -> Option<Arc<E>> {
+        let state = self.inner.state.lock();
+        state.failure.as_ref().filter(|f| f.transient.is_none()).map(|f| Arc::clone(&f.error))
     }
 
     /// The clock the holder reads.
@@ -605,11 +873,20 @@ impl<E, C: Clock> TokenHolder<E, C> {
     }
 
     /// The time from now until the held token is due for refresh: zero if it is due, `None`
-    /// if the holder is empty or the token's lifetime is unknown.
+    /// if the holder is empty or the token's lifetime is unknown, or the last refresh was
+    /// [rejected](FailureKind::Rejected). While the holder backs off after a transient failure,
+    /// at least the time until [`retry_at`](Self::retry_at), so that a loop sleeping this long
+    /// backs off too.
     #[must_use]
     pub fn time_until_refresh(&self) -> Option<Duration> {
         let now = self.inner.clock.now();
-        self.inner.state.lock().current.as_ref().and_then(|t| t.time_until_refresh(now))
+        let state = self.inner.state.lock();
+        let due = state.current.as_ref().and_then(|t| t.time_until_refresh(now))?;
+        match &state.failure {
+            None => Some(due),
+            Some(f) if f.transient.is_none() => None,
+            Some(f) => Some(due.max(f.wait(now))),
+        }
     }
 
     /// Whether a refresh is running (some caller is awaiting it).
@@ -634,7 +911,7 @@ impl<E, C: Clock> TokenHolder<E, C> {
 
 impl<E, C> TokenHolder<E, C>
 where
-    E: Send + Sync + 'static,
+    E: RefreshFailure + Send + Sync + 'static,
     C: Clock,
 {
     /// The held tokens if they are not yet due for refresh; otherwise the result of a refresh,
@@ -667,7 +944,14 @@ where
             {
                 return Ok(Arc::clone(current));
             }
-            self.join_or_start(&mut state, refresh)
+            if let Some(running) = state.running() {
+                running
+            } else if let Some(held_off) = state.held_off(now, state.current.as_ref()) {
+                // Returned after the lock is released, and so is `refresh` dropped.
+                return held_off;
+            } else {
+                self.start(&mut state, refresh)
+            }
         };
         attempt.await
     }
@@ -692,26 +976,30 @@ where
         let attempt = {
             let mut state = self.inner.state.lock();
             let now = self.inner.clock.now();
-            if let Some(current) = &state.current
-                && !std::ptr::eq(Arc::as_ptr(current), stale)
+            let replaced = state.current.as_ref().filter(|current| !std::ptr::eq(Arc::as_ptr(current), stale));
+            if let Some(current) = replaced
                 && !current.needs_refresh(now)
             {
                 return Ok(Arc::clone(current));
             }
-            self.join_or_start(&mut state, refresh)
+            if let Some(running) = state.running() {
+                running
+            } else if let Some(held_off) = state.held_off(now, replaced) {
+                // Returned after the lock is released, and so is `refresh` dropped.
+                return held_off;
+            } else {
+                self.start(&mut state, refresh)
+            }
         };
         attempt.await
     }
 
-    /// The running refresh, or a new one built around `refresh` (not yet called).
-    fn join_or_start<F, Fut>(&self, state: &mut State<E>, refresh: F) -> Shared<RefreshFuture<E>>
+    /// A new refresh built around `refresh` (not yet called).
+    fn start<F, Fut>(&self, state: &mut State<E>, refresh: F) -> Shared<RefreshFuture<E>>
     where
         F: FnOnce(Option<Arc<Tokens>>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<Grant, E>> + Send + 'static,
     {
-        if let Some(running) = state.in_flight.as_ref().and_then(|f| f.attempt.upgrade()) {
-            return running;
-        }
         let id = state.next_attempt;
         state.next_attempt = state.next_attempt.wrapping_add(1);
         let generation = state.generation;
@@ -733,7 +1021,7 @@ where
     }
 }
 
-impl<E, C: Clock> Inner<E, C> {
+impl<E: RefreshFailure, C: Clock> Inner<E, C> {
     /// Settles refresh attempt `id`, started at `generation` and `started`, with `result`.
     /// Runs inside the shared future, so exactly once per attempt, before any waiter sees it.
     fn finish(
@@ -764,7 +1052,20 @@ impl<E, C: Clock> Inner<E, C> {
                 state.replace(Some(Arc::clone(&tokens)));
                 Ok(tokens)
             }
-            Ok(Err(e)) => Err(RefreshError::Failed(Arc::new(e))),
+            Ok(Err(e)) => {
+                let error = Arc::new(e);
+                let now = self.clock.now();
+                let transient = match error.failure_kind() {
+                    FailureKind::Rejected => None,
+                    FailureKind::Transient => {
+                        let before = state.failure.as_ref().and_then(|f| f.transient).map_or(0, NonZeroU32::get);
+                        NonZeroU32::new(before.saturating_add(1))
+                    }
+                };
+                let retry_at = transient.map_or(now, |n| now.saturating_add(state.backoff.delay(n.get())));
+                state.failure = Some(Failure { error: Arc::clone(&error), at: now, transient, retry_at });
+                Err(RefreshError::Failed(error))
+            }
             // `_` leaves the panic payload in `result`, dropped after the lock is released.
             Err(_) => Err(RefreshError::Panicked),
         }
@@ -773,11 +1074,44 @@ impl<E, C: Clock> Inner<E, C> {
 
 impl<E> State<E> {
     /// Installs `tokens`, detaching any running refresh (it finishes for its waiters, but new
-    /// callers do not join it), and returns the tokens held before.
+    /// callers do not join it) and forgetting any failed one, and returns the tokens held
+    /// before.
     fn replace(&mut self, tokens: Option<Arc<Tokens>>) -> Option<Arc<Tokens>> {
         self.generation = self.generation.wrapping_add(1);
         self.in_flight = None;
+        self.failure = None;
         std::mem::replace(&mut self.current, tokens)
+    }
+
+    /// The refresh in flight, if some caller still awaits it.
+    fn running(&self) -> Option<Shared<RefreshFuture<E>>> {
+        self.in_flight.as_ref().and_then(|f| f.attempt.upgrade())
+    }
+
+    /// What a caller gets instead of a new refresh at `now`, if the last one failed: the
+    /// rejection, for good; during a back-off, `usable` (tokens not yet expired by the local
+    /// clock), or else [`RefreshError::BackingOff`]. `None`: a refresh may start.
+    fn held_off(&self, now: Timestamp, usable: Option<&Arc<Tokens>>) -> Option<Outcome<E>> {
+        let failure = self.failure.as_ref()?;
+        if failure.transient.is_none() {
+            return Some(Err(RefreshError::Failed(Arc::clone(&failure.error))));
+        }
+        if failure.wait(now).is_zero() {
+            return None;
+        }
+        Some(match usable.filter(|t| !t.is_expired(now)) {
+            Some(tokens) => Ok(Arc::clone(tokens)),
+            None => Err(RefreshError::BackingOff { retry_at: failure.retry_at, last: Arc::clone(&failure.error) }),
+        })
+    }
+}
+
+impl<E> Failure<E> {
+    /// The time from `now` until the next attempt may start: zero once `retry_at` has come,
+    /// and also if the clock stepped back behind the failure (its age is unknown, as for
+    /// [`Tokens::needs_refresh`]).
+    fn wait(&self, now: Timestamp) -> Duration {
+        if now < self.at || now >= self.retry_at { Duration::ZERO } else { self.retry_at.duration_since(now) }
     }
 }
 
@@ -908,6 +1242,48 @@ mod tests {
         for bad in [r#"{"refresh_token":"r"}"#, r#"{"access_token":"a","expires_in":-1}"#, r#"{"access_token":7}"#] {
             assert!(serde_json::from_str::<Grant>(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn backoff_ceilings_double_from_the_initial_delay_up_to_the_maximum() {
+        let b = Backoff::DEFAULT;
+        assert_eq!((b.initial(), b.max()), (secs(1), secs(30)));
+        assert_eq!(b.ceiling(0), Duration::ZERO);
+        assert_eq!(b.ceiling(1), secs(1));
+        assert_eq!(b.ceiling(2), secs(2));
+        assert_eq!(b.ceiling(5), secs(16));
+        assert_eq!(b.ceiling(6), secs(30), "32 s capped at 30 s");
+        assert_eq!(b.ceiling(33), secs(30));
+        assert_eq!(b.ceiling(u32::MAX), secs(30));
+        assert_eq!(b.range(1), Duration::from_millis(500)..=secs(1));
+        assert_eq!(Backoff::new(secs(10), secs(1)).max(), secs(10), "max below initial counts as initial");
+        assert_eq!(Backoff::new(Duration::MAX, Duration::MAX).ceiling(3), Duration::MAX);
+        assert_eq!(Backoff::NONE.delay(7), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_delays_stay_in_their_range() {
+        let b = Backoff::new(Duration::from_millis(100), secs(2));
+        for failures in 1..=10 {
+            let range = b.range(failures);
+            for _ in 0..200 {
+                let d = b.delay(failures);
+                assert!(range.contains(&d) && d <= b.max(), "{failures}: {d:?} outside {range:?}");
+            }
+        }
+        let huge = Backoff::new(Duration::MAX, Duration::MAX);
+        assert!(huge.delay(1) >= Duration::from_nanos(u64::MAX / 2), "saturates, does not wrap");
+    }
+
+    #[test]
+    fn statuses_that_may_succeed_later_are_transient() {
+        for status in [408, 429, 500, 502, 503, 504, 599] {
+            assert_eq!(FailureKind::from_status(status), FailureKind::Transient, "{status}");
+        }
+        for status in [0, 200, 302, 400, 401, 403, 404, 409, 499, 600] {
+            assert_eq!(FailureKind::from_status(status), FailureKind::Rejected, "{status}");
+        }
+        assert_eq!(std::io::Error::other("reset").failure_kind(), FailureKind::Transient);
     }
 
     #[test]

@@ -12,37 +12,46 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use sessionkit::client::{Credential, Grant, RefreshError, RefreshMargin, TokenHolder, Tokens};
+use sessionkit::client::{
+    Backoff, Credential, FailureKind, Grant, RefreshError, RefreshFailure, RefreshMargin, TokenHolder, Tokens,
+};
 use sessionkit::clock::{Clock, MockClock};
 use tokio::sync::watch;
 
-/// The error of the fake endpoint.
+/// The error of the fake endpoint: which call failed, with which HTTP status.
 #[derive(Debug, PartialEq, Eq)]
-struct Refused(usize);
+struct Refused(usize, u16);
 
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "refresh number {} refused", self.0)
+        write!(f, "refresh number {} refused with {}", self.0, self.1)
     }
 }
 
 impl std::error::Error for Refused {}
 
+impl RefreshFailure for Refused {
+    fn failure_kind(&self) -> FailureKind {
+        FailureKind::from_status(self.1)
+    }
+}
+
 type Holder = TokenHolder<Refused, MockClock>;
 type GrantFuture = Pin<Box<dyn Future<Output = Result<Grant, Refused>> + Send>>;
 
 /// A refresh endpoint: the n-th call returns `access-n`/`refresh-n` living `LIFETIME`, after
-/// the gate opens; `fail` makes calls fail, `panic` makes them panic.
+/// the gate opens; `fail` (an HTTP status, 0 for none) makes calls fail, `panic` makes them
+/// panic.
 #[derive(Clone)]
 struct Endpoint {
     calls: Arc<AtomicUsize>,
     gate: watch::Receiver<bool>,
     open: Arc<watch::Sender<bool>>,
-    fail: Arc<AtomicBool>,
+    fail: Arc<AtomicU16>,
     panic: Arc<AtomicBool>,
     /// What each call received as the refresh token (`None`: the holder was empty).
     seen: Arc<parking_lot::Mutex<Vec<Option<String>>>>,
@@ -97,8 +106,9 @@ impl Endpoint {
                 if this.panic.load(Ordering::SeqCst) {
                     panic!("the refresh endpoint panicked (on purpose)");
                 }
-                if this.fail.load(Ordering::SeqCst) {
-                    return Err(Refused(n));
+                match this.fail.load(Ordering::SeqCst) {
+                    0 => {}
+                    status => return Err(Refused(n, status)),
                 }
                 Ok(Grant::new(format!("access-{n}"))
                     .with_refresh_token(format!("refresh-{n}"))
@@ -290,14 +300,14 @@ async fn every_waiter_gets_the_same_error_and_the_next_call_tries_again() {
     let holder = holder_with_login(&clock);
     clock.advance(LIFETIME);
     let endpoint = Endpoint::gated();
-    endpoint.fail.store(true, Ordering::SeqCst);
+    endpoint.fail.store(503, Ordering::SeqCst);
     let results = pile_up(&holder, &endpoint, 50, None).await;
     assert_eq!(endpoint.calls(), 1);
     let first = match &results[0] {
         Err(RefreshError::Failed(e)) => Arc::clone(e),
         other => panic!("{other:?}"),
     };
-    assert_eq!(*first, Refused(1));
+    assert_eq!(*first, Refused(1, 503));
     for r in &results {
         match r {
             Err(RefreshError::Failed(e)) => assert!(Arc::ptr_eq(e, &first), "one error, shared"),
@@ -306,13 +316,16 @@ async fn every_waiter_gets_the_same_error_and_the_next_call_tries_again() {
     }
     let error = results[0].as_ref().unwrap_err();
     assert_eq!(error.to_string(), "token refresh failed");
-    assert_eq!(std::error::Error::source(error).unwrap().to_string(), "refresh number 1 refused");
+    assert_eq!(std::error::Error::source(error).unwrap().to_string(), "refresh number 1 refused with 503");
 
-    // Not poisoned: the old tokens are still held, and the next caller starts a new attempt.
+    // Not poisoned: the old tokens are still held, and once the back-off has passed the next
+    // caller starts a new attempt.
     assert_eq!(access(&holder.current().unwrap()), "access-0");
-    endpoint.fail.store(false, Ordering::SeqCst);
+    endpoint.fail.store(0, Ordering::SeqCst);
+    clock.set(holder.retry_at().expect("a 503 is retried after a back-off"));
     let tokens = holder.get_or_refresh(endpoint.refresh()).await.unwrap();
     assert_eq!((access(&tokens), endpoint.calls()), ("access-2", 2));
+    assert_eq!(holder.retry_at(), None, "a success ends the back-off");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -496,4 +509,184 @@ async fn a_closure_may_use_the_holder_without_deadlocking() {
     .unwrap()
     .unwrap();
     assert_eq!(access(&tokens), "reentrant");
+}
+
+// -------------------------------------------------------------------------------------------
+// Back-off after failures
+// -------------------------------------------------------------------------------------------
+
+/// Fails the due refresh of `holder` with `status` and returns the delay until the holder
+/// allows the next attempt, checking that the endpoint was called exactly once for it.
+async fn fail_once(holder: &Holder, clock: &MockClock, endpoint: &Endpoint, status: u16) -> Duration {
+    let calls = endpoint.calls();
+    endpoint.fail.store(status, Ordering::SeqCst);
+    let failed_at = clock.now();
+    match holder.get_or_refresh(endpoint.refresh()).await {
+        Err(RefreshError::Failed(e)) => assert_eq!(e.1, status),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(endpoint.calls(), calls + 1);
+    holder.retry_at().expect("a transient failure schedules a retry").duration_since(failed_at)
+}
+
+#[tokio::test]
+async fn a_503_is_retried_after_a_jittered_delay_within_the_bounds_then_succeeds() {
+    let clock = MockClock::new();
+    let holder = holder_with_login(&clock);
+    assert_eq!(holder.backoff(), Backoff::DEFAULT);
+    clock.advance(LIFETIME - Duration::from_secs(60)); // due, not yet expired
+    let endpoint = Endpoint::new();
+    let delay = fail_once(&holder, &clock, &endpoint, 503).await;
+    assert!(
+        (Duration::from_millis(500)..=Duration::from_secs(1)).contains(&delay),
+        "the first delay is between half the initial 1 s and 1 s: {delay:?}"
+    );
+
+    // During the back-off the endpoint is left alone: callers get the held token, still valid.
+    endpoint.fail.store(0, Ordering::SeqCst);
+    clock.advance(delay - Duration::from_nanos(1));
+    let tokens = holder.get_or_refresh(endpoint.refresh()).await.unwrap();
+    assert_eq!((access(&tokens), endpoint.calls()), ("access-0", 1));
+    assert_eq!(holder.time_until_refresh(), Some(Duration::from_nanos(1)), "a scheduling loop backs off too");
+
+    // At `retry_at` the next call refreshes.
+    clock.advance(Duration::from_nanos(1));
+    let tokens = holder.get_or_refresh(endpoint.refresh()).await.unwrap();
+    assert_eq!((access(&tokens), endpoint.calls()), ("access-2", 2));
+    assert_eq!(holder.retry_at(), None);
+}
+
+#[tokio::test]
+async fn without_a_usable_token_a_caller_in_the_back_off_gets_backing_off_not_a_request() {
+    let clock = MockClock::new();
+    let holder = holder_with_login(&clock);
+    clock.advance(LIFETIME); // expired by the local clock
+    let endpoint = Endpoint::new();
+    fail_once(&holder, &clock, &endpoint, 502).await;
+    let retry_at = holder.retry_at().unwrap();
+    for result in [
+        holder.get_or_refresh(endpoint.refresh()).await,
+        holder.refresh_stale(&holder.current().unwrap(), endpoint.refresh()).await,
+    ] {
+        match result {
+            Err(RefreshError::BackingOff { retry_at: at, last }) => assert_eq!((at, last.0), (retry_at, 1)),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(endpoint.calls(), 1, "no request during the back-off");
+}
+
+#[tokio::test]
+async fn repeated_failures_grow_the_delay_up_to_the_maximum_and_never_beyond() {
+    let backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
+    let clock = MockClock::new();
+    let holder = holder_with_login(&clock).with_backoff(backoff);
+    clock.advance(LIFETIME);
+    let endpoint = Endpoint::new();
+    let mut delays = Vec::new();
+    for failures in 1..=12_u32 {
+        let delay = fail_once(&holder, &clock, &endpoint, 500).await;
+        let ceiling = Duration::from_secs(1 << (failures - 1).min(3));
+        assert!(
+            (ceiling / 2..=ceiling).contains(&delay),
+            "failure {failures}: {delay:?} outside [{:?}, {ceiling:?}]",
+            ceiling / 2
+        );
+        assert!(delay <= backoff.max(), "failure {failures}: {delay:?}");
+        delays.push(delay);
+        clock.advance(delay);
+    }
+    // Each window starts where the previous one ended until the cap: the delay grows.
+    assert!(delays[3] >= Duration::from_secs(4) && delays[0] <= Duration::from_secs(1), "{delays:?}");
+    assert!(delays[4..].iter().all(|d| *d >= Duration::from_secs(4)), "at the cap: {delays:?}");
+    // A success resets the count: the next failure starts from the initial delay again.
+    endpoint.fail.store(0, Ordering::SeqCst);
+    holder.get_or_refresh(endpoint.refresh()).await.unwrap();
+    clock.advance(LIFETIME);
+    assert!(fail_once(&holder, &clock, &endpoint, 500).await <= Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn two_holders_failing_together_do_not_come_back_together() {
+    let clock = MockClock::new();
+    let (a, b) = (holder_with_login(&clock), holder_with_login(&clock));
+    clock.advance(LIFETIME);
+    let endpoint = Endpoint::new();
+    let mut same = 0;
+    for _ in 0..8 {
+        let (da, db) = (fail_once(&a, &clock, &endpoint, 503).await, fail_once(&b, &clock, &endpoint, 503).await);
+        same += usize::from(da == db);
+        clock.advance(da.max(db));
+    }
+    // Each delay is drawn from at least half a second of nanoseconds (odds of a tie ~1e-9):
+    // equal draws mean no jitter.
+    assert_eq!(same, 0, "{same} of 8 delays were identical");
+}
+
+#[tokio::test]
+async fn a_clock_stepped_back_behind_the_failure_ends_the_back_off() {
+    let clock = MockClock::new();
+    let holder = holder_with_login(&clock);
+    clock.advance(LIFETIME);
+    let endpoint = Endpoint::new();
+    fail_once(&holder, &clock, &endpoint, 503).await;
+    // Behind the failure its age is unknown (as for a token's): try rather than wait longer
+    // than the maximum.
+    clock.rewind(Duration::from_secs(1));
+    endpoint.fail.store(0, Ordering::SeqCst);
+    assert!(holder.get_or_refresh(endpoint.refresh()).await.is_ok());
+    assert_eq!(endpoint.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_401_is_returned_at_once_and_never_retried() {
+    let clock = MockClock::new();
+    let holder = holder_with_login(&clock);
+    clock.advance(LIFETIME);
+    let endpoint = Endpoint::new();
+    endpoint.fail.store(401, Ordering::SeqCst);
+    let first = match holder.get_or_refresh(endpoint.refresh()).await {
+        Err(RefreshError::Failed(e)) => e,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(*first, Refused(1, 401));
+    assert_eq!(holder.retry_at(), None, "no retry is scheduled");
+    assert_eq!(holder.time_until_refresh(), None);
+    assert!(Arc::ptr_eq(&holder.rejection().unwrap(), &first));
+
+    // However long the caller waits, the rejected refresh token is not sent again.
+    clock.advance(Duration::from_secs(24 * 3600));
+    endpoint.fail.store(0, Ordering::SeqCst);
+    let stale = holder.current().unwrap();
+    for result in
+        [holder.get_or_refresh(endpoint.refresh()).await, holder.refresh_stale(&stale, endpoint.refresh()).await]
+    {
+        match result {
+            Err(RefreshError::Failed(e)) => assert!(Arc::ptr_eq(&e, &first), "the same rejection, at once"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(endpoint.calls(), 1);
+
+    // A new login starts over.
+    holder.set(Grant::new("login-2").with_refresh_token("refresh-login-2").with_expires_in(LIFETIME));
+    assert!(holder.rejection().is_none());
+    clock.advance(LIFETIME);
+    assert_eq!(access(&holder.get_or_refresh(endpoint.refresh()).await.unwrap()), "access-2");
+}
+
+#[tokio::test]
+async fn other_4xx_are_rejections_and_408_429_5xx_are_transient() {
+    for (status, transient) in
+        [(400, false), (403, false), (404, false), (408, true), (429, true), (500, true), (504, true)]
+    {
+        let clock = MockClock::new();
+        let holder = holder_with_login(&clock);
+        clock.advance(LIFETIME);
+        let endpoint = Endpoint::new();
+        endpoint.fail.store(status, Ordering::SeqCst);
+        assert!(holder.get_or_refresh(endpoint.refresh()).await.is_err());
+        assert_eq!(holder.retry_at().is_some(), transient, "{status}");
+        assert_eq!(holder.rejection().is_some(), !transient, "{status}");
+    }
 }

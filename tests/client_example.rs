@@ -159,8 +159,8 @@ async fn a_refused_refresh_is_reported_to_every_request() {
         let api = api.clone();
         set.spawn(async move { api.get("/api/v1/auth/session").await });
     }
-    // The server holds the refresh until all 20 requests wait for it (a refused refresh is
-    // not remembered: a request arriving after it would start its own).
+    // The server holds the refresh until all 20 requests wait for it, so that all of them join
+    // this one refresh.
     tokio::time::timeout(Duration::from_secs(10), async {
         while api.holder().waiters() < 20 {
             tokio::task::yield_now().await;
@@ -176,6 +176,16 @@ async fn a_refused_refresh_is_reported_to_every_request() {
             }
             other => panic!("{other:?}"),
         }
+    }
+    assert_eq!(api.refreshes(), 1);
+
+    // A 401 is never retried: a later request gets the same answer without a refresh request.
+    client_clock.advance(10 * MINUTE);
+    match api.get("/api/v1/auth/session").await {
+        Err(ApiError::Refresh(sessionkit::client::RefreshError::Failed(e))) => {
+            assert!(matches!(&*e, ApiError::Status { status: 401, .. }), "{e:?}");
+        }
+        other => panic!("{other:?}"),
     }
     assert_eq!(api.refreshes(), 1);
 }
