@@ -77,7 +77,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use floor::{SplitMix, TOKEN_LEN};
+use floor::SplitMix;
+use sessionkit::token::ROUTED_TOKEN_LEN;
 use sessionkit::{LimitPolicy, MemoryStore, NewSession, SessionConfig, SessionManager, UserId};
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::{Id, Record};
@@ -138,24 +139,27 @@ fn block_on_spin<F: Future>(cx: &mut Context<'_>, fut: F) -> F::Output {
 struct Tokens {
     text: String,
     len: usize,
+    width: usize,
 }
 
 impl Tokens {
-    fn shuffled(mut tokens: Vec<[u8; TOKEN_LEN]>, rng: &mut SplitMix) -> Self {
+    /// Tokens of `N` characters: the floor's 43 (a bare 256-bit secret) or the manager's 45
+    /// (its route, then the secret).
+    fn shuffled<const N: usize>(mut tokens: Vec<[u8; N]>, rng: &mut SplitMix) -> Self {
         rng.shuffle(&mut tokens);
         let len = tokens.len();
         let text = String::from_utf8(tokens.concat()).expect("tokens are base64url");
-        Self { text, len }
+        Self { text, len, width: N }
     }
 
     #[inline(always)]
     fn get(&self, i: usize) -> &str {
-        &self.text[i * TOKEN_LEN..(i + 1) * TOKEN_LEN]
+        &self.text[i * self.width..(i + 1) * self.width]
     }
 }
 
-fn token_bytes(token: &str) -> [u8; TOKEN_LEN] {
-    token.as_bytes().try_into().expect("a 43-character token")
+fn token_bytes(token: &str) -> [u8; ROUTED_TOKEN_LEN] {
+    token.as_bytes().try_into().expect("a 45-character token")
 }
 
 fn user_name(user: usize) -> String {

@@ -30,6 +30,7 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use floor::{FloorMap, SplitMix, TOKEN_LEN};
+use sessionkit::token::ROUTED_TOKEN_LEN;
 use sessionkit::{MemoryStore, NewSession, SessionConfig, SessionManager, UserId};
 
 #[path = "../benches/support/floor.rs"]
@@ -45,11 +46,11 @@ fn now_or_never<F: Future>(fut: F) -> F::Output {
 
 #[inline(never)]
 fn run_validate(manager: &SessionManager<MemoryStore>, tokens: &str, iters: usize) -> usize {
-    let len = tokens.len() / TOKEN_LEN;
+    let len = tokens.len() / ROUTED_TOKEN_LEN;
     let mut ok = 0;
     for i in 0..iters {
-        let at = (i % len) * TOKEN_LEN;
-        let token = &tokens[at..at + TOKEN_LEN];
+        let at = (i % len) * ROUTED_TOKEN_LEN;
+        let token = &tokens[at..at + ROUTED_TOKEN_LEN];
         ok += usize::from(black_box(now_or_never(manager.validate(token))).is_ok());
     }
     ok
@@ -77,7 +78,7 @@ fn main() {
     for i in 0..sessions {
         let user = UserId::new(format!("user-{:07}", i % users)).unwrap();
         let created = now_or_never(manager.create(NewSession::new(user))).unwrap();
-        tokens.push(<[u8; TOKEN_LEN]>::try_from(created.token.expose_secret().as_bytes()).unwrap());
+        tokens.push(<[u8; ROUTED_TOKEN_LEN]>::try_from(created.token.expose_secret().as_bytes()).unwrap());
     }
     rng.shuffle(&mut tokens);
     let tokens = String::from_utf8(tokens.concat()).unwrap();
