@@ -86,7 +86,7 @@ pub(crate) fn bearer(value: &[u8]) -> Option<&str> {
 }
 
 /// Whether a presented token is shaped like a JWT (three parts, two dots) rather than a session
-/// token (43 base64url characters, which never contain a dot).
+/// token (45 base64url characters, or 43 for a token issued before routing: never a dot).
 pub(crate) fn looks_like_jwt(token: &str) -> bool {
     token.bytes().filter(|&b| b == b'.').count() == 2
 }
