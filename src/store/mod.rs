@@ -90,6 +90,8 @@ pub mod sql;
 #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 mod local_denylist;
 #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+mod pending;
+#[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
 mod url;
 
 #[cfg(feature = "test-util")]

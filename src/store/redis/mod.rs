@@ -114,6 +114,7 @@ use crate::clock::Timestamp;
 use crate::error::{RevocationReason, StoreError};
 use crate::policy::{Limit, LimitPolicy};
 use crate::session::{DataPatch, SessionData, SessionId, SessionRecord, UserId};
+use crate::store::pending::PendingCounts;
 use crate::store::{
     BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshDigests, RefreshOutcome, Revocation,
     SCAN_PAGE, ScanCursor, ScanPage, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
@@ -151,10 +152,8 @@ struct Inner {
     scripts: Scripts,
     denylist: Option<Arc<LocalDenylist>>,
     subscriber: Option<tokio::task::AbortHandle>,
-    /// Requests counted by this instance and not yet written: digest → (count, the idle
-    /// deadline last read). Written with the next renewal this instance makes; entries past
-    /// that deadline are dropped by the sweep.
-    pending: dashmap::DashMap<TokenDigest, (u64, Timestamp)>,
+    /// Requests counted by this instance and not yet written.
+    pending: PendingCounts,
     /// With durable revocations, the connection revocations (and their `WAIT`) use: `WAIT`
     /// blocks the connection it is sent on, so it gets one of its own.
     revocations: Option<Conn>,
@@ -251,7 +250,7 @@ impl RedisStore {
         // (If Redis is down, or restarts later, a script is loaded on its first use instead.)
         let _ = tokio::time::timeout(config.operation_timeout, scripts.load(&conn)).await;
         let sweep_from = std::sync::atomic::AtomicUsize::new(0);
-        let pending = dashmap::DashMap::new();
+        let pending = PendingCounts::default();
         let inner = Inner {
             client,
             conn,
@@ -347,14 +346,6 @@ impl RedisStore {
             ));
         }
         Ok(())
-    }
-
-    /// Adds the requests this instance counted and has not written yet to `r`.
-    fn with_pending(&self, mut r: SessionRecord) -> SessionRecord {
-        if let Some(p) = self.inner.pending.get(&r.digest) {
-            r.request_count = r.request_count.saturating_add(p.0);
-        }
-        r
     }
 
     fn retention_ms(&self) -> Vec<u8> {
@@ -478,17 +469,14 @@ impl SessionStore for RedisStore {
             });
         };
         if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-            return Ok(Lookup::Expired { reason, record: Box::new(self.with_pending(r)) });
+            return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
         }
         if !crate::expiry::touch_due(now, r.last_seen_at, policy.interval) {
-            let mut entry = self.inner.pending.entry(*digest).or_insert((0, r.idle_deadline));
-            entry.0 += u64::from(policy.count_request);
-            entry.1 = r.idle_deadline;
-            r.request_count = r.request_count.saturating_add(entry.0);
+            self.inner.pending.count(&mut r, policy.count_request);
             return Ok(Lookup::Live(r));
         }
         // A renewal is due: write this instance's counts with it.
-        let counted = self.inner.pending.remove(digest).map_or(0, |(_, (n, _))| n);
+        let counted = self.inner.pending.take(digest);
         let [due, idle, idle_rm, _] = touch_args(now, &policy);
         let count = (counted + u64::from(policy.count_request)).to_string().into_bytes();
         let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count];
@@ -496,9 +484,9 @@ impl SessionStore for RedisStore {
             Ok(reply) => lookup(array(&reply)?),
             Err(e) => Err(e),
         };
-        if answer.is_err() && counted > 0 {
+        if answer.is_err() {
             // Not written: keep the counts for the next renewal.
-            self.inner.pending.entry(*digest).or_insert((0, now)).0 += counted;
+            self.inner.pending.give_back(digest, counted, now);
         }
         answer
     }
@@ -508,7 +496,7 @@ impl SessionStore for RedisStore {
         let id = id.to_string();
         let args = vec![Vec::new(), id.clone().into_bytes()];
         let reply = self.run(&self.inner.scripts.get, self.base(route), &self.key(route, "i", &id), args).await?;
-        Ok(optional_record(array(&reply)?)?.map(|r| self.with_pending(r)))
+        Ok(optional_record(array(&reply)?)?.map(|r| self.inner.pending.shown(r)))
     }
 
     async fn rotate(
@@ -531,10 +519,8 @@ impl SessionStore for RedisStore {
         match lookup(reply)? {
             Lookup::Live(r) => {
                 // The counts not yet written follow the session to its new token.
-                if let Some((_, p)) = self.inner.pending.remove(&old_digest) {
-                    self.inner.pending.insert(new, p);
-                }
-                Ok(Lookup::Live(self.with_pending(r)))
+                self.inner.pending.rekey(&old_digest, new);
+                Ok(Lookup::Live(self.inner.pending.shown(r)))
             }
             other => Ok(other),
         }
@@ -631,7 +617,7 @@ impl SessionStore for RedisStore {
         let route = Route::of_user(user);
         let key = self.key(route, "u", user.as_str());
         let reply = self.run(&self.inner.scripts.list_user, self.base(route), &key, args).await?;
-        let mut live: Vec<SessionRecord> = records(&reply)?.into_iter().map(|r| self.with_pending(r)).collect();
+        let mut live: Vec<SessionRecord> = records(&reply)?.into_iter().map(|r| self.inner.pending.shown(r)).collect();
         live.sort_by_key(|r| (r.created_at, r.id));
         Ok(live)
     }
@@ -640,7 +626,7 @@ impl SessionStore for RedisStore {
         if let Some(local) = &self.inner.denylist {
             local.entries.retain(|_, e| e.1 > now);
         }
-        self.inner.pending.retain(|_, p| p.1 > now);
+        self.inner.pending.prune(now);
         let mut removed = Vec::new();
         // Bucket by bucket, starting where the last sweep stopped, until `max` or every bucket.
         let start = self.inner.sweep_from.load(Ordering::Relaxed);

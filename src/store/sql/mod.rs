@@ -97,7 +97,7 @@ mod schema;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use dashmap::DashMap;
+use crate::store::pending::PendingCounts;
 use sqlx::AnyPool;
 use sqlx::Row;
 
@@ -133,11 +133,8 @@ struct Inner {
     denylist: Option<Arc<LocalDenylist>>,
     /// The PostgreSQL listener task, stopped with the store.
     listener: Option<tokio::task::AbortHandle>,
-    /// Requests counted by this instance and not yet written: digest → (count, the idle
-    /// deadline last read). Written with the next renewal this instance makes; entries whose
-    /// deadline has passed are dropped by the sweep, so the map holds at most the live
-    /// sessions this instance validated within one touch interval.
-    pending: DashMap<TokenDigest, (u64, Timestamp)>,
+    /// Requests counted by this instance and not yet written.
+    pending: PendingCounts,
 }
 
 impl Drop for Inner {
@@ -214,7 +211,9 @@ impl SqlStore {
             DenylistMode::Strict => (None, None),
             DenylistMode::Subscribed => Self::subscribe(&config, dialect, &pool).await?,
         };
-        Ok(Self { inner: Arc::new(Inner { pool, dialect, config, denylist, listener, pending: DashMap::new() }) })
+        Ok(Self {
+            inner: Arc::new(Inner { pool, dialect, config, denylist, listener, pending: PendingCounts::default() }),
+        })
     }
 
     /// Starts the local denylist: on PostgreSQL the listener task (waiting at most the
@@ -367,33 +366,22 @@ impl SqlStore {
         if let Some(row) = row {
             let (_, mut r) = record(&row)?;
             if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                return Ok(Lookup::Expired { reason, record: Box::new(self.with_pending(r)) });
+                return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
             }
             if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
-                let mut entry = self.inner.pending.entry(*digest).or_insert((0, r.idle_deadline));
-                entry.0 += u64::from(policy.count_request);
-                entry.1 = r.idle_deadline;
-                r.request_count = r.request_count.saturating_add(entry.0);
+                self.inner.pending.count(&mut r, policy.count_request);
                 return Ok(Lookup::Live(r));
             }
         }
         // A renewal is due (or the session is missing): write this instance's counts with it.
-        let counted = self.inner.pending.remove(digest).map_or(0, |(_, (n, _))| n);
+        let counted = self.inner.pending.take(digest);
         let count = counted + u64::from(policy.count_request);
         let answer = self.touch_write(digest, now, policy, count).await;
-        if answer.is_err() && counted > 0 {
+        if answer.is_err() {
             // Not written: keep the counts for the next renewal.
-            self.inner.pending.entry(*digest).or_insert((0, now)).0 += counted;
+            self.inner.pending.give_back(digest, counted, now);
         }
         answer
-    }
-
-    /// Adds the requests this instance counted and has not written yet to `r`.
-    fn with_pending(&self, mut r: SessionRecord) -> SessionRecord {
-        if let Some(p) = self.inner.pending.get(&r.digest) {
-            r.request_count = r.request_count.saturating_add(p.0);
-        }
-        r
     }
 
     /// [`TOUCH`]: adds `count` requests, renews, and tells expired, revoked and unknown apart.
@@ -512,7 +500,7 @@ impl SessionStore for SqlStore {
                 .fetch_optional(&self.inner.pool)
                 .await
                 .map_err(sql_error)?;
-            row.map(|r| record(&r).map(|(_, rec)| self.with_pending(rec))).transpose()
+            row.map(|r| record(&r).map(|(_, rec)| self.inner.pending.shown(rec))).transpose()
         })
         .await
     }
@@ -558,11 +546,9 @@ impl SessionStore for SqlStore {
             }
             tx.commit().await.map_err(sql_error)?;
             // The counts not yet written follow the session to its new token.
-            if let Some((_, p)) = self.inner.pending.remove(old) {
-                self.inner.pending.insert(new, p);
-            }
+            self.inner.pending.rekey(old, new);
             r.digest = new;
-            Ok(Lookup::Live(self.with_pending(r)))
+            Ok(Lookup::Live(self.inner.pending.shown(r)))
         })
         .await
     }
@@ -653,8 +639,10 @@ impl SessionStore for SqlStore {
             .fetch_all(&self.inner.pool)
             .await
             .map_err(sql_error)?;
-            let mut live =
-                rows.iter().map(|r| record(r).map(|(_, rec)| self.with_pending(rec))).collect::<Result<Vec<_>, _>>()?;
+            let mut live = rows
+                .iter()
+                .map(|r| record(r).map(|(_, rec)| self.inner.pending.shown(rec)))
+                .collect::<Result<Vec<_>, _>>()?;
             live.sort_by_key(|r| (r.created_at, r.id));
             Ok(live)
         })
@@ -672,7 +660,7 @@ impl SessionStore for SqlStore {
         if let Some(local) = &self.inner.denylist {
             local.entries.retain(|_, e| e.1 > now);
         }
-        self.inner.pending.retain(|_, p| p.1 > now);
+        self.inner.pending.prune(now);
         let mut removed = Vec::new();
         let mut first = true;
         while removed.len() < max {
