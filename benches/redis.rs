@@ -22,9 +22,17 @@
 //!   moved forward, what a tower-sessions request does under `Expiry::OnInactivity` (the
 //!   peer of `validate`, which also writes: the request count and the throttled renewal).
 //! * `store/peer_create/{sqlite,postgres}`: the same stores creating a session (no limit).
+//! * `store/peer_load_save/redis`, `store/peer_create/redis`: tower-sessions-redis-store 0.16
+//!   (one fred client) on the same Redis, likewise (its load is a `GET`, its save a `SET`).
+//! * `store/validate_64/redis`, `store/peer_load_save_64/redis`: 64 of those operations at once
+//!   through one manager (one multiplexed connection) and one fred client: throughput.
+//! * `store/validate_64/redis_cluster`: the same validations on a Cluster of three masters that
+//!   the bench starts (`tests/support/redis_cluster.rs`), sharing this machine's cores.
 //!
 //! After each Redis subject the bench prints the server's own time per script call (from
-//! `INFO commandstats`), which tells script execution apart from the round trip.
+//! `INFO commandstats`), which tells script execution apart from the round trip, and per
+//! operation; with `SESSIONKIT_BENCH_COMMANDSTATS=1` it also prints every command's line (the
+//! commands scripts run inside their calls included), for telling where a script's time goes.
 //!
 //! If `redis-server` or PostgreSQL is not installed their subjects are skipped with one printed
 //! line (unless `SESSIONKIT_REQUIRE_REDIS` / `SESSIONKIT_REQUIRE_POSTGRES` is set, as in CI).
@@ -40,6 +48,8 @@
 
 #[path = "../tests/support/postgres_server.rs"]
 mod postgres_server;
+#[path = "../tests/support/redis_cluster.rs"]
+mod redis_cluster;
 #[path = "../tests/support/redis_server.rs"]
 mod redis_server;
 
@@ -49,6 +59,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput};
 use postgres_server::PostgresServer;
 use rand::seq::SliceRandom as _;
+use redis_cluster::RedisCluster;
 use redis_server::RedisServer;
 use sessionkit::store::redis::{RedisConfig, RedisStore};
 use sessionkit::store::sql::{SqlConfig, SqlStore};
@@ -148,42 +159,152 @@ fn ping(c: &mut Criterion, rt: &Runtime, url: &str) {
 
 /// With a subject's name, prints the server's own time per script call since the last reset
 /// (`INFO commandstats`: how much of a Redis figure is script execution, the rest being the
-/// round trip); then resets the statistics.
-fn server_time(rt: &Runtime, conn: &mut redis::aio::MultiplexedConnection, subject: Option<&str>) {
+/// round trip), and per operation; then resets the statistics. With several connections (the
+/// masters of a Cluster) the figures are their sums.
+fn server_time(rt: &Runtime, conns: &mut [redis::aio::MultiplexedConnection], name: &str, subject: Option<&str>) {
     if let Some(subject) = subject {
-        let info: String = rt.block_on(redis::cmd("INFO").arg("commandstats").query_async(conn)).unwrap();
-        let evalsha = info.lines().find(|l| l.starts_with("cmdstat_evalsha:")).unwrap_or("cmdstat_evalsha: no calls");
-        println!("store/{subject}/redis: server time {}", evalsha.trim_start_matches("cmdstat_evalsha:"));
         // The commands the operations sent themselves, per operation (`INFO commandstats`
         // also counts the commands a script runs inside its own call: those are left out). A
         // validation reads with HMGET and GET in one round trip and runs its script only when
         // the renewal is due (no script runs a top-level HMGET); a login is one script call.
+        // The peer (tower-sessions-redis-store) loads with GET and saves with SET.
+        let sent: &[&str] = match subject {
+            "validate" | "validate_64" => &["hmget", "get", "evalsha"],
+            "peer_load_save" | "peer_load_save_64" => &["get", "set"],
+            "peer_create" => &["set"],
+            _ => &["evalsha"],
+        };
         let stat = |fields: &str, key: &str| -> f64 {
             fields
                 .split(',')
                 .find_map(|f| f.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v.parse().unwrap_or(0.0)))
                 .unwrap_or(0.0)
         };
-        let sent: &[&str] = if subject == "validate" { &["hmget", "get", "evalsha"] } else { &["evalsha"] };
+        let (mut evalsha_calls, mut evalsha_usec, mut rejected, mut failed) = (0.0, 0.0, 0.0, 0.0);
         let mut usec = 0.0;
         let mut operations = 0.0;
-        for line in info.lines() {
-            let Some((name, fields)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else { continue };
-            if sent.contains(&name) {
-                usec += stat(fields, "usec");
+        for conn in conns.iter_mut() {
+            let info: String = rt.block_on(redis::cmd("INFO").arg("commandstats").query_async(conn)).unwrap();
+            for line in info.lines() {
+                let Some((command, fields)) = line.strip_prefix("cmdstat_").and_then(|l| l.split_once(':')) else {
+                    continue;
+                };
+                if std::env::var_os("SESSIONKIT_BENCH_COMMANDSTATS").is_some() {
+                    println!("store/{subject}/{name}: command {command} {fields}");
+                }
+                if command == "evalsha" {
+                    evalsha_calls += stat(fields, "calls");
+                    evalsha_usec += stat(fields, "usec");
+                    rejected += stat(fields, "rejected_calls");
+                    failed += stat(fields, "failed_calls");
+                }
+                if sent.contains(&command) {
+                    usec += stat(fields, "usec");
+                }
+                if command == sent[0] {
+                    operations += stat(fields, "calls");
+                }
             }
-            if name == sent[0] {
-                operations = stat(fields, "calls");
+        }
+        if !subject.starts_with("peer_") {
+            if evalsha_calls > 0.0 {
+                println!(
+                    "store/{subject}/{name}: server time calls={evalsha_calls:.0},usec={evalsha_usec:.0},usec_per_call={:.2},rejected_calls={rejected:.0},failed_calls={failed:.0}",
+                    evalsha_usec / evalsha_calls
+                );
+            } else {
+                println!("store/{subject}/{name}: server time  no calls");
             }
         }
         if operations > 0.0 {
             println!(
-                "store/{subject}/redis: server time per operation {:.2} usec ({operations:.0} operations)",
+                "store/{subject}/{name}: server time per operation {:.2} usec ({operations:.0} operations)",
                 usec / operations
             );
         }
     }
-    let () = rt.block_on(redis::cmd("CONFIG").arg("RESETSTAT").query_async(conn)).unwrap();
+    for conn in conns.iter_mut() {
+        let () = rt.block_on(redis::cmd("CONFIG").arg("RESETSTAT").query_async(conn)).unwrap();
+    }
+}
+
+/// 64 operations at once through one client: sessionkit's `validate` through one manager (one
+/// multiplexed connection, or one Cluster client), and tower-sessions-redis-store's load + save
+/// through one fred client.
+mod concurrent {
+    use std::hint::black_box;
+
+    use criterion::{Criterion, Throughput};
+    use futures_util::future::join_all;
+    use sessionkit::SessionManager;
+    use sessionkit::store::redis::RedisStore;
+    use time::OffsetDateTime;
+    use tokio::runtime::Runtime;
+    use tower_sessions_core_014::SessionStore;
+    use tower_sessions_core_014::session::Id;
+    use tower_sessions_redis_store::RedisStore as PeerStore;
+    use tower_sessions_redis_store::fred::prelude::{Builder, ClientLike as _, Config};
+
+    /// Operations in flight at once.
+    pub const CONCURRENCY: usize = 64;
+
+    /// `validate_64/{name}`: 64 validations of different sessions at once, on the bench's
+    /// current-thread runtime.
+    pub fn validate(c: &mut Criterion, rt: &Runtime, name: &str, m: &SessionManager<RedisStore>, tokens: &[String]) {
+        let mut group = c.benchmark_group("store");
+        group.throughput(Throughput::Elements(CONCURRENCY as u64));
+        let mut i = 0;
+        group.bench_function(format!("validate_{CONCURRENCY}/{name}"), |b| {
+            b.iter(|| {
+                i = (i + CONCURRENCY) % (tokens.len() - CONCURRENCY);
+                let batch = &tokens[i..i + CONCURRENCY];
+                let done = rt.block_on(join_all(batch.iter().map(|t| m.validate(t))));
+                for v in done {
+                    black_box(v.unwrap());
+                }
+            });
+        });
+        group.finish();
+    }
+
+    /// tower-sessions-redis-store 0.16 on one fred client: `peer_load_save/redis` and
+    /// `peer_create/redis` one at a time (as the SQL peers), then `peer_load_save_64/redis`.
+    pub fn peer(c: &mut Criterion, rt: &Runtime, url: &str, after: &dyn Fn(Option<&str>)) {
+        let store = rt.block_on(async {
+            let client = Builder::from_config(Config::from_url(url).unwrap()).build().unwrap();
+            client.init().await.unwrap();
+            PeerStore::new(client)
+        });
+        after(None);
+        super::peer::run(c, rt, "redis", &store, after);
+        after(Some("peer_create"));
+        let ids: Vec<Id> = rt.block_on(async {
+            let mut ids = Vec::with_capacity(super::SESSIONS);
+            for i in 0..super::SESSIONS {
+                let mut r = super::peer::record(i);
+                store.create(&mut r).await.unwrap();
+                ids.push(r.id);
+            }
+            ids
+        });
+        after(None);
+        let mut group = c.benchmark_group("store");
+        group.throughput(Throughput::Elements(CONCURRENCY as u64));
+        let mut i = 0;
+        group.bench_function(format!("peer_load_save_{CONCURRENCY}/redis"), |b| {
+            b.iter(|| {
+                i = (i + CONCURRENCY) % (ids.len() - CONCURRENCY);
+                let batch = &ids[i..i + CONCURRENCY];
+                rt.block_on(join_all(batch.iter().map(|id| async {
+                    let mut record = store.load(id).await.unwrap().unwrap();
+                    record.expiry_date = OffsetDateTime::now_utc() + time::Duration::days(1);
+                    store.save(black_box(&record)).await.unwrap();
+                })));
+            });
+        });
+        group.finish();
+        after(Some("peer_load_save_64"));
+    }
 }
 
 /// tower-sessions' SQL stores, as the peer of the SQL subjects.
@@ -202,13 +323,13 @@ mod peer {
     use tower_sessions_sqlx_store::{PostgresStore, SqliteStore};
 
     /// A record like one of the bench's sessions: its user, a day to live.
-    fn record(i: usize) -> Record {
+    pub fn record(i: usize) -> Record {
         let data = HashMap::from([("user_id".to_owned(), serde_json::json!(format!("user{}", i % super::USERS)))]);
         Record { id: Id::default(), data, expiry_date: OffsetDateTime::now_utc() + time::Duration::days(1) }
     }
 
     /// `peer_load_save/{name}` over 1,000 sessions in shuffled order, then `peer_create/{name}`.
-    fn run<S: SessionStore>(c: &mut Criterion, rt: &Runtime, name: &str, store: S) {
+    pub fn run<S: SessionStore>(c: &mut Criterion, rt: &Runtime, name: &str, store: &S, after: &dyn Fn(Option<&str>)) {
         let mut ids: Vec<Id> = rt.block_on(async {
             let mut ids = Vec::with_capacity(super::SESSIONS);
             for i in 0..super::SESSIONS {
@@ -219,6 +340,7 @@ mod peer {
             ids
         });
         rand::seq::SliceRandom::shuffle(ids.as_mut_slice(), &mut rand::rng());
+        after(None);
         let mut group = c.benchmark_group("store");
         group.throughput(Throughput::Elements(1));
         let mut i = 0;
@@ -235,6 +357,7 @@ mod peer {
                 });
             });
         });
+        after(Some("peer_load_save"));
         let mut n = 0;
         group.bench_function(format!("peer_create/{name}"), |b| {
             b.iter(|| {
@@ -259,7 +382,7 @@ mod peer {
             store.migrate().await.unwrap();
             store
         });
-        run(c, rt, "sqlite", store);
+        run(c, rt, "sqlite", &store, &|_| {});
     }
 
     /// The peer on a PostgreSQL database, with the pool size `SqlStore` uses.
@@ -270,7 +393,7 @@ mod peer {
             store.migrate().await.unwrap();
             store
         });
-        run(c, rt, "postgres", store);
+        run(c, rt, "postgres", &store, &|_| {});
     }
 }
 
@@ -288,7 +411,8 @@ fn main() {
         let url = server.url();
         ping(&mut c, &rt, &url);
         let stats = redis::Client::open(url.as_str()).unwrap();
-        let stats = std::cell::RefCell::new(rt.block_on(stats.get_multiplexed_async_connection()).unwrap());
+        let stats = std::cell::RefCell::new([rt.block_on(stats.get_multiplexed_async_connection()).unwrap()]);
+        let after = |subject: Option<&str>| server_time(&rt, &mut stats.borrow_mut()[..], "redis", subject);
         let mut prefix = 0;
         subjects(
             &mut c,
@@ -299,8 +423,32 @@ fn main() {
                 let config = RedisConfig::new(url.as_str()).with_key_prefix(format!("bench{prefix}"));
                 rt.block_on(RedisStore::connect(config)).unwrap()
             },
-            &|subject| server_time(&rt, &mut stats.borrow_mut(), subject),
+            &after,
         );
+        let m = manager(rt.block_on(RedisStore::connect(RedisConfig::new(url.as_str()))).unwrap(), None);
+        let (tokens, _) = fill(&rt, &m);
+        after(None);
+        concurrent::validate(&mut c, &rt, "redis", &m, &tokens);
+        after(Some("validate_64"));
+        concurrent::peer(&mut c, &rt, &url, &after);
+    }
+
+    // The same 64 concurrent validations on a Cluster of three masters (sharing this
+    // machine's cores with the bench): how throughput grows from one master to three.
+    if let Some(cluster) = RedisCluster::start("the Redis Cluster benchmark", false) {
+        let mut stats: Vec<_> = cluster
+            .masters()
+            .iter()
+            .map(|n| {
+                let client = redis::Client::open(n.url()).unwrap();
+                rt.block_on(client.get_multiplexed_async_connection()).unwrap()
+            })
+            .collect();
+        let m = manager(rt.block_on(RedisStore::connect(RedisConfig::cluster(cluster.urls()))).unwrap(), None);
+        let (tokens, _) = fill(&rt, &m);
+        server_time(&rt, &mut stats, "redis_cluster", None);
+        concurrent::validate(&mut c, &rt, "redis_cluster", &m, &tokens);
+        server_time(&rt, &mut stats, "redis_cluster", Some("validate_64"));
     }
 
     let dir = std::env::temp_dir().join(format!("sessionkit-bench-{}", std::process::id()));

@@ -5,6 +5,8 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/freezing_proxy.rs"]
+mod freezing_proxy;
 #[path = "support/redis_server.rs"]
 mod redis_server;
 
@@ -13,6 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use freezing_proxy::FreezingProxy;
 use redis_server::RedisServer;
 use sessionkit::clock::Clock;
 use sessionkit::clock::MockClock;
@@ -267,6 +270,50 @@ async fn killed_then_restarted_fails_closed_then_recovers() {
     let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
     let synced = within(Duration::from_secs(5), async || b.verify_access(&access).await.is_ok()).await;
     assert!(synced.is_some(), "the denylist did not resynchronise");
+}
+
+/// A subscription that dies without its connection closing (nothing sent, nothing received)
+/// is noticed within the default one-second check; the revocations published meanwhile are
+/// honoured once it has resynchronised, and until then every access token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_subscription_is_noticed_within_a_second_and_resynchronised() {
+    let Some(server) = RedisServer::start("silent_subscription") else { return };
+    let proxy = FreezingProxy::start(server.port).await;
+    let prefix = format!("app{}", PREFIX.fetch_add(1, Ordering::Relaxed));
+    let direct = RedisStore::connect(RedisConfig::new(server.url()).with_key_prefix(prefix.clone())).await.unwrap();
+    // Through the proxy, with the default subscription check (1 s).
+    let proxied = RedisStore::connect(RedisConfig::new(proxy.url()).with_key_prefix(prefix)).await.unwrap();
+    let (a, b) =
+        (SessionManager::new(direct, SessionConfig::default()), SessionManager::new(proxied, SessionConfig::default()));
+    a.set_keys(keys());
+    b.set_keys(keys());
+    let revoked = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let kept = a.create(NewSession::new(user("bob"))).await.unwrap();
+    let revoked_access = revoked.tokens.unwrap().access_token.expose_secret().to_owned();
+    let kept_access = kept.tokens.unwrap().access_token.expose_secret().to_owned();
+    let synced = within(Duration::from_secs(5), async || b.verify_access(&kept_access).await.is_ok()).await;
+    assert!(synced.is_some(), "the proxied instance never synchronised");
+
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    // Published while B's subscription is dead: B never hears this message.
+    a.revoke(revoked.token.expose_secret()).await.unwrap();
+    let noticed = within(Duration::from_secs(5), async || {
+        matches!(b.verify_access(&kept_access).await, Err(Error::Store(StoreError::Unavailable(_))))
+    })
+    .await;
+    assert!(noticed.is_some(), "B kept trusting its denylist copy over a dead subscription");
+    let noticed = frozen_at.elapsed();
+    // At most one second by default (here the worst case: the loss comes right after a
+    // confirmation); the margin is for a loaded machine's scheduling, not the design.
+    assert!(noticed < Duration::from_millis(1_500), "noticed after {noticed:?}");
+    assert!(matches!(b.verify_access(&revoked_access).await, Err(Error::Store(StoreError::Unavailable(_)))));
+
+    proxy.thaw();
+    let back = within(Duration::from_secs(10), async || b.verify_access(&kept_access).await.is_ok()).await;
+    assert!(back.is_some(), "the subscription did not come back");
+    // Resynchronised: the revocation published while it was dead is in force.
+    assert!(matches!(b.verify_access(&revoked_access).await, Err(Error::Revoked { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

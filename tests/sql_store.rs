@@ -5,6 +5,8 @@
 #![cfg(all(feature = "sqlite", feature = "postgres"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[path = "support/freezing_proxy.rs"]
+mod freezing_proxy;
 #[path = "support/postgres_server.rs"]
 mod postgres_server;
 
@@ -13,6 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use freezing_proxy::FreezingProxy;
 use postgres_server::PostgresServer;
 use sessionkit::clock::MockClock;
 use sessionkit::store::sql::{DenylistMode, SqlConfig, SqlStore};
@@ -243,6 +246,52 @@ async fn postgres_stopped_is_unavailable_within_the_timeout_and_recovers() {
     assert!(within(Duration::from_secs(5), async || b.verify_access(&access).await.is_ok()).await, "not resynced");
     assert!(m.revoke(&token).await.unwrap());
     assert!(within(Duration::from_millis(100), async || b.verify_access(&access).await.is_err()).await);
+}
+
+/// A listening connection that dies without closing (nothing sent, nothing received) is
+/// noticed within the default one-second check; the revocations committed meanwhile are
+/// honoured once it has listened again and read the table back, and until then every access
+/// token is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_silently_dead_listener_is_noticed_within_a_second_and_resynchronised() {
+    let Some(url) = PostgresServer::shared_database() else { return };
+    let (host, database) = url.rsplit_once('/').unwrap();
+    let port: u16 = host.rsplit_once(':').unwrap().1.parse().unwrap();
+    let proxy = FreezingProxy::start(port).await;
+    let proxied_url = format!("postgres://postgres@127.0.0.1:{}/{database}", proxy.port);
+    let a = SessionManager::new(postgres(&url).await, SessionConfig::default());
+    // Through the proxy, with the default subscription check (1 s).
+    let b = SessionManager::new(postgres(&proxied_url).await, SessionConfig::default());
+    a.set_keys(keys());
+    b.set_keys(keys());
+    let revoked = a.create(NewSession::new(user("alice"))).await.unwrap();
+    let kept = a.create(NewSession::new(user("bob"))).await.unwrap();
+    let revoked_access = revoked.tokens.unwrap().access_token.expose_secret().to_owned();
+    let kept_access = kept.tokens.unwrap().access_token.expose_secret().to_owned();
+    assert!(within(Duration::from_secs(5), async || b.verify_access(&kept_access).await.is_ok()).await);
+
+    proxy.freeze();
+    let frozen_at = Instant::now();
+    // Committed and notified while B's listener is dead: B never hears this notification.
+    a.revoke(revoked.token.expose_secret()).await.unwrap();
+    let noticed = within(Duration::from_secs(5), async || {
+        matches!(b.verify_access(&kept_access).await, Err(Error::Store(StoreError::Unavailable(_))))
+    })
+    .await;
+    assert!(noticed, "B kept trusting its denylist copy over a dead listener");
+    let noticed = frozen_at.elapsed();
+    // At most one second by default (here the worst case: the loss comes right after a
+    // confirmation); the margin is for a loaded machine's scheduling, not the design.
+    assert!(noticed < Duration::from_millis(1_500), "noticed after {noticed:?}");
+    assert!(matches!(b.verify_access(&revoked_access).await, Err(Error::Store(StoreError::Unavailable(_)))));
+
+    proxy.thaw();
+    assert!(
+        within(Duration::from_secs(10), async || b.verify_access(&kept_access).await.is_ok()).await,
+        "the listener did not come back"
+    );
+    // Read back: the revocation committed while it was dead is in force.
+    assert!(matches!(b.verify_access(&revoked_access).await, Err(Error::Revoked { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,8 +41,13 @@ pub struct RedisConfig {
     pub expired_retention: Duration,
     /// How access-token denylist checks are answered. Default [`DenylistMode::Subscribed`].
     pub denylist: DenylistMode,
-    /// In subscribed mode, how often the subscription is checked with a `PING`; a lost
-    /// subscription is noticed within about this long. Default 1 second.
+    /// In subscribed mode, the longest the subscription may go unconfirmed: it is sent a `PING`
+    /// every half of this, and one not answered within the other half counts it lost, even when
+    /// its connection died without closing (a peer or a network path gone silent). A lost
+    /// subscription is noticed within this long; from then on every access token is refused
+    /// until the store has resubscribed and read the whole denylist back, so the revocations
+    /// published while it was lost are in force again at once. Default 1 second, at most
+    /// [`MAX_SUBSCRIPTION_CHECK`].
     pub subscription_check: Duration,
     /// Durable revocation: after a logout, a revoke-all or an admin revocation, wait until this
     /// many replicas (of every master, on a Cluster) have acknowledged the writes (`WAIT`), so
@@ -183,8 +188,12 @@ impl std::fmt::Debug for RedisConfig {
 /// Longest accepted [`RedisConfig::expired_retention`]: a year.
 pub const MAX_EXPIRED_RETENTION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// Longest accepted timeout or check interval in a [`RedisConfig`]: an hour.
+/// Longest accepted timeout in a [`RedisConfig`]: an hour.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// Longest accepted [`RedisConfig::subscription_check`]: 10 seconds, the longest a subscribed
+/// denylist can trust a copy whose subscription has silently died.
+pub const MAX_SUBSCRIPTION_CHECK: Duration = Duration::from_secs(10);
 
 /// Why a [`RedisStore`](super::RedisStore) could not be built. Redis being unreachable is not one of them.
 #[derive(Debug, thiserror::Error)]
@@ -199,8 +208,9 @@ pub enum RedisConfigError {
     /// A timeout is zero.
     #[error("{0} must be greater than zero")]
     ZeroTimeout(&'static str),
-    /// A duration is longer than its limit ([`MAX_TIMEOUT`] for the timeouts and the
-    /// subscription check, [`MAX_EXPIRED_RETENTION`] for the retention).
+    /// A duration is longer than its limit ([`MAX_TIMEOUT`] for the timeouts,
+    /// [`MAX_SUBSCRIPTION_CHECK`] for the subscription check, [`MAX_EXPIRED_RETENTION`] for
+    /// the retention).
     #[error("{option} must be at most {max:?}")]
     TooLong {
         /// The option's name.

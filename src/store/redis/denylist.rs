@@ -34,6 +34,7 @@ pub(super) struct SubscriberSettings {
     /// `SCAN MATCH` pattern of every key of the store.
     pub(super) pattern: String,
     pub(super) channel: String,
+    /// The longest the subscription may go unconfirmed by a `PING`.
     pub(super) check: Duration,
     pub(super) timeout: Duration,
 }
@@ -92,7 +93,10 @@ async fn subscribed_session(
     if let Some(tx) = ready.take() {
         let _ = tx.send(());
     }
-    let mut tick = tokio::time::interval(s.check);
+    // A PING every half check, answered within the other half: a subscription gone silent
+    // (its connection dead without closing) is noticed within one check.
+    let half = s.check / 2;
+    let mut tick = tokio::time::interval(half);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -104,7 +108,7 @@ async fn subscribed_session(
             }
             _ = tick.tick() => {
                 local.prune();
-                match tokio::time::timeout(s.timeout, sink.ping::<Value>()).await {
+                match tokio::time::timeout(half, sink.ping::<Value>()).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => return Err(redis_error(e)),
                     Err(e) => return Err(StoreError::Unavailable(Box::new(e))),

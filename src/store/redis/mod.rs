@@ -125,7 +125,7 @@ use codec::{
     RECORD_FIELDS, array, bytes, corrupt, deny_arg, digest, expiry_reason, field, glob_escape, int, json, lookup,
     optional_record, parse_ts, reason, record, record_of_fields, records, tag, text, touch_args, ts,
 };
-pub use config::{MAX_EXPIRED_RETENTION, MAX_TIMEOUT, RedisConfig, RedisConfigError};
+pub use config::{MAX_EXPIRED_RETENTION, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, RedisConfig, RedisConfigError};
 use conn::Conn;
 pub use denylist::DenylistMode;
 use denylist::{LocalDenylist, SubscriberSettings, subscribe_loop};
@@ -208,6 +208,9 @@ impl RedisStore {
             if d > MAX_TIMEOUT {
                 return Err(RedisConfigError::TooLong { option: name, max: MAX_TIMEOUT });
             }
+        }
+        if config.subscription_check > MAX_SUBSCRIPTION_CHECK {
+            return Err(RedisConfigError::TooLong { option: "subscription_check", max: MAX_SUBSCRIPTION_CHECK });
         }
         if config.expired_retention > MAX_EXPIRED_RETENTION {
             return Err(RedisConfigError::TooLong { option: "expired_retention", max: MAX_EXPIRED_RETENTION });
@@ -921,7 +924,10 @@ mod tests {
             (base.clone().with_expired_retention(Duration::MAX), "expired_retention"),
             (base.clone().with_operation_timeout(Duration::MAX), "operation_timeout"),
             (base.clone().with_connect_timeout(MAX_TIMEOUT + Duration::from_nanos(1)), "connect_timeout"),
-            (base.clone().with_subscription_check(Duration::from_secs(86_400)), "subscription_check"),
+            (
+                base.clone().with_subscription_check(MAX_SUBSCRIPTION_CHECK + Duration::from_millis(1)),
+                "subscription_check",
+            ),
         ];
         for (config, name) in refused {
             match RedisStore::connect(config).await {

@@ -51,9 +51,12 @@ pub struct SqlConfig {
     pub max_connections: u32,
     /// How access-token denylist checks are answered. Default [`DenylistMode::Subscribed`].
     pub denylist: DenylistMode,
-    /// On PostgreSQL in subscribed mode, how often the listening connection is checked (with a
-    /// heartbeat notification); a lost connection is noticed within about twice this long.
-    /// Default 1 second.
+    /// On PostgreSQL in subscribed mode, the longest the listening connection may go
+    /// unconfirmed: it sends itself a heartbeat notification every half of this, which must
+    /// come back within the other half. A lost connection (closed, or dead without closing) is
+    /// noticed within this long; from then on every access token is refused until the store
+    /// has listened again and read the whole denylist back. Default 1 second, at most
+    /// [`MAX_SUBSCRIPTION_CHECK`].
     pub subscription_check: Duration,
 }
 
@@ -120,6 +123,10 @@ impl std::fmt::Debug for SqlConfig {
 /// Longest accepted [`SqlConfig::operation_timeout`]: an hour.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60 * 60);
 
+/// Longest accepted [`SqlConfig::subscription_check`]: 10 seconds, the longest a subscribed
+/// denylist can trust a copy whose listening connection has silently died.
+pub const MAX_SUBSCRIPTION_CHECK: Duration = Duration::from_secs(10);
+
 /// Why [`SqlStore::connect`](super::SqlStore::connect) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -128,8 +135,11 @@ pub enum SqlConnectError {
     /// `sqlite:` feature `sqlite`).
     #[error("unsupported database URL {0:?} (postgres:// with feature postgres, sqlite: with feature sqlite)")]
     Url(String),
-    /// The operation timeout or the subscription check is zero or longer than [`MAX_TIMEOUT`].
-    #[error("operation_timeout and subscription_check must be greater than zero and at most {MAX_TIMEOUT:?}")]
+    /// The operation timeout or the subscription check is zero, or longer than its limit
+    /// ([`MAX_TIMEOUT`], [`MAX_SUBSCRIPTION_CHECK`]).
+    #[error(
+        "operation_timeout and subscription_check must be greater than zero, and at most {MAX_TIMEOUT:?} and {MAX_SUBSCRIPTION_CHECK:?}"
+    )]
     Timeout,
     /// `max_connections` is zero.
     #[error("max_connections must be at least 1")]

@@ -30,8 +30,8 @@ fn apply(local: &LocalDenylist, payload: &str) -> bool {
 
 /// Keeps `local` current on PostgreSQL: `LISTEN`, read the whole table back on the same
 /// connection (so nothing committed in between is missed), mark synced, apply notifications.
-/// Every `check` it sends itself a heartbeat through `pool`; if a heartbeat has not come back
-/// by the next check, or the connection drops, the copy is marked unsynced (every
+/// Every half `check` it sends itself a heartbeat through `pool`; if a heartbeat has not come
+/// back by the next half, or the connection drops, the copy is marked unsynced (every
 /// `access_denied` then fails closed) and the cycle starts again.
 #[cfg(feature = "postgres")]
 pub(super) async fn listen_loop(
@@ -79,15 +79,19 @@ pub(super) async fn listen_loop(
                 }
             }
         };
+        // A heartbeat every half check, which must have come back by the next: a connection
+        // gone silent (dead without closing) is noticed within one check.
+        let half = check / 2;
         let watchdog = async {
             loop {
+                let started = tokio::time::Instant::now();
                 let before = heartbeats.load(Ordering::Acquire);
                 let sent = tokio::time::timeout(
-                    check,
+                    half,
                     sqlx::query("SELECT pg_notify($1, 'heartbeat')").bind(CHANNEL).execute(&pool),
                 )
                 .await;
-                tokio::time::sleep(check).await;
+                tokio::time::sleep_until(started + half).await;
                 if !matches!(sent, Ok(Ok(_))) || heartbeats.load(Ordering::Acquire) == before {
                     return;
                 }

@@ -113,7 +113,7 @@ use crate::store::{
 use crate::token::TokenDigest;
 
 use codec::{COLS, corrupt, digest, json, nanos, reason, record, record_at, sql_error};
-pub use config::{DenylistMode, MAX_TIMEOUT, SqlConfig, SqlConnectError};
+pub use config::{DenylistMode, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, SqlConfig, SqlConnectError};
 use denylist::LocalDenylist;
 use ops::{Tx, deny, drop_session, gone, insert_session, lock_user, locked_session, remember, renewed, write_renewal};
 use schema::Dialect;
@@ -202,7 +202,7 @@ impl SqlStore {
         if config.max_connections == 0 {
             return Err(SqlConnectError::Pool);
         }
-        if config.subscription_check.is_zero() || config.subscription_check > MAX_TIMEOUT {
+        if config.subscription_check.is_zero() || config.subscription_check > MAX_SUBSCRIPTION_CHECK {
             return Err(SqlConnectError::Timeout);
         }
         let dialect = Dialect::of(&config.url)?;
@@ -1021,6 +1021,7 @@ mod tests {
             base.clone().with_operation_timeout(Duration::ZERO),
             base.clone().with_operation_timeout(MAX_TIMEOUT + Duration::from_secs(1)),
             base.clone().with_subscription_check(Duration::ZERO),
+            base.clone().with_subscription_check(MAX_SUBSCRIPTION_CHECK + Duration::from_millis(1)),
         ] {
             assert!(matches!(SqlStore::connect(config).await, Err(SqlConnectError::Timeout)));
         }
