@@ -119,6 +119,9 @@ struct KeyInner {
     /// Kept only to be wiped on drop; the MACs use `hmac`.
     _secret: Zeroizing<Vec<u8>>,
     hmac: hmac::Key,
+    /// The key this one replaced, still accepted (never used to make a token): see
+    /// [`CsrfKey::with_previous`].
+    previous: Option<CsrfKey>,
 }
 
 impl fmt::Debug for CsrfKey {
@@ -157,7 +160,45 @@ impl CsrfKey {
 
     fn of_secret(secret: Zeroizing<Vec<u8>>) -> Self {
         let hmac = hmac::Key::new(hmac::HMAC_SHA256, &secret);
-        Self { inner: Arc::new(KeyInner { _secret: secret, hmac }) }
+        Self { inner: Arc::new(KeyInner { _secret: secret, hmac, previous: None }) }
+    }
+
+    /// This key, still accepting the tokens made with `previous`: the rotation step, as
+    /// [`KeySet::rotated`](crate::token::keys::KeySet::rotated) is for signing keys.
+    ///
+    /// New tokens are always made with this key. A token made with `previous` keeps verifying
+    /// for as long as `previous` is configured, so that rotating the secret does not fail the
+    /// pages that still hold a token they read before. That is the acceptance window, and it
+    /// is the deployment's to choose: keep the previous secret at least as long as a page may
+    /// go without fetching its token again (the login and session answers carry a fresh one;
+    /// the sessions' idle timeout bounds it, since a page idle for longer has lost its session
+    /// anyway), then drop it by making the key without it. Only one previous key is kept: the
+    /// previous key's own previous key, if any, is no longer accepted.
+    ///
+    /// Verification tries this key, then the previous one, each compared in constant time.
+    #[must_use]
+    pub fn with_previous(self, previous: CsrfKey) -> Self {
+        let previous = CsrfKey {
+            inner: Arc::new(KeyInner {
+                _secret: previous.inner._secret.clone(),
+                hmac: previous.inner.hmac.clone(),
+                previous: None,
+            }),
+        };
+        Self {
+            inner: Arc::new(KeyInner {
+                _secret: self.inner._secret.clone(),
+                hmac: self.inner.hmac.clone(),
+                previous: Some(previous),
+            }),
+        }
+    }
+
+    /// Whether tokens made with a previous key are still accepted
+    /// ([`with_previous`](Self::with_previous)).
+    #[must_use]
+    pub fn has_previous(&self) -> bool {
+        self.inner.previous.is_some()
     }
 
     /// The MAC input: the versioned label, then the token digest's 32 bytes. Fixed length, so
@@ -195,7 +236,8 @@ impl CsrfKey {
     /// # Errors
     /// [`CsrfError::Missing`] for an empty string, [`CsrfError::Malformed`] for anything but 43
     /// canonical base64url characters, [`CsrfError::Mismatch`] for a token of another session,
-    /// of the session before a rotation, or of another key.
+    /// of the session before a rotation, or of another key (neither this key nor its
+    /// [previous](Self::with_previous) one).
     pub fn verify(&self, session: &Session, presented: &str) -> Result<(), CsrfError> {
         self.verify_digest(&session.record().digest, presented)
     }
@@ -219,7 +261,16 @@ impl CsrfKey {
             Ok(MAC_LEN) => {}
             _ => return Err(CsrfError::Malformed),
         }
-        hmac::verify(&self.inner.hmac, &Self::message(digest), tag.as_slice()).map_err(|_| CsrfError::Mismatch)
+        let message = Self::message(digest);
+        if hmac::verify(&self.inner.hmac, &message, tag.as_slice()).is_ok() {
+            return Ok(());
+        }
+        match &self.inner.previous {
+            Some(previous) => {
+                hmac::verify(&previous.inner.hmac, &message, tag.as_slice()).map_err(|_| CsrfError::Mismatch)
+            }
+            None => Err(CsrfError::Mismatch),
+        }
     }
 }
 
@@ -262,6 +313,10 @@ mod tests {
 
     fn id(byte: u8) -> TokenDigest {
         TokenDigest::from_bytes([byte; 32])
+    }
+
+    fn key(byte: u8) -> CsrfKey {
+        CsrfKey::from_bytes(&[byte; 32]).unwrap()
     }
 
     #[test]
@@ -328,6 +383,31 @@ mod tests {
             assert_ne!(key.verify_digest(&id(3), &changed), Ok(()), "change at {i}");
         }
         assert_eq!(key.verify_digest(&id(3), good), Ok(()));
+    }
+
+    #[test]
+    fn a_rotated_key_accepts_the_previous_keys_tokens_until_it_is_dropped() {
+        let (old, new, other) = (key(1), key(2), key(3));
+        let digest = id(9);
+        let before = old.token_for_digest(&digest);
+        let rotated = new.clone().with_previous(old.clone());
+        assert!(rotated.has_previous() && !new.has_previous());
+        // New tokens are made with the new key only.
+        assert_eq!(rotated.token_for_digest(&digest), new.token_for_digest(&digest));
+        assert_eq!(rotated.verify_digest(&digest, before.expose_secret()), Ok(()));
+        assert_eq!(rotated.verify_digest(&digest, rotated.token_for_digest(&digest).expose_secret()), Ok(()));
+        assert_eq!(rotated.verify_digest(&id(8), before.expose_secret()), Err(CsrfError::Mismatch));
+        assert_eq!(
+            rotated.verify_digest(&digest, other.token_for_digest(&digest).expose_secret()),
+            Err(CsrfError::Mismatch)
+        );
+        // Rotating again keeps one previous key: the oldest one's tokens stop verifying.
+        let again = other.clone().with_previous(rotated.clone());
+        assert_eq!(again.verify_digest(&digest, rotated.token_for_digest(&digest).expose_secret()), Ok(()));
+        assert_eq!(again.verify_digest(&digest, before.expose_secret()), Err(CsrfError::Mismatch));
+        // The window ends when the previous key is dropped.
+        assert_eq!(new.verify_digest(&digest, before.expose_secret()), Err(CsrfError::Mismatch));
+        assert_eq!(format!("{rotated:?}"), "CsrfKey(<redacted>)");
     }
 
     #[test]

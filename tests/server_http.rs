@@ -1808,6 +1808,37 @@ async fn csrf_tokens_agree_across_instances_sharing_the_secret() {
     }
 }
 
+/// `--csrf-secret NEW,OLD` makes tokens with NEW and still accepts those made with OLD; once
+/// OLD is dropped from the flag its tokens are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csrf_secret_rotates_with_a_previous_secret_still_accepted() {
+    let (old, new) = (B64.encode([7u8; 32]), B64.encode([8u8; 32]));
+    let before = start(app::Options { csrf_secret: Some(old.as_str().into()), ..options() }).await;
+    let login = before.login("alice", "wonderland").await;
+    let id: SessionId = login.session_id.parse().unwrap();
+    let session = before.state.manager.get(&id).await.unwrap().unwrap();
+
+    let rotating = format!("{new},{old}");
+    let options_with = |secret: &str| app::Options { csrf_secret: Some(secret.into()), ..options() };
+    let rotated = app::AppState::from_options(&options_with(&rotating), MemoryStore::new(), MockClock::new()).unwrap();
+    let after = app::AppState::from_options(&options_with(&new), MemoryStore::new(), MockClock::new()).unwrap();
+    // New tokens come from the new secret; the page's old token still verifies meanwhile.
+    let fresh = rotated.web.csrf_key().token(&session);
+    assert_ne!(fresh.expose_secret(), login.csrf);
+    assert_eq!(fresh, after.web.csrf_key().token(&session));
+    assert_eq!(rotated.web.csrf_key().verify(&session, &login.csrf), Ok(()));
+    assert_eq!(rotated.web.csrf_key().verify(&session, fresh.expose_secret()), Ok(()));
+    // Without the previous secret, the old token is refused.
+    assert_eq!(after.web.csrf_key().verify(&session, &login.csrf), Err(sessionkit::CsrfError::Mismatch));
+
+    for bad in [format!("{new},{old},{old}"), format!("{new},short"), format!("{new},")] {
+        let error =
+            app::AppState::from_options(&options_with(&bad), MemoryStore::new(), MockClock::new()).err().unwrap();
+        assert!(error.to_string().contains("--csrf-secret"), "{error}");
+        assert!(!error.to_string().contains(&old) && !error.to_string().contains(&new), "no secret repeated: {error}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_refresh_token_cookie_is_narrow_and_csrf_checked() {
     let server = start(options()).await;

@@ -152,9 +152,12 @@ pub(crate) struct Options {
     pub(crate) allowed_origins: Vec<String>,
 
     /// Secret from which the per-session CSRF tokens are derived, base64url without padding,
-    /// 32 to 64 bytes decoded; give every instance the same one. Default: a random secret
-    /// generated at startup (tokens change with every start; pages fetch them again).
-    #[arg(long, value_name = "BASE64URL")]
+    /// 32 to 64 bytes decoded; give every instance the same one. To rotate it, pass the new
+    /// secret and the previous one, comma-separated (`NEW,OLD`): new tokens use the new
+    /// secret, and tokens made with the old one are still accepted until it is removed from
+    /// the flag (keep it at least the idle timeout). Default: a random secret generated at
+    /// startup (tokens change with every start; pages fetch them again).
+    #[arg(long, value_name = "BASE64URL[,PREVIOUS]")]
     pub(crate) csrf_secret: Option<JwtSecret>,
 
     /// Clock skew tolerated on access tokens' `exp` and `nbf`, e.g. "30s" (the default); "0s"
@@ -530,17 +533,31 @@ pub(crate) const REFRESH_TOKEN_PATH: &str = "/api/v1/auth/refresh-token";
 /// Name of the refresh-token cookie.
 pub(crate) const REFRESH_COOKIE_NAME: &str = "refresh_token";
 
-/// The CSRF key from `--csrf-secret`, else a random one.
+/// The CSRF key from `--csrf-secret CURRENT[,PREVIOUS]` (the previous key's tokens still
+/// accepted), else a random one.
 fn csrf_key(options: &Options) -> Result<CsrfKey, StartupError> {
     let Some(JwtSecret(encoded)) = &options.csrf_secret else {
         return CsrfKey::generate().map_err(|e| StartupError(format!("cannot generate a CSRF secret: {e}")));
     };
-    let mut secret = URL_SAFE_NO_PAD
-        .decode(encoded.trim())
-        .map_err(|_| StartupError("--csrf-secret must be base64url without padding".to_owned()))?;
-    let key = CsrfKey::from_bytes(&secret).map_err(|e| StartupError(format!("--csrf-secret: {e}")));
-    secret.zeroize();
-    key
+    let one = |encoded: &str| {
+        let mut secret = URL_SAFE_NO_PAD
+            .decode(encoded.trim())
+            .map_err(|_| StartupError("--csrf-secret must be base64url without padding".to_owned()))?;
+        let key = CsrfKey::from_bytes(&secret).map_err(|e| StartupError(format!("--csrf-secret: {e}")));
+        secret.zeroize();
+        key
+    };
+    match encoded.split_once(',') {
+        None => one(encoded),
+        Some((current, previous)) => {
+            if previous.contains(',') {
+                return Err(StartupError(
+                    "--csrf-secret takes the current secret and at most one previous one".to_owned(),
+                ));
+            }
+            Ok(one(current)?.with_previous(one(previous)?))
+        }
+    }
 }
 
 /// The allowed origins: the `--allowed-origin` list, else any origin naming the request's own

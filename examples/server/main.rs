@@ -28,7 +28,8 @@
 //! `session_token` and `refresh_token` out of the answer. Every response carries `Content-Security-Policy`, `X-Content-Type-Options`,
 //! `Referrer-Policy` and `X-Frame-Options`. `--host-cookie-prefix` names the session cookie
 //! `__Host-session`; `--csrf-secret BASE64URL` (32 to 64 bytes) shares CSRF tokens between
-//! instances; `--access-token-leeway` and `--touch-interval` set those options.
+//! instances, and `--csrf-secret NEW,OLD` rotates it (tokens made with `OLD` still accepted
+//! while it is listed); `--access-token-leeway` and `--touch-interval` set those options.
 //!
 //! Without `--user` the demo users `alice:wonderland` (admin) and `bob:builder` are created.
 //! Other flags (all optional): `--idle-timeout 15m`, `--absolute-timeout 8h`,
