@@ -33,18 +33,17 @@ pub const FORMAT: &str = "sessionkit";
 /// The format version this build writes and reads.
 pub const VERSION: u32 = 1;
 /// Longest accepted line, in bytes: 2 MiB, above the longest line of any session a
-/// [`SessionConfig`](crate::SessionConfig) allows (about 1.4 MiB; see below), so that every
-/// export and snapshot the crate writes can be read back. Longer lines are refused without
-/// being read whole.
+/// [`SessionConfig`] allows (about 1.4 MiB; see below), so that every export and snapshot the
+/// crate writes can be read back. Longer lines are refused without being read whole.
 ///
 /// A session's line is longest with the largest data bag a configuration may allow
-/// ([`max_data_bytes`](crate::SessionConfig::max_data_bytes) at most 1 MiB, written exactly as
-/// it was measured: compact JSON), the longest user agent
-/// ([`max_user_agent_len`](crate::SessionConfig::max_user_agent_len) at most 64 KiB) and user id
-/// ([`UserId::MAX_LEN`], 256 bytes), both of control characters (which JSON escapes as six bytes
-/// each), and a full refresh history. Its data is nested one level inside the line, so its
-/// depth ([`SessionConfig::MAX_DATA_DEPTH`](crate::SessionConfig::MAX_DATA_DEPTH) at most)
-/// stays within serde_json's 127 levels too.
+/// ([`max_data_bytes`](SessionConfig::max_data_bytes) at most 1 MiB, written exactly as it was
+/// measured: compact JSON), the longest user agent
+/// ([`max_user_agent_len`](SessionConfig::max_user_agent_len) at most 64 KiB) and user id
+/// ([`UserId::MAX_LEN`], 256 bytes), both of control characters (which JSON escapes as six
+/// bytes each), and a full refresh history. Its data is nested one level inside the line, so
+/// its depth (at most [`SessionConfig::MAX_DATA_DEPTH`]) stays within serde_json's 127 levels
+/// too.
 pub const MAX_LINE: usize = 2 << 20;
 
 /// Everything in a session's line but its user id, user agent and data: field names and
