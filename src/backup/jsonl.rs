@@ -26,7 +26,6 @@ use crate::clock::Timestamp;
 use crate::config::{MAX_DATA_BYTES_CEILING, MAX_USER_AGENT_LEN_CEILING, SessionConfig};
 use crate::session::UserId;
 use crate::store::{REFRESH_REUSE_HISTORY, StoredItem};
-use crate::token::TOKEN_LEN;
 
 /// The format name in the header line.
 pub const FORMAT: &str = "sessionkit";
@@ -49,7 +48,10 @@ pub const MAX_LINE: usize = 2 << 20;
 /// Everything in a session's line but its user id, user agent and data: field names and
 /// punctuation, id, digests (the current refresh token's and the spent ones'), five
 /// numbers of up to 20 characters and an IP address. Generous: about 1,100 bytes are used.
-const SESSION_LINE_OVERHEAD: usize = 1024 + (REFRESH_REUSE_HISTORY + 2) * (TOKEN_LEN + 3);
+const SESSION_LINE_OVERHEAD: usize = 1024 + (REFRESH_REUSE_HISTORY + 2) * (DIGEST_TEXT_LEN + 3);
+
+/// A token digest's text: 32 bytes in unpadded base64url.
+const DIGEST_TEXT_LEN: usize = 43;
 
 /// The longest line a session can have under any valid configuration (JSON escapes a control
 /// character as six bytes).
