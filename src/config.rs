@@ -64,6 +64,7 @@ struct ConfigValues {
     on_limit: LimitPolicy,
     max_user_agent_len: usize,
     max_data_bytes: usize,
+    max_data_depth: usize,
     #[serde(with = "humantime_serde")]
     access_token_ttl: Duration,
     #[serde(with = "humantime_serde")]
@@ -89,6 +90,7 @@ impl Default for ConfigValues {
             on_limit: LimitPolicy::EvictOldest,
             max_user_agent_len: 256,
             max_data_bytes: 4096,
+            max_data_depth: 32,
             access_token_ttl: Duration::from_secs(15 * MINUTE),
             access_token_leeway: Duration::from_secs(30),
             refresh_reuse_grace: Duration::from_secs(5),
@@ -136,6 +138,14 @@ fn derived_touch_interval(idle: Duration, remember_me_idle: Duration) -> Duratio
     (idle.min(remember_me_idle) / 4).min(Duration::from_secs(MINUTE))
 }
 
+/// The largest [`SessionConfig::max_data_bytes`] a configuration may set: 1 MiB. Every reader
+/// of stored sessions (the export and snapshot line limit, [`crate::export::MAX_LINE`]) is sized
+/// for a session at this ceiling.
+pub(crate) const MAX_DATA_BYTES_CEILING: usize = 1024 * 1024;
+
+/// The largest [`SessionConfig::max_user_agent_len`] a configuration may set: 64 KiB.
+pub(crate) const MAX_USER_AGENT_LEN_CEILING: usize = 64 * 1024;
+
 /// Durations beyond this many nanoseconds do not fit the stores' `i64` timestamps.
 const MAX_DURATION: Duration = Duration::from_nanos(i64::MAX as u64);
 
@@ -180,8 +190,9 @@ impl TryFrom<ConfigValues> for SessionConfig {
         if let Some(max) = v.max_sessions_per_user {
             range_check("max_sessions_per_user", u64::from(max), 1, 10_000)?;
         }
-        range_check("max_user_agent_len", v.max_user_agent_len as u64, 0, 64 * 1024)?;
-        range_check("max_data_bytes", v.max_data_bytes as u64, 0, 1024 * 1024)?;
+        range_check("max_user_agent_len", v.max_user_agent_len as u64, 0, MAX_USER_AGENT_LEN_CEILING as u64)?;
+        range_check("max_data_bytes", v.max_data_bytes as u64, 0, MAX_DATA_BYTES_CEILING as u64)?;
+        range_check("max_data_depth", v.max_data_depth as u64, 1, SessionConfig::MAX_DATA_DEPTH as u64)?;
         if v.access_token_ttl.is_zero() {
             return Err(ConfigError::Zero { field: "access_token_ttl" });
         }
@@ -217,6 +228,16 @@ impl Default for SessionConfig {
 }
 
 impl SessionConfig {
+    /// The largest [`max_data_depth`](Self::max_data_depth) a configuration may set: 64 levels.
+    ///
+    /// Every reader of stored sessions parses JSON with serde_json, which refuses documents
+    /// nested more than 127 levels deep. A record nests its data at most one level down (an
+    /// export or snapshot line is an object holding the data bag; the Redis and SQL stores keep
+    /// the bag as a document of its own), so data up to 126 levels deep would parse; 64 leaves
+    /// room for an envelope that grows, and bounds the stack that serde's buffered (`flatten`,
+    /// internally tagged) deserialisation spends per level.
+    pub const MAX_DATA_DEPTH: usize = 64;
+
     /// A builder starting from the defaults.
     pub fn builder() -> SessionConfigBuilder {
         SessionConfigBuilder { values: ConfigValues::default() }
@@ -282,6 +303,13 @@ impl SessionConfig {
     #[must_use]
     pub fn max_data_bytes(&self) -> usize {
         self.values.max_data_bytes
+    }
+
+    /// Deepest nesting of a session's data bag, in levels (the bag itself is level 1). Default
+    /// 32.
+    #[must_use]
+    pub fn max_data_depth(&self) -> usize {
+        self.values.max_data_depth
     }
 
     /// Lifetime of access tokens (JWTs). Default 15 minutes.
@@ -407,16 +435,37 @@ impl SessionConfigBuilder {
     }
 
     /// User-agent strings recorded with a session are truncated to this many bytes (at a
-    /// character boundary). Default 256, enough for every real browser's.
+    /// character boundary). Default 256, enough for every real browser's; at most 64 KiB.
     pub fn max_user_agent_len(mut self, len: usize) -> Self {
         self.values.max_user_agent_len = len;
         self
     }
 
     /// Largest size of a session's application data bag, measured as compact JSON. Default
-    /// 4096 bytes. Data is for small facts (a role, a CSRF seed, a locale), not for caching.
+    /// 4096 bytes; at most 1 MiB, so that the largest session still fits one line of an export
+    /// or snapshot ([`MAX_LINE`](crate::export::MAX_LINE)). Data is for small facts (a role, a
+    /// CSRF seed, a locale), not for caching.
     pub fn max_data_bytes(mut self, bytes: usize) -> Self {
         self.values.max_data_bytes = bytes;
+        self
+    }
+
+    /// Deepest nesting of a session's application data bag, in levels: the bag itself is level
+    /// 1, and every object or array inside it adds one (`{"role": "admin"}` is 1 level deep,
+    /// `{"prefs": {"tabs": ["a"]}}` 3). Default 32: small facts rarely nest beyond a handful
+    /// of levels, and 32 leaves room for any reasonable document while keeping the check and
+    /// every recursive (de)serialiser that handles the data cheap. 1 to
+    /// [`SessionConfig::MAX_DATA_DEPTH`] (64).
+    ///
+    /// A write that would store data nested deeper is refused with
+    /// [`Error::DataTooDeep`](crate::Error::DataTooDeep), before anything is serialised or
+    /// stored. The bound is what keeps every session readable again: snapshots, exports and the
+    /// Redis and SQL stores read sessions back with serde_json, which refuses JSON nested more
+    /// than 127 levels, so data the manager accepted but no reader could parse would make a
+    /// snapshot or an export unloadable. The ceiling keeps the deepest allowed data well within
+    /// that, inside the record that holds it.
+    pub fn max_data_depth(mut self, levels: usize) -> Self {
+        self.values.max_data_depth = levels;
         self
     }
 
@@ -581,6 +630,26 @@ mod tests {
             Err(ConfigError::OutOfRange { field: "max_sessions_per_user", .. })
         ));
         assert!(SessionConfig::builder().max_sessions_per_user(None).build().is_ok());
+    }
+
+    #[test]
+    fn data_depth_defaults_to_32_and_is_bounded_by_what_readers_parse() {
+        assert_eq!(SessionConfig::default().max_data_depth(), 32);
+        for depth in [1, 32, SessionConfig::MAX_DATA_DEPTH] {
+            let c = SessionConfig::builder().max_data_depth(depth).build().unwrap();
+            assert_eq!(c.max_data_depth(), depth);
+        }
+        for depth in [0, SessionConfig::MAX_DATA_DEPTH + 1, usize::MAX] {
+            assert_eq!(
+                SessionConfig::builder().max_data_depth(depth).build(),
+                Err(ConfigError::OutOfRange { field: "max_data_depth", min: 1, max: 64 })
+            );
+        }
+        let c: SessionConfig = serde_json::from_str(r#"{"max_data_depth":8}"#).unwrap();
+        assert_eq!(c.max_data_depth(), 8);
+        assert!(serde_json::to_string(&c).unwrap().contains(r#""max_data_depth":8"#));
+        let bad = serde_json::from_str::<SessionConfig>(r#"{"max_data_depth":65}"#).unwrap_err();
+        assert!(bad.to_string().contains("max_data_depth"), "{bad}");
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Three kinds of failure are kept apart, because an application reacts to each differently:
 //!
 //! * **rejections of untrusted input** — a malformed, unknown, expired or revoked token, a login
-//!   refused by the per-user limit, an oversized data bag. These are the client's problem: answer
-//!   with 401/403/409 and move on.
+//!   refused by the per-user limit, an oversized or overly nested data bag. These are the
+//!   client's problem: answer with 401/403/409/413 and move on.
 //! * **store failures** ([`StoreError`]) — the backend could not answer. These are the server's
 //!   problem: answer 503 and alert. A store failure is never reported as a valid session.
 //! * **misuse** — an invalid [`SessionConfig`](crate::SessionConfig) ([`ConfigError`]) or user id.
@@ -120,6 +120,15 @@ pub enum Error {
         /// ([`SessionConfig::max_data_bytes`](crate::SessionConfig::max_data_bytes)).
         limit: usize,
     },
+    /// A session data write would nest the data bag deeper than allowed: refused before
+    /// anything was serialised or stored, so that every stored session stays readable by
+    /// snapshots, exports and the stores.
+    #[error("session data nests deeper than the limit of {limit} levels")]
+    DataTooDeep {
+        /// The configured maximum
+        /// ([`SessionConfig::max_data_depth`](crate::SessionConfig::max_data_depth)).
+        limit: usize,
+    },
     /// The refresh token is malformed or names no session (never issued, its session ended,
     /// or it is older than the reuse history).
     #[error("invalid refresh token")]
@@ -151,10 +160,12 @@ pub enum Error {
 
 impl Error {
     /// `true` for rejections of what a client presented (malformed, unknown, expired or revoked
-    /// token; login refused by the limit; oversized data): the client's fault, not the server's.
+    /// token; login refused by the limit; oversized or overly nested data): the client's fault,
+    /// not the server's.
     ///
     /// Not every rejection means "not authenticated": [`LimitReached`](Self::LimitReached)
-    /// answers 409 and [`DataTooLarge`](Self::DataTooLarge) 413. Use
+    /// answers 409, [`DataTooLarge`](Self::DataTooLarge) and [`DataTooDeep`](Self::DataTooDeep)
+    /// 413. Use
     /// [`http_status`](Self::http_status) to answer, and
     /// [`is_unauthenticated`](Self::is_unauthenticated) to tell a missing or dead credential.
     #[must_use]
@@ -167,6 +178,7 @@ impl Error {
                 | Self::Revoked { .. }
                 | Self::LimitReached { .. }
                 | Self::DataTooLarge { .. }
+                | Self::DataTooDeep { .. }
                 | Self::InvalidRefreshToken
                 | Self::RefreshTokenReused
                 | Self::AccessToken(_)
@@ -183,9 +195,9 @@ impl Error {
     }
 
     /// The HTTP status this error is answered with: 401 for a missing or dead credential, 409
-    /// for a login refused by the per-user limit, 413 for oversized session data, 400 for an
-    /// invalid user id, 503 for a store failure (never 401: the session's state is unknown),
-    /// 500 for the rest (misconfiguration, a failed random number generator).
+    /// for a login refused by the per-user limit, 413 for oversized or overly nested session
+    /// data, 400 for an invalid user id, 503 for a store failure (never 401: the session's state
+    /// is unknown), 500 for the rest (misconfiguration, a failed random number generator).
     #[must_use]
     pub const fn http_status(&self) -> u16 {
         match self {
@@ -197,7 +209,7 @@ impl Error {
             | Self::RefreshTokenReused
             | Self::AccessToken(_) => 401,
             Self::LimitReached { .. } => 409,
-            Self::DataTooLarge { .. } => 413,
+            Self::DataTooLarge { .. } | Self::DataTooDeep { .. } => 413,
             Self::InvalidUserId(_) => 400,
             Self::Store(_) => 503,
             Self::NoSigningKeys | Self::Config(_) | Self::Random(_) => 500,
@@ -218,6 +230,7 @@ impl Error {
     /// | `refresh_token_reused` | [`RefreshTokenReused`](Self::RefreshTokenReused) |
     /// | `session_limit_reached` | [`LimitReached`](Self::LimitReached) |
     /// | `session_data_too_large` | [`DataTooLarge`](Self::DataTooLarge) |
+    /// | `session_data_too_deep` | [`DataTooDeep`](Self::DataTooDeep) |
     /// | `invalid_request` | [`InvalidUserId`](Self::InvalidUserId) |
     /// | `store_unavailable` | [`Store`](Self::Store) |
     /// | `internal_error` | [`NoSigningKeys`](Self::NoSigningKeys), [`Config`](Self::Config), [`Random`](Self::Random) |
@@ -233,6 +246,7 @@ impl Error {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::LimitReached { .. } => "session_limit_reached",
             Self::DataTooLarge { .. } => "session_data_too_large",
+            Self::DataTooDeep { .. } => "session_data_too_deep",
             Self::InvalidUserId(_) => "invalid_request",
             Self::Store(_) => "store_unavailable",
             Self::NoSigningKeys | Self::Config(_) | Self::Random(_) => "internal_error",

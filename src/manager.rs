@@ -14,7 +14,8 @@ use crate::events::{EventInfo, EventListener, Hub, ObservedBy, SessionEvent};
 use crate::expiry;
 use crate::policy::Limit;
 use crate::session::{
-    DataPatch, Metadata, Session, SessionData, SessionId, SessionRecord, UserId, truncate_to_boundary,
+    DataPatch, Metadata, PatchOp, Session, SessionData, SessionId, SessionRecord, UserId, nests_deeper_than,
+    truncate_to_boundary,
 };
 use crate::store::{
     BackupStore, DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanCursor, SessionStore, Successor,
@@ -345,11 +346,16 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     ///
     /// # Errors
     /// [`Error::LimitReached`] under [`LimitPolicy::Reject`](crate::LimitPolicy::Reject) at the
-    /// limit; [`Error::DataTooLarge`] if the initial data exceeds
+    /// limit; [`Error::DataTooDeep`] if the initial data nests deeper than
+    /// [`SessionConfig::max_data_depth`]; [`Error::DataTooLarge`] if it exceeds
     /// [`SessionConfig::max_data_bytes`]; [`Error::Random`] if the OS RNG fails;
     /// [`Error::Store`] if the store fails.
     pub async fn create(&self, new: NewSession) -> Result<Created, Error> {
         let config = &self.inner.config;
+        // Depth first: measuring the size serialises the data, recursively.
+        if nests_deeper_than(new.data.values(), config.max_data_depth()) {
+            return Err(Error::DataTooDeep { limit: config.max_data_depth() });
+        }
         let data = SessionData::from_map(new.data);
         let size = data.encoded_len();
         if size > config.max_data_bytes() {
@@ -514,12 +520,23 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// data now stored. Does not count as a request.
     ///
     /// # Errors
-    /// As [`validate`](Self::validate); [`Error::DataTooLarge`] if the result would exceed
-    /// [`SessionConfig::max_data_bytes`] (nothing changes then).
+    /// As [`validate`](Self::validate); [`Error::DataTooDeep`] if a value the patch sets would
+    /// nest the data deeper than [`SessionConfig::max_data_depth`]; [`Error::DataTooLarge`] if
+    /// the result would exceed [`SessionConfig::max_data_bytes`]. Nothing changes then.
     pub async fn update_data(&self, token: &str, patch: DataPatch) -> Result<SessionData, Error> {
         let digest = TokenDigest::of_token(token).map_err(|_| Error::MalformedToken)?;
         let now = self.inner.clock.now();
         let record = self.live_record(&digest, now).await?;
+        // Only the values the patch sets can deepen the data: what is stored passed this check
+        // when it was written. Checked here, before a store clones or serialises the patch.
+        let depth = self.inner.config.max_data_depth();
+        let set = patch.ops().iter().filter_map(|op| match op {
+            PatchOp::Set(_, value) => Some(value),
+            _ => None,
+        });
+        if nests_deeper_than(set, depth) {
+            return Err(Error::DataTooDeep { limit: depth });
+        }
         let limit = self.inner.config.max_data_bytes();
         match self.inner.store.update_data(&record.id, &patch, limit, now).await? {
             DataOutcome::Updated(data) => Ok(data),

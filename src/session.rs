@@ -307,7 +307,8 @@ pub(crate) fn truncate_to_boundary(s: &str, max: usize) -> &str {
 /// Read it from [`Session::data`]; change it with
 /// [`SessionManager::update_data`](crate::SessionManager::update_data), which applies a
 /// [`DataPatch`] atomically and enforces
-/// [`SessionConfig::max_data_bytes`](crate::SessionConfig::max_data_bytes).
+/// [`SessionConfig::max_data_bytes`](crate::SessionConfig::max_data_bytes) and
+/// [`SessionConfig::max_data_depth`](crate::SessionConfig::max_data_depth).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionData(Option<Arc<Map<String, Value>>>);
 
@@ -381,6 +382,72 @@ impl SessionData {
             // Serialising a Map<String, Value> into a counting writer cannot fail.
             Some(map) => serde_json::to_writer(&mut counter, map.as_ref()).map_or(usize::MAX, |()| counter.0),
             None => 2,
+        }
+    }
+}
+
+/// `true` when a data bag holding `values` would nest deeper than `limit` levels: the bag is
+/// level 1, and each array or object adds one level below the one that holds it.
+///
+/// Iterative, with an explicit stack of at most `limit` iterators, and it stops at the first
+/// container past the limit: a value nested a million levels deep (which serialising,
+/// cloning or comparing would recurse through) costs `limit` steps down, never the call stack.
+pub(crate) fn nests_deeper_than<'a>(values: impl IntoIterator<Item = &'a Value>, limit: usize) -> bool {
+    if limit == 0 {
+        return true; // the bag itself is one level
+    }
+    // The children still to visit of each open container; the containers whose children are
+    // on top of the stack are at level `stack.len() + 1`.
+    let mut stack: Vec<Children<'a>> = Vec::new();
+    for value in values {
+        let Some(children) = Children::of(value) else { continue };
+        stack.push(children);
+        if stack.len() >= limit {
+            return true;
+        }
+        while let Some(top) = stack.last_mut() {
+            match top.next() {
+                Some(child) => {
+                    if let Some(children) = Children::of(child) {
+                        stack.push(children);
+                        if stack.len() >= limit {
+                            return true;
+                        }
+                    }
+                }
+                None => {
+                    stack.pop();
+                }
+            }
+        }
+    }
+    false
+}
+
+/// The elements of an array or the values of an object, one at a time.
+enum Children<'a> {
+    Array(std::slice::Iter<'a, Value>),
+    Object(serde_json::map::Values<'a>),
+}
+
+impl<'a> Children<'a> {
+    /// `None` for a scalar, which adds no level.
+    fn of(value: &'a Value) -> Option<Self> {
+        match value {
+            Value::Array(a) => Some(Self::Array(a.iter())),
+            Value::Object(o) => Some(Self::Object(o.values())),
+            _ => None,
+        }
+    }
+}
+
+impl<'a> Iterator for Children<'a> {
+    type Item = &'a Value;
+
+    fn next(&mut self) -> Option<&'a Value> {
+        match self {
+            Self::Array(i) => i.next(),
+            Self::Object(i) => i.next(),
         }
     }
 }
@@ -708,6 +775,59 @@ mod tests {
         assert_eq!(truncate_to_boundary("héllo", 2), "h");
         assert_eq!(truncate_to_boundary("héllo", 3), "hé");
         assert_eq!(truncate_to_boundary("abc", 10), "abc");
+    }
+
+    /// `levels` arrays nested in one another around `1`: a data value `levels + 1` deep.
+    fn nested(levels: usize) -> Value {
+        let mut v = Value::from(1);
+        for _ in 0..levels {
+            v = Value::Array(vec![v]);
+        }
+        v
+    }
+
+    /// Drops a [`nested`] value one level at a time (the recursive drop would overflow the
+    /// stack on a very deep one).
+    fn dismantle(mut v: Value) {
+        while let Value::Array(mut a) = v {
+            match a.pop() {
+                Some(inner) => v = inner,
+                None => break,
+            }
+        }
+    }
+
+    #[test]
+    fn depth_counts_the_bag_and_every_container() {
+        let scalars = [Value::from(1), Value::from("x"), Value::Null];
+        assert!(!nests_deeper_than(&scalars, 1), "scalars add no level to the bag's");
+        assert!(!nests_deeper_than([], 1), "an empty bag is one level");
+        assert!(nests_deeper_than([], 0));
+        let two = serde_json::json!({});
+        assert!(nests_deeper_than([&two], 1));
+        assert!(!nests_deeper_than([&two], 2));
+        let three = serde_json::json!({"prefs": {"tabs": ["a"]}});
+        assert!(!nests_deeper_than([&three], 4), "the bag, the object, prefs, tabs");
+        assert!(nests_deeper_than([&three], 3));
+        // The deepest branch counts, wherever it is.
+        let wide = serde_json::json!([1, [2, [3]], {"a": 4}, [[[[5]]]], 6]);
+        assert!(!nests_deeper_than([&Value::from(0), &wide], 6));
+        assert!(nests_deeper_than([&Value::from(0), &wide], 5));
+        for limit in 1..=40 {
+            let at_limit = nested(limit - 1);
+            assert!(!nests_deeper_than([&at_limit], limit), "{limit}");
+            assert!(nests_deeper_than([&at_limit], limit - 1), "{limit}");
+        }
+    }
+
+    #[test]
+    fn depth_of_a_very_deep_value_is_refused_without_recursion() {
+        let deep = nested(1_000_000);
+        assert!(nests_deeper_than([&deep], 32));
+        // Walked all the way down, iteratively: the bag, then a million arrays.
+        assert!(!nests_deeper_than([&deep], 1_000_001));
+        assert!(nests_deeper_than([&deep], 1_000_000));
+        dismantle(deep);
     }
 
     #[test]

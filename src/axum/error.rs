@@ -235,6 +235,7 @@ mod tests {
             (Error::RefreshTokenReused, 401, "refresh_token_reused", None),
             (Error::LimitReached { limit: 3 }, 409, "session_limit_reached", None),
             (Error::DataTooLarge { size: 9, limit: 1 }, 413, "session_data_too_large", None),
+            (Error::DataTooDeep { limit: 32 }, 413, "session_data_too_deep", None),
             (Error::Store(StoreError::Contended), 503, "store_unavailable", None),
             (Error::Store(StoreError::Corrupt("x".into())), 503, "store_unavailable", None),
             (Error::NoSigningKeys, 500, "internal_error", None),

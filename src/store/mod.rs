@@ -405,7 +405,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Applies `patch` to a live session's data, atomically with respect to other patches, if
     /// the result's compact JSON is at most `max_bytes`. Concurrent patches of one session are
-    /// all applied, none lost.
+    /// all applied, none lost. The manager has already checked the depth of the values the
+    /// patch sets ([`SessionConfig::max_data_depth`](crate::SessionConfig::max_data_depth)),
+    /// so the store need not.
     ///
     /// # Errors
     /// [`StoreError::Contended`] if a store that updates optimistically gave up under
