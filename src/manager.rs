@@ -879,6 +879,45 @@ impl<S: BackupStore, C: Clock> SessionManager<S, C> {
         Ok(count)
     }
 
+    /// [`export`](Self::export) to an async writer (a response body, a file, a socket),
+    /// streamed: each page of the store's scan is written as it is read, in writes of about
+    /// 64 KiB, so memory holds one page of items whatever the size of the store. The writer is
+    /// flushed at the end. Answers the number of items.
+    ///
+    /// A reader can tell an export cut short (a failed write, a store error mid-way) from a
+    /// whole one: only a whole one ends with its end line, which counts the items.
+    ///
+    /// # Errors
+    /// [`ExportError`](crate::export::ExportError) if writing or reading the store fails.
+    #[cfg(feature = "tokio")]
+    pub async fn export_to<W>(&self, out: &mut W) -> Result<u64, crate::export::ExportError>
+    where
+        W: tokio::io::AsyncWrite + Unpin + ?Sized,
+    {
+        use tokio::io::AsyncWriteExt as _;
+        const CHUNK: usize = 64 * 1024;
+        let mut buf = Vec::with_capacity(CHUNK);
+        crate::export::write_header(&mut buf, self.inner.clock.now())?;
+        let mut count = 0;
+        let mut cursor = Some(ScanCursor::START);
+        while let Some(at) = cursor {
+            let page = self.inner.store.scan(at).await?;
+            for item in &page.items {
+                crate::export::write_item(&mut buf, item)?;
+                count += 1;
+                if buf.len() >= CHUNK {
+                    out.write_all(&buf).await?;
+                    buf.clear();
+                }
+            }
+            cursor = page.next;
+        }
+        crate::export::write_end(&mut buf, count)?;
+        out.write_all(&buf).await?;
+        out.flush().await?;
+        Ok(count)
+    }
+
     /// Reads an export (see [`crate::export`]), checks every line, then adds everything to the
     /// store at once. Answers the number of items. On any error nothing is added.
     ///

@@ -112,3 +112,69 @@ async fn importing_into_a_store_that_already_holds_a_session_adds_nothing() {
     assert!(matches!(m.import(text.as_bytes()).await, Err(ImportError::Store(_))));
     assert_eq!(m.store().len(), 4);
 }
+
+/// Records the length of every write, and fails them all once `fail_after` writes are done.
+struct RecordingWriter {
+    bytes: Vec<u8>,
+    writes: Vec<usize>,
+    fail_after: Option<usize>,
+}
+
+impl tokio::io::AsyncWrite for RecordingWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if self.fail_after.is_some_and(|n| self.writes.len() >= n) {
+            return std::task::Poll::Ready(Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "gone")));
+        }
+        self.writes.push(buf.len());
+        self.bytes.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// `export_to` streams: the same bytes as `export`, written in pieces of about 64 KiB as the
+/// store's pages are read (here three pages of sessions), never the whole export at once; a
+/// failed write stops it with `ExportError::Io`, before the end line.
+#[tokio::test]
+async fn an_export_streams_to_an_async_writer_in_bounded_pieces() {
+    let (m, _) = manager(config());
+    let sessions = 2 * sessionkit::store::SCAN_PAGE + 100;
+    for i in 0..sessions {
+        m.create(NewSession::new(user(&format!("user{i}"))).user_agent("Mozilla/5.0 (X11; Linux x86_64)"))
+            .await
+            .unwrap();
+    }
+    let whole = export(&m).await;
+    let mut out = RecordingWriter { bytes: Vec::new(), writes: Vec::new(), fail_after: None };
+    assert_eq!(m.export_to(&mut out).await.unwrap(), sessions as u64);
+    assert_eq!(String::from_utf8(out.bytes).unwrap(), whole, "the same export, streamed");
+    let largest = out.writes.iter().max().copied().unwrap();
+    assert!(out.writes.len() > 10, "{} writes for {} bytes", out.writes.len(), whole.len());
+    // A piece is 64 KiB plus at most the item that crossed it.
+    assert!(largest < 64 * 1024 + 4096, "a write of {largest} bytes");
+
+    let mut failing = RecordingWriter { bytes: Vec::new(), writes: Vec::new(), fail_after: Some(2) };
+    let error = m.export_to(&mut failing).await.unwrap_err();
+    assert!(matches!(error, sessionkit::export::ExportError::Io(_)), "{error:?}");
+    // What was written before the failure is not an export an import accepts.
+    let (fresh, _) = manager(config());
+    assert!(fresh.import(failing.bytes.as_slice()).await.is_err(), "a cut-off export was imported");
+    assert_eq!(fresh.import(whole.as_bytes()).await.unwrap(), sessions);
+}

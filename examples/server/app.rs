@@ -1155,15 +1155,42 @@ async fn admin_stats<S: Store, C: Clock>(
 }
 
 /// `GET /api/v1/admin/sessions/export`: every session, remembered revocation and denylist entry
-/// as JSON Lines ([`sessionkit::export`]): token digests, never tokens. Built in memory, so it
-/// is meant for stores of moderate size.
+/// as JSON Lines ([`sessionkit::export`]): token digests, never tokens. Streamed
+/// ([`SessionManager::export_to`](sessionkit::SessionManager::export_to) through a 64 KiB
+/// pipe), so the server's memory does not grow with the store. An export that fails before
+/// its first 64 KiB (a store that is down) answers 503; a failure after the answer has
+/// started cuts the body short, which a reader sees by its missing end line.
 async fn admin_export<S: Store, C: Clock>(
     State(state): State<AppState<S, C>>,
     _admin: AdminSession,
 ) -> Result<Response, ApiError> {
-    let mut body = Vec::new();
-    state.manager.export(&mut body).await.map_err(export_error)?;
-    let mut response = body.into_response();
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+
+    const PIPE: usize = 64 * 1024;
+    let (mut writer, mut reader) = tokio::io::duplex(PIPE);
+    let manager = state.manager.clone();
+    let export = tokio::spawn(async move {
+        let written = manager.export_to(&mut writer).await;
+        if let Err(e) = &written {
+            // The body ends without its end line, which an import refuses.
+            tracing::warn!(target: "server", error = %e, "export cut short");
+        }
+        written
+    });
+    let mut first = vec![0u8; PIPE];
+    let n = reader.read(&mut first).await.map_err(|_| ApiError::internal("the export could not be written"))?;
+    if n == 0 {
+        // Nothing was written: the export failed before its first write.
+        return Err(match export.await {
+            Ok(Err(e)) => export_error(e),
+            Ok(Ok(_)) | Err(_) => ApiError::internal("the export could not be written"),
+        });
+    }
+    first.truncate(n);
+    let body = futures_util::stream::once(std::future::ready(Ok(axum::body::Bytes::from(first))))
+        .chain(tokio_util::io::ReaderStream::new(reader));
+    let mut response = axum::body::Body::from_stream(body).into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
     Ok(response)
 }
