@@ -134,11 +134,11 @@ pub(crate) fn remove_temporaries(path: &Path) -> usize {
     let mut removed = 0;
     for entry in entries.map_while(Result::ok) {
         let name = entry.file_name();
-        let is_temporary = name.to_str().and_then(|name| name.strip_prefix(prefix)).is_some_and(|rest| {
-            !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-        });
-        if is_temporary && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok()
-        {
+        let is_temporary = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(prefix))
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+        if is_temporary && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -272,7 +272,7 @@ mod tests {
         let _ = std::fs::remove_file(cwd.join(&name));
         assert_eq!(written.unwrap(), 0);
         assert_eq!(read_back.unwrap().map(|items| items.len()), Some(0));
-        assert_eq!(left, [name.clone()], "the snapshot, and no temporary file");
+        assert_eq!(left, [name.as_str()], "the snapshot, and no temporary file");
     }
 
     #[test]
@@ -285,7 +285,7 @@ mod tests {
         let left = names(&cwd, &name);
         std::fs::remove_dir(cwd.join(&name)).unwrap();
         assert!(matches!(written, Err(SnapshotError::Io { .. })));
-        assert_eq!(left, [name.clone()], "the temporary file is removed");
+        assert_eq!(left, [name.as_str()], "the temporary file is removed");
     }
 
     #[test]
