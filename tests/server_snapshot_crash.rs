@@ -41,6 +41,15 @@ const BUDGET: Duration = Duration::from_secs(45);
 /// The longest a server runs under load before it is killed.
 const MAX_RUN: Duration = Duration::from_millis(3000);
 
+/// The logins' `User-Agent`, as long as the server keeps (256 bytes): each session adds a
+/// few hundred bytes to the snapshot, so that a save takes long enough to be killed during.
+const USER_AGENT: &str = concat!(
+    "Mozilla/5.0 (X11; Linux x86_64) sessionkit-crash-test ",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+    "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+);
+
 /// A server process; killed (SIGKILL) on drop.
 struct Server {
     child: Child,
@@ -115,6 +124,25 @@ fn temporaries(dir: &Path) -> Vec<String> {
         .collect()
 }
 
+/// The snapshot's files (the snapshot and any temporary file of a save) with their length,
+/// modification time and inode: what changes as soon as a save starts writing, whichever way
+/// the writer goes about it.
+fn snapshot_files(dir: &Path) -> Vec<(String, u64, std::time::SystemTime, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let name = e.file_name().into_string().ok()?;
+            let meta = e.metadata().ok()?;
+            let modified = meta.modified().ok()?;
+            name.starts_with(SNAPSHOT).then(|| (name, meta.len(), modified, meta.ino()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
 /// A session created through the API: its token, and when its login was answered (it was
 /// created no later).
 struct Created {
@@ -128,6 +156,7 @@ async fn load(http: reqwest::Client, base: String, stop: Arc<AtomicBool>, create
     while !stop.load(Ordering::Relaxed) {
         let answer = http
             .post(format!("{base}/api/v1/auth/login"))
+            .header("user-agent", USER_AGENT)
             .json(&json!({ "username": "bob", "password": "builder" }))
             .send()
             .await;
@@ -188,13 +217,15 @@ async fn sigkilled_under_load_every_restart_loads_a_complete_snapshot_with_the_o
             .collect();
 
         // Pace the kill: a random moment, and on every other cycle the first moment after
-        // it when a save is in progress (its temporary file exists), if one comes soon.
+        // it when a save is writing (a file of the snapshot appears or changes), if one comes
+        // soon, so that many kills land in the middle of a save.
         let run = Duration::from_millis(rand::random_range(50..=MAX_RUN.as_millis() as u64));
         tokio::time::sleep(run).await;
         if cycles % 2 == 0 {
             aimed += 1;
             let until = Instant::now() + 2 * INTERVAL + MARGIN;
-            while temporaries(&dir.0).is_empty() && Instant::now() < until {
+            let before = snapshot_files(&dir.0);
+            while snapshot_files(&dir.0) == before && Instant::now() < until {
                 tokio::time::sleep(Duration::from_micros(200)).await;
             }
         }
