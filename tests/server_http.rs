@@ -1456,6 +1456,13 @@ fn operations_flags_parse() {
     assert_eq!(app::session_config(&cli.options).unwrap().sweep_interval(), 15 * MINUTE, "the default");
 
     assert!(Cli::try_parse_from(["server", "--sweep-interval", "often"]).is_err());
+
+    let cli = Cli::try_parse_from(["server", "--snapshot", "s.jsonl", "--snapshot-interval", "250ms"]).unwrap();
+    assert_eq!(cli.options.snapshot_interval, Some(Duration::from_millis(250)));
+    assert_eq!(Cli::try_parse_from(["server", "--snapshot", "s.jsonl"]).unwrap().options.snapshot_interval, None);
+    assert_eq!(app::DEFAULT_SNAPSHOT_INTERVAL, Duration::from_secs(60));
+    assert!(Cli::try_parse_from(["server", "--snapshot-interval", "5s"]).is_err(), "only with --snapshot");
+    assert!(Cli::try_parse_from(["server", "--snapshot", "s.jsonl", "--snapshot-interval", "soon"]).is_err());
     for out_of_range in ["0s", "2days"] {
         let cli = Cli::try_parse_from(["server", "--sweep-interval", out_of_range]).unwrap();
         let err = app::session_config(&cli.options).unwrap_err();
@@ -1592,6 +1599,51 @@ async fn a_corrupt_snapshot_stops_the_startup() {
     let running = app::Running::start(&with_snapshot(good), MockClock::new()).unwrap();
     assert_eq!(running.loaded, 0);
     assert!(running.shut_down().await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_snapshot_is_saved_every_snapshot_interval_until_shutdown() {
+    let dir = TempDir::new("periodic");
+    let path = dir.0.join("sessions.jsonl");
+    let with_interval =
+        |interval| app::Options { snapshot: Some(path.clone()), snapshot_interval: Some(interval), ..options() };
+    for out_of_range in [Duration::ZERO, Duration::from_millis(99), Duration::from_secs(86_401)] {
+        let Err(err) = app::Running::start(&with_interval(out_of_range), MockClock::new()) else {
+            panic!("started with --snapshot-interval {out_of_range:?}");
+        };
+        assert!(err.to_string().contains("--snapshot-interval"), "{err}");
+    }
+
+    let clock = MockClock::new();
+    let running = app::Running::start(&with_interval(Duration::from_secs(30)), clock.clone()).unwrap();
+    let config = running.state.manager.config().clone();
+    assert_eq!(snapshot_items(&path), 0, "written once at startup");
+    let alice = running.state.manager.create(sessionkit::NewSession::new(UserId::new("alice").unwrap())).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(29)).await;
+    assert_eq!(snapshot_items(&path), 0, "not saved again before the interval");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let saved = snapshot_items(&path);
+    assert!(saved >= 1, "saved after one interval, while running");
+    let restored = MemoryStore::new();
+    restored.load_snapshot(&path).unwrap();
+    let restored = SessionManager::with_clock(restored, config.clone(), clock.clone());
+    restored.validate(alice.token.expose_secret()).await.unwrap();
+
+    // And again every interval, until the shutdown saves once more.
+    let bob = running.state.manager.create(sessionkit::NewSession::new(UserId::new("bob").unwrap())).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(snapshot_items(&path) > saved, "the next interval's save has bob's session");
+    let carol = running.state.manager.create(sessionkit::NewSession::new(UserId::new("carol").unwrap())).await.unwrap();
+    let at_shutdown = running.shut_down().await.unwrap().expect("a snapshot path was given");
+    assert_eq!(snapshot_items(&path), at_shutdown);
+    let restored = MemoryStore::new();
+    restored.load_snapshot(&path).unwrap();
+    let restored = SessionManager::with_clock(restored, config, clock);
+    for session in [&alice, &bob, &carol] {
+        restored.validate(session.token.expose_secret()).await.unwrap();
+    }
+    let names: Vec<_> = std::fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["sessions.jsonl"], "no temporary file is left");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

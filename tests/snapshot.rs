@@ -109,8 +109,13 @@ async fn a_failed_write_leaves_the_previous_snapshot_intact() {
     store.load_snapshot(&path).unwrap();
     let restored = SessionManager::with_clock(store, config().build().unwrap(), clock);
     restored.validate(&token).await.unwrap();
-    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(leftovers.len(), 3, "the snapshot, the crashed write's leftover, the blocker: {leftovers:?}");
+    let mut leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    leftovers.sort();
+    assert_eq!(
+        leftovers,
+        ["not-a-dir", "sessions.jsonl"],
+        "the snapshot and the blocker; loading removed the crashed write's leftover"
+    );
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -136,5 +141,30 @@ async fn periodic_snapshots_write_a_final_one_on_shutdown() {
     let store = MemoryStore::new();
     assert_eq!(store.load_snapshot(&path).unwrap(), 2, "and once more at shutdown");
     SessionManager::with_clock(store, config().build().unwrap(), clock).validate(&late).await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_torn_temporary_file_never_stops_a_restart() {
+    // A process killed mid-save leaves its temporary file, with any process id and counter
+    // (a restarted process may get the same ones): the next start loads the snapshot, removes
+    // the leftover, and saves again.
+    let dir = scratch("torn");
+    let path = dir.join("sessions.jsonl");
+    let clock = MockClock::new();
+    let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
+    let token = login(&m, "alice").await;
+    m.store().save_snapshot(&path, clock.now()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let pid = std::process::id();
+    for name in [format!("sessions.jsonl.tmp-{pid}-0-0123456789abcdef"), format!("sessions.jsonl.tmp-{pid}-0")] {
+        std::fs::write(dir.join(name), &text[..text.len() / 3]).unwrap();
+    }
+    let store = MemoryStore::new();
+    assert_eq!(store.load_snapshot(&path).unwrap(), 1);
+    store.save_snapshot(&path, clock.now()).unwrap();
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, ["sessions.jsonl"], "no temporary file is left");
+    SessionManager::with_clock(store, config().build().unwrap(), clock).validate(&token).await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -197,11 +197,21 @@ pub(crate) struct Options {
     pub(crate) sweep_interval: Option<Duration>,
 
     /// Keep sessions across restarts: load them from FILE at startup (a missing file is a first
-    /// start; a corrupt one stops the server from starting) and save them to it on shutdown.
-    /// The file holds token digests, never tokens, but also user names, IPs and user agents.
+    /// start; a corrupt one stops the server from starting), save them to it every
+    /// --snapshot-interval and on shutdown. The file holds token digests, never tokens, but
+    /// also user names, IPs and user agents.
     #[arg(long, value_name = "FILE")]
     pub(crate) snapshot: Option<PathBuf>,
+
+    /// With --snapshot: how often the sessions are saved to the file while the server runs,
+    /// e.g. "30s" (default 60s, at least 100ms, at most a day), so that a crash loses at most
+    /// the sessions of the last interval.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, requires = "snapshot")]
+    pub(crate) snapshot_interval: Option<Duration>,
 }
+
+/// How often the `--snapshot` file is saved without `--snapshot-interval`.
+pub(crate) const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(60);
 
 /// The value of `--jwt-secret`, still encoded. `Debug` never shows it, and it is decoded (and
 /// checked) only when the server starts, so that no error message repeats it.
@@ -611,8 +621,64 @@ pub(crate) struct Running<S: Store, C> {
     /// Items (sessions, remembered revocations, denylist entries) read from the snapshot at
     /// startup: 0 without `--snapshot`, or on a first start (no file yet).
     pub(crate) loaded: usize,
-    snapshot: Option<(PathBuf, MemoryStore)>,
+    snapshot: Option<Snapshots>,
     sweeper: SweeperHandle,
+}
+
+/// The `--snapshot` file of a running server and the task that saves the store to it every
+/// `--snapshot-interval`.
+struct Snapshots {
+    path: PathBuf,
+    store: MemoryStore,
+    /// Stops the periodic task (after the save in progress, if any).
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Snapshots {
+    /// Starts saving `manager`'s store to `path` every `interval`, the first save one interval
+    /// from now. A failed save is logged, and the next one runs on schedule.
+    fn spawn<C: Clock>(manager: SessionManager<MemoryStore, C>, path: PathBuf, interval: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let store = manager.store().clone();
+        let task_path = path.clone();
+        let task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+            // A save that overruns the interval delays the next one instead of bunching them.
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut stopped => break,
+                    _ = ticker.tick() => {
+                        // Not cancelled by a stop request: a save always completes.
+                        let now = manager.clock().now();
+                        match save_snapshot(manager.store().clone(), task_path.clone(), now).await {
+                            Ok(items) => tracing::debug!(target: "server", items, "snapshot saved"),
+                            Err(e) => tracing::error!(target: "server", error = %e, "snapshot failed"),
+                        }
+                    }
+                }
+            }
+        });
+        Self { path, store, stop, task }
+    }
+
+    /// Stops the periodic saves, waiting for the one in progress.
+    async fn stop(self) -> (PathBuf, MemoryStore) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        (self.path, self.store)
+    }
+}
+
+/// Saves `store` to `path` on tokio's blocking pool (`spawn_blocking`): writing and syncing the
+/// file never holds up an async worker, so requests are answered during a save.
+async fn save_snapshot(store: MemoryStore, path: PathBuf, now: sessionkit::Timestamp) -> Result<u64, SnapshotError> {
+    let shown = path.clone();
+    tokio::task::spawn_blocking(move || store.save_snapshot(&path, now))
+        .await
+        .unwrap_or_else(|e| Err(SnapshotError::Io { path: shown, source: std::io::Error::other(e) }))
 }
 
 impl<C: Clock> Running<MemoryStore, C> {
@@ -623,11 +689,18 @@ impl<C: Clock> Running<MemoryStore, C> {
     /// another format, unreadable) is an error: the server must not start with an empty store
     /// and then overwrite the file on shutdown. The snapshot is also written once right after
     /// loading, so that an unwritable path fails now rather than when the sessions are about
-    /// to be lost.
+    /// to be lost, and then every `--snapshot-interval` (off the async workers) until
+    /// [`Running::shut_down`]. Saves go through a temporary file renamed over the snapshot, so
+    /// a crash at any moment leaves a complete snapshot (the previous or the new one); the
+    /// temporary files of a killed process are never loaded, and are removed here.
     ///
     /// # Panics
-    /// Outside a tokio runtime (the sweeper is a tokio task).
+    /// Outside a tokio runtime (the sweeper and the periodic saves are tokio tasks).
     pub(crate) fn start(options: &Options, clock: C) -> Result<Self, StartupError> {
+        let interval = options.snapshot_interval.unwrap_or(DEFAULT_SNAPSHOT_INTERVAL);
+        if interval < Duration::from_millis(100) || interval > Duration::from_secs(86_400) {
+            return Err(StartupError("--snapshot-interval must be between 100ms and a day".to_owned()));
+        }
         let state = AppState::from_options(options, MemoryStore::new(), clock)?;
         let loaded = match &options.snapshot {
             Some(path) => {
@@ -644,7 +717,7 @@ impl<C: Clock> Running<MemoryStore, C> {
             }
             None => 0,
         };
-        let snapshot = options.snapshot.clone().map(|path| (path, state.manager.store().clone()));
+        let snapshot = options.snapshot.clone().map(|path| Snapshots::spawn(state.manager.clone(), path, interval));
         let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
         Ok(Self { state, loaded, snapshot, sweeper })
     }
@@ -727,19 +800,21 @@ impl<C: Clock> Running<sessionkit::SqlStore, C> {
 impl<S: Store, C: Clock> Running<S, C> {
     /// The `--snapshot` file, if any.
     pub(crate) fn snapshot_path(&self) -> Option<&FsPath> {
-        self.snapshot.as_ref().map(|(path, _)| path.as_path())
+        self.snapshot.as_ref().map(|snapshots| snapshots.path.as_path())
     }
 
     /// Shuts down, once the HTTP server has drained (no request can change the store any
-    /// more): stops the sweeper after the sweep in progress, then saves the store to the
-    /// `--snapshot` file. Answers how many items were saved (`None` without `--snapshot`).
+    /// more): stops the sweeper after the sweep in progress and the periodic snapshots after
+    /// the save in progress, then saves the store to the `--snapshot` file (off the async
+    /// workers). Answers how many items were saved (`None` without `--snapshot`).
     pub(crate) async fn shut_down(self) -> Result<Option<u64>, SnapshotError> {
         self.sweeper.shutdown().await;
-        let Some((path, store)) = &self.snapshot else {
+        let Some(snapshots) = self.snapshot else {
             return Ok(None);
         };
+        let (path, store) = snapshots.stop().await;
         let now = self.state.manager.clock().now();
-        store.save_snapshot(path, now).map(Some)
+        save_snapshot(store, path, now).await.map(Some)
     }
 }
 

@@ -45,13 +45,19 @@
 //! from the store; they are refused anyway, sweeping frees their memory). `--snapshot FILE`
 //! keeps sessions across restarts: at startup the file is loaded (a missing file is a first
 //! start; a corrupt or truncated one stops the server with an error rather than starting
-//! empty) and rewritten at once (so an unwritable path fails at startup); on Ctrl-C or SIGTERM,
-//! once the requests in flight are answered and the sweeper has stopped, the sessions are
-//! saved to it. The server prints how many items it loaded and saved. Session and refresh
-//! tokens survive a restart, and so do revocations: a token revoked before is still refused,
-//! with its reason (the file holds SHA-256 digests, never a token; it does hold user names, IPs
-//! and user agents). Access tokens survive only with a fixed `--jwt-secret` or
-//! `--jwt-ed25519-key`; sessions are saved only on a clean shutdown, not periodically.
+//! empty) and rewritten at once (so an unwritable path fails at startup); it is then saved
+//! every `--snapshot-interval` (default `60s`, at least `100ms`, at most a day), the file
+//! written on tokio's blocking pool rather than on a request worker; on Ctrl-C or SIGTERM,
+//! once the requests in flight are answered and the sweeper and the periodic saves have
+//! stopped, the sessions are saved to it once more. The server prints how many items it
+//! loaded and saved. Every save writes a temporary file beside the snapshot, syncs it, renames
+//! it over the snapshot and syncs the directory, so a crash or a SIGKILL at any moment leaves a
+//! complete snapshot, the previous or the new one, and the next start loads it (temporary
+//! files left by a killed process are never loaded, and are removed at startup). A crash loses
+//! at most what changed in the last interval. Session and refresh tokens survive a restart,
+//! and so do revocations: a token revoked before is still refused, with its reason (the file
+//! holds SHA-256 digests, never a token; it does hold user names, IPs and user agents). Access
+//! tokens survive only with a fixed `--jwt-secret` or `--jwt-ed25519-key`.
 //!
 //! `REDIS_URL=redis://…` keeps the sessions in a standalone Redis (feature `redis`), and
 //! `--redis-cluster URL,URL,…` (or `REDIS_CLUSTER_URLS`) in a Redis Cluster given by seed

@@ -54,10 +54,17 @@ pub(crate) fn write(
     pages: impl Iterator<Item = Vec<StoredItem>>,
 ) -> Result<u64, SnapshotError> {
     let io = |source| SnapshotError::Io { path: path.to_owned(), source };
-    // A fresh, exclusively created name per save: concurrent saves never share a file.
+    // A fresh, exclusively created name per save: concurrent saves never share a file. The
+    // random part keeps a restarted process that got the same process id (as in a container)
+    // from colliding with the temporary file a killed predecessor left behind.
     static SAVES: AtomicU64 = AtomicU64::new(0);
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(format!(".tmp-{}-{}", std::process::id(), SAVES.fetch_add(1, Ordering::Relaxed)));
+    let mut tmp_name = temporary_prefix(path);
+    tmp_name.push(format!(
+        "{}-{}-{:016x}",
+        std::process::id(),
+        SAVES.fetch_add(1, Ordering::Relaxed),
+        rand::random::<u64>()
+    ));
     let tmp = path.with_file_name(tmp_name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
@@ -89,13 +96,53 @@ pub(crate) fn write(
             return Err(io(e));
         }
     };
-    // Make the rename itself durable; a bare file name lives in the current directory.
-    let dir = match path.parent() {
+    // Make the rename itself durable.
+    std::fs::File::open(directory(path)).and_then(|d| d.sync_all()).map_err(io)?;
+    Ok(count)
+}
+
+/// The directory that holds `path`: its parent, or the current directory for a bare file name
+/// (whose parent is `""`).
+fn directory(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
+    }
+}
+
+/// The start of the name of every temporary file of a snapshot at `path`: its file name and
+/// `.tmp-`, followed by the process id, a counter and a random part.
+fn temporary_prefix(path: &Path) -> std::ffi::OsString {
+    let mut prefix = path.file_name().unwrap_or_default().to_owned();
+    prefix.push(".tmp-");
+    prefix
+}
+
+/// Removes the temporary files that saves to `path` left behind when their process was killed
+/// mid-write (see [`write`]): files beside `path` named like its temporary files. Answers how
+/// many were removed. Call it at startup, before anything saves to `path`: a save in progress
+/// would lose its temporary file (and fail, leaving the previous snapshot). Best effort: a
+/// file that cannot be listed or removed is left as it is (it is never read as a snapshot).
+pub(crate) fn remove_temporaries(path: &Path) -> usize {
+    let prefix = temporary_prefix(path);
+    let Some(prefix) = prefix.to_str() else {
+        return 0;
     };
-    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-    Ok(count)
+    let Ok(entries) = std::fs::read_dir(directory(path)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.map_while(Result::ok) {
+        let name = entry.file_name();
+        let is_temporary = name
+            .to_str()
+            .and_then(|name| name.strip_prefix(prefix))
+            .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+        if is_temporary && entry.file_type().is_ok_and(|t| t.is_file()) && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 /// Reads the snapshot at `path`: `None` if there is none (a first start), every item of a
@@ -202,16 +249,82 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// The names of the files in `dir` that start with `prefix`, sorted.
+    fn names(dir: &Path, prefix: &str) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.starts_with(prefix))
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn a_bare_file_name_is_written_in_the_current_directory() {
-        // The directory sync of a relative path without a parent uses ".".
-        let dir = dir("relative");
+        // The directory sync of a relative path without a parent (`""`) uses ".".
         let name = format!("sessionkit-relative-{}.jsonl", std::process::id());
         let cwd = std::env::current_dir().unwrap();
         let path = Path::new(&name);
-        let written = write(path, Timestamp::from_unix_nanos(0), std::iter::empty());
+        let written = write(path, Timestamp::from_unix_nanos(0), std::iter::once(Vec::new()));
+        let read_back = read(path);
+        let left = names(&cwd, &name);
         let _ = std::fs::remove_file(cwd.join(&name));
         assert_eq!(written.unwrap(), 0);
+        assert_eq!(read_back.unwrap().map(|items| items.len()), Some(0));
+        assert_eq!(left, [name.as_str()], "the snapshot, and no temporary file");
+    }
+
+    #[test]
+    fn a_failed_rename_of_a_bare_file_name_leaves_no_temporary_file() {
+        // A directory named like the snapshot, in the current directory: the rename fails.
+        let name = format!("sessionkit-relative-dir-{}.jsonl", std::process::id());
+        let cwd = std::env::current_dir().unwrap();
+        std::fs::create_dir(cwd.join(&name)).unwrap();
+        let written = write(Path::new(&name), Timestamp::from_unix_nanos(0), std::iter::empty());
+        let left = names(&cwd, &name);
+        std::fs::remove_dir(cwd.join(&name)).unwrap();
+        assert!(matches!(written, Err(SnapshotError::Io { .. })));
+        assert_eq!(left, [name.as_str()], "the temporary file is removed");
+    }
+
+    #[test]
+    fn leftover_temporary_files_are_never_read_and_are_removed() {
+        let dir = dir("leftovers");
+        let path = dir.join("snap.jsonl");
+        write(&path, Timestamp::from_unix_nanos(0), std::iter::once(Vec::new())).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        // What killed saves leave: a torn temporary file, one with the same process id and
+        // counter a restarted process would use first, and an empty one.
+        let pid = std::process::id();
+        let torn = format!("snap.jsonl.tmp-{pid}-0-00000000000000ff");
+        std::fs::write(dir.join(&torn), &good[..good.len() / 2]).unwrap();
+        std::fs::write(dir.join(format!("snap.jsonl.tmp-{pid}-1-0123456789abcdef")), b"").unwrap();
+        std::fs::write(dir.join("snap.jsonl.tmp-7-3"), b"{").unwrap();
+        // Not ours: kept.
+        for other in ["snap.jsonl.tmp-notes", "snap.jsonl.tmp-", "other.jsonl.tmp-1-2-3", "snap.jsonl.bak"] {
+            std::fs::write(dir.join(other), b"keep").unwrap();
+        }
+        std::fs::create_dir(dir.join("snap.jsonl.tmp-1-1-1")).unwrap();
+
+        assert_eq!(read(&path).unwrap().map(|items| items.len()), Some(0), "only the snapshot is read");
+        // A save beside the leftovers works, and leaves them as they are.
+        assert_eq!(write(&path, Timestamp::from_unix_nanos(1), std::iter::empty()).unwrap(), 0);
+        assert_eq!(names(&dir, "snap.jsonl.tmp-").len(), 6);
+
+        assert_eq!(remove_temporaries(&path), 3);
+        assert_eq!(
+            names(&dir, ""),
+            [
+                "other.jsonl.tmp-1-2-3",
+                "snap.jsonl",
+                "snap.jsonl.bak",
+                "snap.jsonl.tmp-",
+                "snap.jsonl.tmp-1-1-1",
+                "snap.jsonl.tmp-notes"
+            ]
+        );
+        assert_eq!(read(&path).unwrap().map(|items| items.len()), Some(0));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

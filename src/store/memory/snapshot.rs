@@ -36,10 +36,19 @@ impl MemoryStore {
     /// cannot be read completely is refused, and nothing is added: a corrupt snapshot never
     /// silently starts an empty store.
     ///
+    /// Only `path` itself is read, never a temporary file of [`save_snapshot`](Self::save_snapshot)
+    /// (which a process killed mid-write leaves beside it); those leftovers are removed here, so
+    /// call this at startup, before anything (in this or another process) saves to `path`.
+    ///
     /// # Errors
     /// [`SnapshotError::Io`], [`SnapshotError::Corrupt`], [`SnapshotError::Conflict`].
     pub fn load_snapshot(&self, path: impl AsRef<std::path::Path>) -> Result<usize, SnapshotError> {
         let path = path.as_ref();
+        let _removed = snapshot::remove_temporaries(path);
+        #[cfg(feature = "tracing")]
+        if _removed > 0 {
+            tracing::warn!(target: "sessionkit", removed = _removed, "removed temporary files of interrupted snapshot saves");
+        }
         let Some(items) = snapshot::read(path)? else {
             return Ok(0);
         };
