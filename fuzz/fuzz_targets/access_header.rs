@@ -1,0 +1,23 @@
+//! The JOSE header of an access token whose signature is valid: the input is the header's JSON,
+//! signed here with the known HS256 key over a valid claims set, then verified in full.
+#![no_main]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use libfuzzer_sys::fuzz_target;
+use sessionkit_fuzz::{HS256_KID, SID, block_on, manager, sign, valid_claims};
+
+fuzz_target!(|data: &[u8]| {
+    // A fresh manager, so that nothing is answered from the cache.
+    let manager = manager();
+    let token = sign(&URL_SAFE_NO_PAD.encode(data), valid_claims(SID).as_bytes());
+    let verified = block_on(manager.verify_access(&token));
+    if verified.is_ok() {
+        // Only a JSON object naming this key and its algorithm, with no `crit`, is accepted.
+        let header: serde_json::Value = serde_json::from_slice(data).expect("an accepted header is JSON");
+        assert_eq!(header["alg"], "HS256");
+        assert_eq!(header["kid"], HS256_KID);
+        assert!(header.get("crit").is_none());
+        assert!(header.get("typ").is_none_or(|t| t.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT"))));
+    }
+});
