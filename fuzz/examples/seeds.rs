@@ -73,8 +73,16 @@ fn main() {
     let own = own_header();
     write("access_verify", "issued", &access);
     write("access_verify", "signed_here", sign(&own, valid_claims(SID).as_bytes()));
-    write("access_verify", "other_header", sign(&URL_SAFE_NO_PAD.encode(r#"{"kid":"k1","alg":"HS256"}"#), valid_claims(SID).as_bytes()));
-    write("access_verify", "alg_none", format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(valid_claims(SID))));
+    write(
+        "access_verify",
+        "other_header",
+        sign(&URL_SAFE_NO_PAD.encode(r#"{"kid":"k1","alg":"HS256"}"#), valid_claims(SID).as_bytes()),
+    );
+    write(
+        "access_verify",
+        "alg_none",
+        format!("{}.{}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#), URL_SAFE_NO_PAD.encode(valid_claims(SID))),
+    );
     let mut tampered = access.clone().into_bytes();
     let last = tampered.len() - 2;
     tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
@@ -85,7 +93,11 @@ fn main() {
     // Headers (signed over valid claims by the target).
     write("access_header", "own", r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#);
     write("access_header", "reordered", r#"{"kid":"k1","alg":"HS256"}"#);
-    write("access_header", "extra_members", r#"{ "alg" : "HS256", "kid":"k1", "typ":"jwt", "x5u":null, "ext":[1,{"a":[true,false]}] }"#);
+    write(
+        "access_header",
+        "extra_members",
+        r#"{ "alg" : "HS256", "kid":"k1", "typ":"jwt", "x5u":null, "ext":[1,{"a":[true,false]}] }"#,
+    );
     write("access_header", "escaped", r#"{"alg":"HS\u0032\u0035\u0036","kid":"\u006b1"}"#);
     write("access_header", "crit", r#"{"alg":"HS256","kid":"k1","crit":["exp"]}"#);
     write("access_header", "alg_none", r#"{"alg":"none","kid":"k1"}"#);
@@ -101,23 +113,65 @@ fn main() {
         let payload = access.split('.').nth(1).expect("payload");
         URL_SAFE_NO_PAD.decode(payload).expect("base64")
     });
-    write("access_claims", "spaced_aud_array", format!(
-        r#"{{ "sub": "alice", "sid": "{SID}", "exp": {exp}, "nbf": {now}, "iss": "{ISSUER}", "aud": ["x", "{AUDIENCE}"], "extra": {{"a": [1, 2.5, null]}} }}"#
-    ));
-    write("access_claims", "escaped", format!(
-        r#"{{"sub":"al\u0069ce","sid":"{SID}","exp":{exp},"iss":"https:\/\/issuer.example","aud":"{AUDIENCE}"}}"#
-    ));
-    write("access_claims", "null_iat", format!(r#"{{"sub":"alice","sid":"{SID}","exp":{exp},"iat":null,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
-    write("access_claims", "string_exp", format!(r#"{{"sub":"alice","sid":"{SID}","exp":"{exp}","iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
-    write("access_claims", "float_exp", format!(r#"{{"sub":"alice","sid":"{SID}","exp":{exp}.0,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
-    write("access_claims", "duplicate_sub", format!(r#"{{"sub":"alice","sub":"bob","sid":"{SID}","exp":{exp},"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
-    write("access_claims", "huge_exp", format!(r#"{{"sub":"alice","sid":"{SID}","exp":99999999999999999999,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
-    write("access_claims", "min_nbf", format!(r#"{{"sub":"alice","sid":"{SID}","exp":{exp},"nbf":-9223372036854775808,"iat":9223372036854775807,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
-    write("access_claims", "expired", format!(r#"{{"sub":"alice","sid":"{SID}","exp":{now},"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#));
+    write(
+        "access_claims",
+        "spaced_aud_array",
+        format!(
+            r#"{{ "sub": "alice", "sid": "{SID}", "exp": {exp}, "nbf": {now}, "iss": "{ISSUER}", "aud": ["x", "{AUDIENCE}"], "extra": {{"a": [1, 2.5, null]}} }}"#
+        ),
+    );
+    write(
+        "access_claims",
+        "escaped",
+        format!(
+            r#"{{"sub":"al\u0069ce","sid":"{SID}","exp":{exp},"iss":"https:\/\/issuer.example","aud":"{AUDIENCE}"}}"#
+        ),
+    );
+    write(
+        "access_claims",
+        "null_iat",
+        format!(r#"{{"sub":"alice","sid":"{SID}","exp":{exp},"iat":null,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+    );
+    write(
+        "access_claims",
+        "string_exp",
+        format!(r#"{{"sub":"alice","sid":"{SID}","exp":"{exp}","iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+    );
+    write(
+        "access_claims",
+        "float_exp",
+        format!(r#"{{"sub":"alice","sid":"{SID}","exp":{exp}.0,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+    );
+    write(
+        "access_claims",
+        "duplicate_sub",
+        format!(r#"{{"sub":"alice","sub":"bob","sid":"{SID}","exp":{exp},"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+    );
+    write(
+        "access_claims",
+        "huge_exp",
+        format!(r#"{{"sub":"alice","sid":"{SID}","exp":99999999999999999999,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+    );
+    write(
+        "access_claims",
+        "min_nbf",
+        format!(
+            r#"{{"sub":"alice","sid":"{SID}","exp":{exp},"nbf":-9223372036854775808,"iat":9223372036854775807,"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#
+        ),
+    );
+    write(
+        "access_claims",
+        "expired",
+        format!(r#"{{"sub":"alice","sid":"{SID}","exp":{now},"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#),
+    );
 
     // Cookie headers: the first byte picks the cookie name (0: __Host-session, 1: sid).
     write("cookie_header", "one", format!("\0__Host-session={session_token}"));
-    write("cookie_header", "several", format!("\0a=1; b=\"2\"; __Host-session=\"{session_token}\"; __Host-session=second"));
+    write(
+        "cookie_header",
+        "several",
+        format!("\0a=1; b=\"2\"; __Host-session=\"{session_token}\"; __Host-session=second"),
+    );
     write("cookie_header", "split_headers", format!("\u{1}theme=dark\nsid={session_token}; x=y"));
     write("cookie_header", "odd", "\u{1}; ;=; sid=; sid ; sid= \"\" ;sid=\t v \t;");
 
@@ -145,7 +199,11 @@ fn main() {
         format!("{}\n{{\"type\":\"end\",\"items\":{count}}}\n", dup.join("\n"))
     });
     write("jsonl_import", "empty", format!("{}\n{{\"type\":\"end\",\"items\":0}}\n", lines[0]));
-    write("jsonl_import", "version_2", format!("{}\n{{\"type\":\"end\",\"items\":0}}\n", lines[0].replace("\"version\":1", "\"version\":2")));
+    write(
+        "jsonl_import",
+        "version_2",
+        format!("{}\n{{\"type\":\"end\",\"items\":0}}\n", lines[0].replace("\"version\":1", "\"version\":2")),
+    );
     write("snapshot_load", "crlf", text.replace('\n', "\r\n"));
     write("snapshot_load", "no_end", lines[..lines.len() - 1].join("\n"));
     drop(other);
@@ -153,13 +211,29 @@ fn main() {
     // Configurations.
     let default = sessionkit::SessionConfig::default();
     write("config_json", "default", serde_json::to_vec_pretty(&default).expect("json"));
-    write("config_json", "docs", r#"{ "idle_timeout": "15m", "absolute_timeout": "4h", "max_sessions_per_user": 3, "on_limit": "evict-lru" }"#);
-    write("config_json", "issuer", r#"{"jwt_issuer":"https://issuer.example","jwt_audience":"api","access_token_ttl":"5m","access_token_leeway":"0s"}"#);
+    write(
+        "config_json",
+        "docs",
+        r#"{ "idle_timeout": "15m", "absolute_timeout": "4h", "max_sessions_per_user": 3, "on_limit": "evict-lru" }"#,
+    );
+    write(
+        "config_json",
+        "issuer",
+        r#"{"jwt_issuer":"https://issuer.example","jwt_audience":"api","access_token_ttl":"5m","access_token_leeway":"0s"}"#,
+    );
     write("config_json", "invalid", r#"{"idle_timeout":"4h","absolute_timeout":"15m","touch_interval":"1year"}"#);
     write("config_toml", "default", toml::to_string(&default).expect("toml"));
-    write("config_toml", "docs", "idle_timeout = \"15m\"\nabsolute_timeout = \"4h\"\nmax_sessions_per_user = 3\non_limit = \"evict-lru\"\n");
+    write(
+        "config_toml",
+        "docs",
+        "idle_timeout = \"15m\"\nabsolute_timeout = \"4h\"\nmax_sessions_per_user = 3\non_limit = \"evict-lru\"\n",
+    );
     write("config_toml", "unknown_field", "idle_timeout = \"15m\"\nidle = 3\n");
-    write("config_toml", "durations", "sweep_interval = \"1h 30m 5s\"\nremember_me_idle_timeout = \"30days\"\nremember_me_absolute_timeout = \"90days\"\nmax_data_bytes = 0\n");
+    write(
+        "config_toml",
+        "durations",
+        "sweep_interval = \"1h 30m 5s\"\nremember_me_idle_timeout = \"30days\"\nremember_me_absolute_timeout = \"90days\"\nmax_data_bytes = 0\n",
+    );
 
     // Redis replies: a record as the scripts' `rec()` answers it, a lookup, HMGET fields.
     let record = |id: &str, digest: &str| {
@@ -190,14 +264,22 @@ fn main() {
     write("redis_reply", "timestamp", bulk(&ts(NOW_SECS)));
     write("redis_reply", "int", ":42\r\n");
     write("redis_reply", "short_record", resp_array(&record(SID, &digest)[..10]));
-    write("redis_reply", "bad_timestamp", resp_array(&[bulk(b"live"), {
-        let mut r = record(SID, &digest);
-        r[3] = bulk(b"99999999999999999999");
-        resp_array(&r)
-    }]));
+    write(
+        "redis_reply",
+        "bad_timestamp",
+        resp_array(&[bulk(b"live"), {
+            let mut r = record(SID, &digest);
+            r[3] = bulk(b"99999999999999999999");
+            resp_array(&r)
+        }]),
+    );
 
     // Grants.
-    write("client_grant", "full", r#"{"access_token":"eyJ.x.y","refresh_token":"r1","token_type":"Bearer","expires_in":900}"#);
+    write(
+        "client_grant",
+        "full",
+        r#"{"access_token":"eyJ.x.y","refresh_token":"r1","token_type":"Bearer","expires_in":900}"#,
+    );
     write("client_grant", "minimal", r#"{"access_token":"a"}"#);
     write("client_grant", "nulls", r#"{"access_token":"a","refresh_token":null,"expires_in":null,"scope":"x y"}"#);
     write("client_grant", "huge_expiry", r#"{"access_token":"a","expires_in":18446744073709551615}"#);
@@ -206,13 +288,33 @@ fn main() {
 
     // Web requests: `METHOD PATH`, then headers; placeholders become live credentials.
     write("axum_headers", "cookie_get", "GET /me\ncookie: __Host-session={session}\n");
-    write("axum_headers", "cookie_post_guarded", "POST /me\ncookie: a=b; __Host-session={session}\norigin: https://app.example.com\nx-csrf-token: {csrf}\n");
-    write("axum_headers", "cookie_post_no_origin", "POST /auth\ncookie: __Host-session={session}\nsec-fetch-site: same-origin\nx-csrf-token: {csrf}\n");
-    write("axum_headers", "cookie_post_cross_site", "DELETE /me\ncookie: __Host-session={session}\norigin: https://evil.example\nx-csrf-token: {csrf}\n");
+    write(
+        "axum_headers",
+        "cookie_post_guarded",
+        "POST /me\ncookie: a=b; __Host-session={session}\norigin: https://app.example.com\nx-csrf-token: {csrf}\n",
+    );
+    write(
+        "axum_headers",
+        "cookie_post_no_origin",
+        "POST /auth\ncookie: __Host-session={session}\nsec-fetch-site: same-origin\nx-csrf-token: {csrf}\n",
+    );
+    write(
+        "axum_headers",
+        "cookie_post_cross_site",
+        "DELETE /me\ncookie: __Host-session={session}\norigin: https://evil.example\nx-csrf-token: {csrf}\n",
+    );
     write("axum_headers", "bearer_session", "POST /me\nauthorization: Bearer {session}\n");
     write("axum_headers", "bearer_access", "PUT /auth\nauthorization: bearer   {access}  \n");
-    write("axum_headers", "access_in_cookie", "PATCH /me\ncookie: __Host-session={access}\nhost: app.example.com\norigin: https://app.example.com\nx-csrf-token: {csrf}\n");
-    write("axum_headers", "basic_auth", "GET /maybe\nauthorization: Basic YWxpY2U6cHc=\ncookie: __Host-session={session}\n");
+    write(
+        "axum_headers",
+        "access_in_cookie",
+        "PATCH /me\ncookie: __Host-session={access}\nhost: app.example.com\norigin: https://app.example.com\nx-csrf-token: {csrf}\n",
+    );
+    write(
+        "axum_headers",
+        "basic_auth",
+        "GET /maybe\nauthorization: Basic YWxpY2U6cHc=\ncookie: __Host-session={session}\n",
+    );
     write("axum_headers", "split_cookies", "GET /maybe\ncookie: theme=dark\ncookie: __Host-session={session}\n");
     write("axum_headers", "nothing", "OPTIONS /auth\n");
 

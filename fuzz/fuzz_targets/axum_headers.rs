@@ -34,15 +34,17 @@ fn fixture() -> &'static Fixture {
         let key = CsrfKey::from_bytes(&[9; 32]).expect("a CSRF key");
         let origins = AllowedOrigins::new("https://app.example.com").expect("an origin");
         let web = WebConfig::builder(origins).csrf_key(key.clone()).build().expect("a web configuration");
-        let created = block_on(manager.create(NewSession::new(UserId::new("alice").expect("a user"))))
-            .expect("a session");
+        let created =
+            block_on(manager.create(NewSession::new(UserId::new("alice").expect("a user")))).expect("a session");
         let tokens = created.tokens.expect("the manager has keys");
         let router = Router::new()
             .route("/me", any(|s: CurrentSession| async move { s.user().as_str().to_owned() }))
             .route("/maybe", any(|s: OptionalSession| async move { s.0.is_some().to_string() }))
             .route(
                 "/auth",
-                any(|auth: Auth| async move { auth.current().await.map(|s| s.csrf_token().expose_secret().to_owned()) }),
+                any(
+                    |auth: Auth| async move { auth.current().await.map(|s| s.csrf_token().expose_secret().to_owned()) },
+                ),
             )
             .layer(SessionLayer::new(manager, web));
         Fixture {
@@ -71,7 +73,8 @@ fuzz_target!(|data: &[u8]| {
     let mut request = Request::builder().method(method).uri(path);
     for line in lines {
         let Some((name, value)) = line.split_once(':') else { continue };
-        let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value.trim()))
+        let (Ok(name), Ok(value)) =
+            (HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value.trim()))
         else {
             continue;
         };

@@ -36,13 +36,17 @@ pub fn config() -> SessionConfig {
         .expect("a valid configuration")
 }
 
-/// The key set: the HS256 key, plus an Ed25519 key (a fresh one per process) so that the
+/// The key set: the HS256 key, plus an Ed25519 key (one per process, made once) so that the
 /// header checks meet two algorithms.
 #[must_use]
 pub fn keys() -> KeySet {
-    let hs = SigningKey::hs256(HS256_KID, HS256_SECRET).expect("a valid HS256 key");
-    let (ed, _) = SigningKey::generate_ed25519("e1").expect("an Ed25519 key");
-    KeySet::new(hs).and_then(|k| k.with_verification_key(ed)).expect("a valid key set")
+    static KEYS: OnceLock<KeySet> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let hs = SigningKey::hs256(HS256_KID, HS256_SECRET).expect("a valid HS256 key");
+        let (ed, _) = SigningKey::generate_ed25519("e1").expect("an Ed25519 key");
+        KeySet::new(hs).and_then(|k| k.with_verification_key(ed)).expect("a valid key set")
+    })
+    .clone()
 }
 
 /// A manager over an empty memory store, at [`now`], with [`keys`].
@@ -56,9 +60,7 @@ pub fn manager() -> SessionManager<MemoryStore, MockClock> {
 /// One current-thread runtime per process: the memory store's futures need no more.
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| tokio::runtime::Builder::new_current_thread().build().expect("a runtime"))
-        .block_on(future)
+    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().build().expect("a runtime")).block_on(future)
 }
 
 /// The encoded header of the HS256 key's own tokens.
@@ -90,3 +92,10 @@ pub fn valid_claims(sid: &str) -> String {
 
 /// A well-formed session id (22 base64url characters of 16 bytes).
 pub const SID: &str = "AAECAwQFBgcICQoLDA0ODw";
+
+/// One [`manager`] for the whole process, for targets whose inputs do not change its state
+/// (verification only: its cache answers a repeated token as the first verification did).
+pub fn shared_manager() -> &'static SessionManager<MemoryStore, MockClock> {
+    static MANAGER: OnceLock<SessionManager<MemoryStore, MockClock>> = OnceLock::new();
+    MANAGER.get_or_init(manager)
+}
