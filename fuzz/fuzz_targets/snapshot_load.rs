@@ -12,7 +12,10 @@ use sessionkit_fuzz::now;
 fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("sessionkit-fuzz-snapshot-{}", std::process::id()));
+        // Saving syncs the file and its directory: in memory (/dev/shm) when there is one.
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() { shm.to_owned() } else { std::env::temp_dir() };
+        let dir = base.join(format!("sessionkit-fuzz-snapshot-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         dir
     })
