@@ -21,8 +21,20 @@ fn dir() -> &'static PathBuf {
     })
 }
 
+/// Removes the iteration's files, however it ends (only the empty directory stays behind).
+struct Cleanup([PathBuf; 2]);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let (input, output) = (dir().join("in.jsonl"), dir().join("out.jsonl"));
+    let _cleanup = Cleanup([input.clone(), output.clone()]);
     std::fs::write(&input, data).expect("writes the input");
     let store = MemoryStore::new();
     let Ok(loaded) = store.load_snapshot(&input) else {
