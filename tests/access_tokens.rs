@@ -278,6 +278,34 @@ async fn header_parameters_of_the_wrong_type_are_refused() {
     assert_eq!(rejected(m.verify_access(&not_an_object).await), AccessTokenError::Malformed);
 }
 
+/// A JOSE header and a claims set are UTF-8 JSON (RFC 7515 §5.2, RFC 7519 §7.2), also in the
+/// members sessionkit skips: serde_json does not check the UTF-8 of a string it skips, and
+/// such a header used to verify (found by the `access_header` fuzz target).
+#[tokio::test]
+async fn headers_and_claims_that_are_not_utf8_are_refused() {
+    let (m, clock, access, _) = setup(config()).await;
+    let (_, claims) = parts(&access);
+    let now = clock.now_utc().unix_timestamp();
+    let sign = |header: &[u8], claims: &[u8]| {
+        let input = format!("{}.{}", B64.encode(header), B64.encode(claims));
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &SECRET);
+        format!("{input}.{}", B64.encode(ring::hmac::sign(&key, input.as_bytes())))
+    };
+    let (sub, sid) = (&claims["sub"], &claims["sid"]);
+    let header = |x: &[u8]| [br#"{"alg":"HS256","kid":"hs-1","x":""#, x, br#""}"#].concat();
+    let claims =
+        |x: &[u8]| [format!(r#"{{"sub":{sub},"sid":{sid},"exp":{}, "x":""#, now + 60).as_bytes(), x, b"\"}"].concat();
+    assert!(m.verify_access(&sign(&header(b"J"), &claims(b"y"))).await.is_ok(), "the control verifies");
+    assert_eq!(rejected(m.verify_access(&sign(&header(b"J\xd7T"), &claims(b"y"))).await), AccessTokenError::Malformed);
+    // The input the fuzz target found: a skipped member before `kid`.
+    let found = b"{\"alg\":\"HS256\",\"t,yp\":\"J\xd7T\",\"kid\":\"hs-1\"}";
+    assert_eq!(rejected(m.verify_access(&sign(found, &claims(b"y"))).await), AccessTokenError::Malformed);
+    assert_eq!(
+        rejected(m.verify_access(&sign(&header(b"J"), &claims(b"\xff\xfe"))).await),
+        AccessTokenError::InvalidClaims
+    );
+}
+
 /// A token claiming to be issued in the future, beyond the leeway, comes from a clock that is
 /// wrong or from a forger: refused, as `nbf` in the future is.
 #[tokio::test]

@@ -678,8 +678,11 @@ impl<'a> Compact<'a> {
 }
 
 /// Reads one JSON object from `json` with `visitor`; nothing may follow it but whitespace.
+/// The whole text must be UTF-8 (RFC 7515 §5.2, RFC 7519 §7.2): serde_json checks the strings
+/// it reads, not those it skips, so an unknown member's value would otherwise pass unchecked.
 fn parse<'de, V: Visitor<'de>>(json: &'de [u8], visitor: V) -> Option<V::Value> {
-    let mut deserializer = serde_json::Deserializer::from_slice(json);
+    let json = std::str::from_utf8(json).ok()?;
+    let mut deserializer = serde_json::Deserializer::from_str(json);
     let value = serde::Deserializer::deserialize_map(&mut deserializer, visitor).ok()?;
     deserializer.end().ok()?;
     Some(value)

@@ -102,6 +102,9 @@ mod codec;
 mod config;
 mod conn;
 mod denylist;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod scripts;
 
 use std::sync::Arc;

@@ -1,0 +1,32 @@
+//! The Redis store's reply decoding, reachable from the fuzz targets in `fuzz/` (feature
+//! `fuzzing`, for fuzzing only: not part of the API, and not covered by semver).
+
+use redis::Value;
+
+use crate::error::StoreError;
+
+use super::codec;
+
+/// Decodes `reply` (a RESP reply as Redis sends it) with every decoder of the store's script
+/// replies: a session record (as `rec()` and as `HMGET` fields), a list of records, a lookup
+/// and an optional record, a number and a timestamp. Answers how many decoders accepted it.
+/// Bad input must yield [`StoreError::Corrupt`], never a panic; bytes that are not RESP at all
+/// are accepted by no decoder.
+#[doc(hidden)]
+pub fn decode_reply(resp: &[u8]) -> usize {
+    let Ok(reply) = redis::parse_redis_value(resp) else {
+        return 0;
+    };
+    let mut accepted = 0;
+    let mut count = |r: Result<(), StoreError>| accepted += usize::from(r.is_ok());
+    count(codec::record(&reply).map(drop));
+    count(codec::record_of_fields(&reply).map(drop));
+    count(codec::records(&reply).map(drop));
+    count(codec::int(&reply).map(drop));
+    count(codec::bytes(&reply).and_then(codec::parse_ts).map(drop));
+    if let Value::Array(items) = &reply {
+        count(codec::lookup(items).map(drop));
+        count(codec::optional_record(items).map(drop));
+    }
+    accepted
+}
