@@ -10,6 +10,11 @@
 //! The counted bytes are the sizes the program asked the allocator for; the resident-set growth
 //! printed beside them (Linux only) adds the allocator's own headers, rounding and free space.
 //!
+//! With one session per user it then exports the store twice: streamed with
+//! [`SessionManager::export_to`] into a writer that discards the bytes and samples the live heap
+//! at every write (the peak growth while streaming), and into one `Vec` with
+//! [`SessionManager::export`] (what a whole export held in memory costs).
+//!
 //! ```text
 //! cargo run --release --example memory [SESSIONS]
 //! ```
@@ -66,6 +71,53 @@ struct Measured {
     bytes: i128,
     blocks: i128,
     rss: Option<i128>,
+    export: Option<Exported>,
+}
+
+/// The two exports of a filled store.
+struct Exported {
+    /// Bytes of the export.
+    size: u64,
+    /// The highest live-heap growth seen at any write of the streamed export.
+    streamed_peak: i128,
+    /// The live-heap growth of the export held in one `Vec`.
+    buffered: i128,
+}
+
+/// A writer that discards its bytes and records the highest live heap seen at a write.
+struct PeakSink {
+    peak: i128,
+    written: u64,
+}
+
+impl tokio::io::AsyncWrite for PeakSink {
+    fn poll_write(mut self: std::pin::Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.peak = self.peak.max(live().0);
+        self.written += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: std::pin::Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Exports the store of `manager` streamed, then into one `Vec`.
+fn export(manager: &SessionManager<MemoryStore>) -> Result<Exported, String> {
+    let (before, _) = live();
+    let mut sink = PeakSink { peak: before, written: 0 };
+    now_or_never(manager.export_to(&mut sink)).ok_or("export_to returned Pending")?.map_err(|e| e.to_string())?;
+    let mut whole = Vec::new();
+    now_or_never(manager.export(&mut whole)).ok_or("export returned Pending")?.map_err(|e| e.to_string())?;
+    let (held, _) = live();
+    if whole.len() as u64 != sink.written {
+        return Err(format!("the streamed export has {} bytes, the buffered one {}", sink.written, whole.len()));
+    }
+    Ok(Exported { size: sink.written, streamed_peak: sink.peak - before, buffered: held - before })
 }
 
 fn fill(sessions: usize, d: Distribution) -> Result<Measured, String> {
@@ -98,11 +150,13 @@ fn fill(sessions: usize, d: Distribution) -> Result<Measured, String> {
     if manager.store().len() != sessions {
         return Err(format!("{} sessions stored, expected {sessions}", manager.store().len()));
     }
+    let exported = if d.per_user == 1 { Some(export(&manager)?) } else { None };
     let measured = Measured {
         empty: after_new - base,
         bytes: after_fill - after_new,
         blocks: blocks_after - blocks_before,
         rss: rss_before.zip(rss_after).map(|(b, a)| a - b),
+        export: exported,
     };
     drop(manager);
     let (leftover, _) = live();
@@ -140,6 +194,16 @@ fn run_one(sessions: usize, d: Distribution) -> Result<(), String> {
         m.blocks as f64 / sessions as f64,
         m.empty,
     );
+    if let Some(e) = m.export {
+        println!(
+            "{:<36} export of {:.1} MiB: heap growth {:.2} MiB streamed (export_to, peak at a write), \
+             {:.1} MiB held in one Vec (export)",
+            "",
+            e.size as f64 / 1048576.0,
+            e.streamed_peak as f64 / 1048576.0,
+            e.buffered as f64 / 1048576.0,
+        );
+    }
     Ok(())
 }
 
