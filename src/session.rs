@@ -113,8 +113,8 @@ impl std::str::FromStr for SessionId {
             return Err(MalformedSessionId);
         }
         let mut raw = [0u8; 18];
-        match URL_SAFE_NO_PAD.decode_slice(s, &mut raw) {
-            Ok(16) => {
+        match crate::token::access::decode_into(s, &mut raw) {
+            Some(Ok(16)) => {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(&raw[..16]);
                 Ok(Self(b))

@@ -437,13 +437,23 @@ pub(crate) fn issue(
 
 /// Decodes a base64url part into `small` when it fits, else into `large`.
 fn decode_part<'b>(b64: &str, small: &'b mut [u8; 384], large: &'b mut Vec<u8>) -> Result<&'b [u8], AccessTokenError> {
-    if b64.len() / 4 * 3 + 3 <= small.len() {
-        let n = URL_SAFE_NO_PAD.decode_slice(b64, &mut small[..]).map_err(|_| AccessTokenError::Malformed)?;
-        Ok(&small[..n])
-    } else {
-        URL_SAFE_NO_PAD.decode_vec(b64, large).map_err(|_| AccessTokenError::Malformed)?;
-        Ok(large.as_slice())
+    match decode_into(b64, small) {
+        Some(Ok(n)) => Ok(&small[..n]),
+        Some(Err(())) => Err(AccessTokenError::Malformed),
+        None => {
+            *large = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(b64).map_err(|_| AccessTokenError::Malformed)?;
+            Ok(large.as_slice())
+        }
     }
+}
+
+/// Decodes unpadded base64url `b64` into `out` (canonical encodings only: non-zero trailing
+/// bits are refused): the decoded length, `Err` for invalid input, `None` if `out` may be too
+/// short for it (nothing is decoded then).
+pub(crate) fn decode_into(b64: &str, out: &mut [u8]) -> Option<Result<usize, ()>> {
+    let codec = base64_simd::URL_SAFE_NO_PAD;
+    let room = out.get_mut(..codec.estimated_decoded_length(b64.len()))?;
+    Some(codec.decode(b64.as_bytes(), base64_simd::Out::from_slice(room)).map(|d| d.len()).map_err(drop))
 }
 
 /// Verifies a presented access token's structure, key, algorithm, signature and claims (not
@@ -506,8 +516,9 @@ pub(crate) fn verify(
         }
     };
     let mut signature = [0u8; 66];
-    let sig_len =
-        URL_SAFE_NO_PAD.decode_slice(signature_b64, &mut signature).map_err(|_| AccessTokenError::BadSignature)?;
+    let Some(Ok(sig_len)) = decode_into(signature_b64, &mut signature) else {
+        return Err(AccessTokenError::BadSignature);
+    };
     if !signature.get(..sig_len).is_some_and(|signature| key.verify(signing_input, signature)) {
         return Err(AccessTokenError::BadSignature);
     }
@@ -823,6 +834,32 @@ impl VerifiedCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn base64url_decoding_is_strict_and_bounded() {
+        let mut out = [0u8; 8];
+        assert_eq!(decode_into("QUJD", &mut out), Some(Ok(3)));
+        assert_eq!(&out[..3], b"ABC");
+        assert_eq!(decode_into("QUI", &mut out), Some(Ok(2)));
+        assert_eq!(decode_into("", &mut out), Some(Ok(0)));
+        // Non-zero trailing bits (a second spelling of the same bytes), a length no bytes
+        // encode, padding, the standard alphabet, whitespace: all refused.
+        for bad in ["QUJ", "AB", "A", "QUI=", "QU+D", "QU/D", "QU D", "QUJD\n"] {
+            assert_eq!(decode_into(bad, &mut out), Some(Err(())), "{bad:?}");
+        }
+        // Too long for the buffer: nothing is decoded, and nothing panics.
+        assert_eq!(decode_into(&"A".repeat(12), &mut out), None);
+        let mut small = [0u8; 384];
+        let mut large = Vec::new();
+        let long = URL_SAFE_NO_PAD.encode([7u8; 1000]);
+        assert_eq!(decode_part(&long, &mut small, &mut large).unwrap(), &[7u8; 1000][..]);
+        // A session id has one spelling.
+        let id = SessionId::from_bytes([0xff; 16]).to_string();
+        assert_eq!(id.parse::<SessionId>().unwrap(), SessionId::from_bytes([0xff; 16]));
+        let last = id.chars().last().unwrap();
+        assert_eq!(last, 'w', "16 bytes leave 4 trailing bits: {id}");
+        assert!(format!("{}_", &id[..21]).parse::<SessionId>().is_err());
+    }
 
     fn policy() -> AccessPolicy {
         AccessPolicy { ttl_secs: 900, leeway_secs: 0, issuer: None, audience: None }
