@@ -178,20 +178,11 @@ impl CsrfKey {
     /// Verification tries this key, then the previous one, each compared in constant time.
     #[must_use]
     pub fn with_previous(self, previous: CsrfKey) -> Self {
-        let previous = CsrfKey {
-            inner: Arc::new(KeyInner {
-                _secret: previous.inner._secret.clone(),
-                hmac: previous.inner.hmac.clone(),
-                previous: None,
-            }),
+        // A key's secret and MAC key with another previous key (an `Arc`'s contents are shared).
+        let remade = |key: &CsrfKey, previous| CsrfKey {
+            inner: Arc::new(KeyInner { _secret: key.inner._secret.clone(), hmac: key.inner.hmac.clone(), previous }),
         };
-        Self {
-            inner: Arc::new(KeyInner {
-                _secret: self.inner._secret.clone(),
-                hmac: self.inner.hmac.clone(),
-                previous: Some(previous),
-            }),
-        }
+        remade(&self, Some(remade(&previous, None)))
     }
 
     /// Whether tokens made with a previous key are still accepted

@@ -113,7 +113,7 @@ impl std::str::FromStr for SessionId {
             return Err(MalformedSessionId);
         }
         let mut raw = [0u8; 18];
-        match crate::token::access::decode_into(s, &mut raw) {
+        match crate::token::decode_base64url(s, &mut raw) {
             Some(Ok(16)) => {
                 let mut b = [0u8; 16];
                 b.copy_from_slice(&raw[..16]);

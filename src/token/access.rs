@@ -25,8 +25,8 @@ use zeroize::Zeroize as _;
 use crate::clock::Timestamp;
 use crate::hash::RandomKeys;
 use crate::session::{SessionId, UserId};
-use crate::token::TokenDigest;
 use crate::token::keys::{Algorithm, KeySet};
+use crate::token::{TokenDigest, decode_base64url};
 
 /// Longest access token accepted for verification, in bytes. Anything longer is refused
 /// before it is decoded.
@@ -437,7 +437,7 @@ pub(crate) fn issue(
 
 /// Decodes a base64url part into `small` when it fits, else into `large`.
 fn decode_part<'b>(b64: &str, small: &'b mut [u8; 384], large: &'b mut Vec<u8>) -> Result<&'b [u8], AccessTokenError> {
-    match decode_into(b64, small) {
+    match decode_base64url(b64, small) {
         Some(Ok(n)) => Ok(&small[..n]),
         Some(Err(())) => Err(AccessTokenError::Malformed),
         None => {
@@ -445,15 +445,6 @@ fn decode_part<'b>(b64: &str, small: &'b mut [u8; 384], large: &'b mut Vec<u8>) 
             Ok(large.as_slice())
         }
     }
-}
-
-/// Decodes unpadded base64url `b64` into `out` (canonical encodings only: non-zero trailing
-/// bits are refused): the decoded length, `Err` for invalid input, `None` if `out` may be too
-/// short for it (nothing is decoded then).
-pub(crate) fn decode_into(b64: &str, out: &mut [u8]) -> Option<Result<usize, ()>> {
-    let codec = base64_simd::URL_SAFE_NO_PAD;
-    let room = out.get_mut(..codec.estimated_decoded_length(b64.len()))?;
-    Some(codec.decode(b64.as_bytes(), base64_simd::Out::from_slice(room)).map(|d| d.len()).map_err(drop))
 }
 
 /// Verifies a presented access token's structure, key, algorithm, signature and claims (not
@@ -516,7 +507,7 @@ pub(crate) fn verify(
         }
     };
     let mut signature = [0u8; 66];
-    let Some(Ok(sig_len)) = decode_into(signature_b64, &mut signature) else {
+    let Some(Ok(sig_len)) = decode_base64url(signature_b64, &mut signature) else {
         return Err(AccessTokenError::BadSignature);
     };
     if !signature.get(..sig_len).is_some_and(|signature| key.verify(signing_input, signature)) {
@@ -838,17 +829,17 @@ mod tests {
     #[test]
     fn base64url_decoding_is_strict_and_bounded() {
         let mut out = [0u8; 8];
-        assert_eq!(decode_into("QUJD", &mut out), Some(Ok(3)));
+        assert_eq!(decode_base64url("QUJD", &mut out), Some(Ok(3)));
         assert_eq!(&out[..3], b"ABC");
-        assert_eq!(decode_into("QUI", &mut out), Some(Ok(2)));
-        assert_eq!(decode_into("", &mut out), Some(Ok(0)));
+        assert_eq!(decode_base64url("QUI", &mut out), Some(Ok(2)));
+        assert_eq!(decode_base64url("", &mut out), Some(Ok(0)));
         // Non-zero trailing bits (a second spelling of the same bytes), a length no bytes
         // encode, padding, the standard alphabet, whitespace: all refused.
         for bad in ["QUJ", "AB", "A", "QUI=", "QU+D", "QU/D", "QU D", "QUJD\n"] {
-            assert_eq!(decode_into(bad, &mut out), Some(Err(())), "{bad:?}");
+            assert_eq!(decode_base64url(bad, &mut out), Some(Err(())), "{bad:?}");
         }
         // Too long for the buffer: nothing is decoded, and nothing panics.
-        assert_eq!(decode_into(&"A".repeat(12), &mut out), None);
+        assert_eq!(decode_base64url(&"A".repeat(12), &mut out), None);
         let mut small = [0u8; 384];
         let mut large = Vec::new();
         let long = URL_SAFE_NO_PAD.encode([7u8; 1000]);
