@@ -18,8 +18,8 @@ use crate::session::{
     truncate_to_boundary,
 };
 use crate::store::{
-    BackupStore, DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanCursor, SessionStore, Successor,
-    TokenStore, TouchPolicy,
+    AccessDenial, BackupStore, DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanCursor,
+    SessionStore, Successor, TokenStore, TouchPolicy,
 };
 use crate::token::access::{self, AccessPolicy};
 use crate::token::keys::KeySet;
@@ -388,6 +388,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 absolute_deadline,
                 remember_me: new.remember_me,
                 request_count: 0,
+                generation: 0,
                 metadata: metadata.clone(),
                 data: data.clone(),
             };
@@ -476,13 +477,13 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     /// (<https://owasp.org/www-community/attacks/Session_fixation>). The old token stops working
     /// at once; send the new one to the client.
     ///
-    /// With signing keys set, the session's refresh tokens are replaced in the same atomic step:
-    /// every refresh token issued before (which whoever planted the session may hold) stops
-    /// working, and [`Rotated::tokens`] carries a new refresh token and a new access token.
-    /// Access tokens issued before keep verifying until they expire, at most
-    /// [`SessionConfig::access_token_ttl`] later (the denylist works per session, and the
-    /// session lives on); where a privilege change must cut those off at once, end the session
-    /// and create a new one instead ([`revoke`](Self::revoke), [`create`](Self::create)).
+    /// The session keeps its id, and its [`generation`](Session::generation) goes up by one.
+    /// With signing keys set, every token issued before stops working in the same atomic step,
+    /// on every instance sharing the store: the session's refresh tokens are replaced (whoever
+    /// planted the session may hold one), and its access tokens of earlier generations are
+    /// denylisted until the last of them expires, so that [`verify_access`](Self::verify_access)
+    /// refuses them with [`AccessTokenError::Superseded`](crate::AccessTokenError::Superseded).
+    /// [`Rotated::tokens`] carries a new refresh token and a new access token.
     ///
     /// # Errors
     /// As [`validate`](Self::validate); also [`Error::Random`].
@@ -497,7 +498,8 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 None => None,
             };
             let now = self.inner.clock.now();
-            match self.inner.store.rotate(&old, new, refresh.as_ref().map(|(_, d)| *d), now).await {
+            let deny_access_until = self.revocation(RevocationReason::Logout, now).deny_access_until;
+            match self.inner.store.rotate(&old, new, refresh.as_ref().map(|(_, d)| *d), now, deny_access_until).await {
                 Ok(lookup) => {
                     let session = self.answer(lookup, now)?;
                     self.emit(SessionEvent::Rotated { info: EventInfo::of(session.record(), now) });
@@ -669,8 +671,15 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
         refresh_digest: &TokenDigest,
         issued_at: crate::clock::Timestamp,
     ) -> TokenPair {
-        let (access_token, claims) =
-            access::issue(keys, &self.inner.access, &record.user, &record.id, issued_at, refresh_digest);
+        let (access_token, claims) = access::issue(
+            keys,
+            &self.inner.access,
+            &record.user,
+            &record.id,
+            issued_at,
+            record.generation,
+            refresh_digest,
+        );
         TokenPair { access_token, refresh_token, claims }
     }
 
@@ -786,12 +795,15 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
     /// refused; so is a header with `crit`), the signature, then the claims' JSON types (a
     /// registered claim of the wrong type, `null` included, is refused), `iss` and `aud`, and
     /// `exp`/`nbf`/`iat` (with [`SessionConfig::access_token_leeway`]; `iat` must not be in the
-    /// future), and finally the denylist, so that a token of a revoked session is refused at
-    /// once although it has not expired.
+    /// future), and finally the denylist, so that a token of a revoked session, or one issued
+    /// before its session was [rotated](Self::rotate), is refused at once although it has not
+    /// expired.
     ///
     /// # Errors
-    /// [`Error::AccessToken`] with the precise [`AccessTokenError`](crate::token::AccessTokenError);
-    /// [`Error::Revoked`] for a revoked session; [`Error::NoSigningKeys`]; [`Error::Store`].
+    /// [`Error::AccessToken`] with the precise [`AccessTokenError`](crate::token::AccessTokenError)
+    /// ([`Superseded`](crate::token::AccessTokenError::Superseded) for a token issued before a
+    /// rotation); [`Error::Revoked`] for a revoked session; [`Error::NoSigningKeys`];
+    /// [`Error::Store`].
     pub async fn verify_access(&self, token: &str) -> Result<AccessClaims, Error> {
         // Before the keys: a key change after this point keeps the result out of the cache.
         let epoch = self.inner.verified.epoch();
@@ -806,8 +818,9 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
                 claims
             }
         };
-        match self.inner.store.access_denied(&claims.session_id, now).await? {
-            Some(reason) => Err(Error::Revoked { reason }),
+        match self.inner.store.access_denied(&claims.session_id, claims.generation, now).await? {
+            Some(AccessDenial::Revoked(reason)) => Err(Error::Revoked { reason }),
+            Some(AccessDenial::Superseded) => Err(Error::AccessToken(crate::token::AccessTokenError::Superseded)),
             None => Ok(claims),
         }
     }

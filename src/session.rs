@@ -573,6 +573,14 @@ pub struct SessionRecord {
     pub remember_me: bool,
     /// Validations counted against the session.
     pub request_count: u64,
+    /// How many times the session's token has been rotated ([`SessionManager::rotate`]).
+    /// Access tokens carry the generation they were issued for, and a rotation refuses those
+    /// of earlier generations. Zero for a new session, and for a session exported before
+    /// generations existed (export format version 1).
+    ///
+    /// [`SessionManager::rotate`]: crate::SessionManager::rotate
+    #[serde(default)]
+    pub generation: u64,
     /// IP and user agent of the client that created it.
     pub metadata: Metadata,
     /// Application data.
@@ -685,6 +693,13 @@ impl Session {
         self.record.request_count
     }
 
+    /// How many times the session's token has been rotated: the generation its access tokens
+    /// are issued for (see [`SessionRecord::generation`]).
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.record.generation
+    }
+
     /// The client's IP address at login, if the application supplied it.
     #[must_use]
     pub fn ip(&self) -> Option<IpAddr> {
@@ -727,6 +742,7 @@ impl fmt::Debug for Session {
             .field("absolute_deadline", &self.record.absolute_deadline)
             .field("remember_me", &self.record.remember_me)
             .field("request_count", &self.record.request_count)
+            .field("generation", &self.record.generation)
             .finish_non_exhaustive()
     }
 }

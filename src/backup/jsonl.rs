@@ -2,12 +2,17 @@
 //! versioned JSON Lines.
 //!
 //! ```text
-//! {"format":"sessionkit","version":1,"exported_at":"2026-11-23T18:00:00Z"}
-//! {"type":"session","id":"…","digest":"…","user":"alice",…,"refresh":{"current":"…","spent":[]}}
+//! {"format":"sessionkit","version":2,"exported_at":"2026-11-23T18:00:00Z"}
+//! {"type":"session","id":"…","digest":"…","user":"alice",…,"generation":1,…,"refresh":{"current":"…","spent":[]}}
 //! {"type":"revoked","digest":"…","reason":"logout","until":1700000000000000000}
 //! {"type":"denied","session_id":"…","reason":"logout","until":1700000000000000000}
-//! {"type":"end","items":3}
+//! {"type":"superseded","session_id":"…","below_generation":1,"until":1700000000000000000}
+//! {"type":"end","items":4}
 //! ```
+//!
+//! Version 2 added a session's `generation` (how often its token was rotated) and the
+//! `superseded` denylist entries a rotation leaves. Version 1 files still import: their
+//! sessions read as generation 0, and they have no `superseded` lines.
 //!
 //! Only digests leave the store, never a token; a restored session still accepts its original
 //! token, because the digest is what was stored. Import reads and checks every line before it
@@ -29,8 +34,10 @@ use crate::store::{REFRESH_REUSE_HISTORY, StoredItem};
 
 /// The format name in the header line.
 pub const FORMAT: &str = "sessionkit";
-/// The format version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_VERSION: u32 = 1;
 /// Longest accepted line, in bytes: 2 MiB, above the longest line of any session a
 /// [`SessionConfig`] allows (about 1.4 MiB; see below), so that every export and snapshot the
 /// crate writes can be read back. Longer lines are refused without being read whole.
@@ -92,7 +99,7 @@ pub enum ImportError {
     #[error("line 1: not a sessionkit export header")]
     NotAnExport,
     /// The header names a version this build cannot read.
-    #[error("line 1: unsupported export version {0} (this build reads version {VERSION})")]
+    #[error("line 1: unsupported export version {0} (this build reads versions {OLDEST_VERSION} to {VERSION})")]
     UnsupportedVersion(u32),
     /// A line is not a valid item.
     #[error("line {line}: {message}")]
@@ -175,7 +182,7 @@ pub fn read(mut input: impl BufRead) -> Result<Vec<StoredItem>, ImportError> {
     if header.format != FORMAT {
         return Err(ImportError::NotAnExport);
     }
-    if header.version != VERSION {
+    if !(OLDEST_VERSION..=VERSION).contains(&header.version) {
         return Err(ImportError::UnsupportedVersion(header.version));
     }
     let mut items = Vec::new();

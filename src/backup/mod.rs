@@ -51,6 +51,46 @@ pub enum StoredItem {
         /// When the last access token it covers expires.
         until: Timestamp,
     },
+    /// A denylist entry left by a rotation: access tokens of `session_id` issued for a
+    /// generation below `below_generation` are refused until `until`. (Export format version
+    /// 2 and later.)
+    Superseded {
+        /// The rotated session.
+        session_id: SessionId,
+        /// The session's generation after the rotation.
+        below_generation: u64,
+        /// When the last access token it covers expires.
+        until: Timestamp,
+    },
+}
+
+impl StoredItem {
+    /// The denylist entry this item is, if it is one ([`StoredItem::Denied`] or
+    /// [`StoredItem::Superseded`]), with its session id.
+    #[must_use]
+    pub fn deny_entry(&self) -> Option<(SessionId, crate::store::DenyEntry)> {
+        use crate::store::{DenyEntry, DenyScope};
+        match *self {
+            Self::Denied { session_id, reason, until } => {
+                Some((session_id, DenyEntry { scope: DenyScope::All(reason), until }))
+            }
+            Self::Superseded { session_id, below_generation, until } => {
+                Some((session_id, DenyEntry { scope: DenyScope::Below(below_generation), until }))
+            }
+            Self::Session { .. } | Self::Revoked { .. } => None,
+        }
+    }
+
+    /// The item that carries `entry` of session `session_id`.
+    #[must_use]
+    pub fn from_deny_entry(session_id: SessionId, entry: crate::store::DenyEntry) -> Self {
+        match entry.scope {
+            crate::store::DenyScope::All(reason) => Self::Denied { session_id, reason, until: entry.until },
+            crate::store::DenyScope::Below(below_generation) => {
+                Self::Superseded { session_id, below_generation, until: entry.until }
+            }
+        }
+    }
 }
 
 /// A session's refresh-token digests.

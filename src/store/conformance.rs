@@ -27,8 +27,8 @@ use crate::expiry;
 use crate::policy::{Limit, LimitPolicy};
 use crate::session::{DataPatch, Metadata, SessionData, SessionId, SessionRecord, UserId};
 use crate::store::{
-    BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, ScanCursor,
-    SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
+    AccessDenial, BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation,
+    ScanCursor, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
 };
 use crate::token::{Route, SessionToken, TokenDigest};
 
@@ -91,6 +91,7 @@ pub fn record(user: &UserId, now: Timestamp) -> SessionRecord {
         absolute_deadline,
         remember_me: false,
         request_count: 0,
+        generation: 0,
         metadata: Metadata::default(),
         data: SessionData::default(),
     }
@@ -174,12 +175,14 @@ where
     refresh_of_dead_sessions(make().await).await;
     rotate_with_refresh_replaces_the_family(make().await).await;
     denylist_follows_revocations(make().await).await;
+    rotation_supersedes_older_access_tokens(make().await).await;
     concurrent_refreshes_fork_nothing(make().await).await;
     scan_visits_everything_once(make().await).await;
     restore_round_trips_a_scan(make().await).await;
     restore_is_all_or_nothing(make().await).await;
     restore_skips_what_is_over(make().await).await;
     backup_round_trips_through_another_store(make().await).await;
+    denylist_entries_round_trip(make().await).await;
 }
 
 /// Expands to one `#[tokio::test]` per conformance check, in a module named `$name`, so that a
@@ -212,21 +215,21 @@ macro_rules! conformance_tests {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins refresh_rotates_replays_and_detects_reuse refresh_grace_is_a_strict_window refresh_history_is_bounded refresh_of_dead_sessions rotate_with_refresh_replaces_the_family denylist_follows_revocations concurrent_refreshes_fork_nothing);
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins refresh_rotates_replays_and_detects_reuse refresh_grace_is_a_strict_window refresh_history_is_bounded refresh_of_dead_sessions rotate_with_refresh_replaces_the_family denylist_follows_revocations rotation_supersedes_older_access_tokens concurrent_refreshes_fork_nothing);
         }
     };
     ($name:ident, { $($setup:stmt;)* } => $store:expr, backup) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins scan_visits_everything_once restore_round_trips_a_scan restore_is_all_or_nothing restore_skips_what_is_over backup_round_trips_through_another_store);
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins scan_visits_everything_once restore_round_trips_a_scan restore_is_all_or_nothing restore_skips_what_is_over backup_round_trips_through_another_store denylist_entries_round_trip);
         }
     };
     ($name:ident, { $($setup:stmt;)* } => $store:expr, tokens, backup) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins refresh_rotates_replays_and_detects_reuse refresh_grace_is_a_strict_window refresh_history_is_bounded refresh_of_dead_sessions rotate_with_refresh_replaces_the_family denylist_follows_revocations concurrent_refreshes_fork_nothing scan_visits_everything_once restore_round_trips_a_scan restore_is_all_or_nothing restore_skips_what_is_over backup_round_trips_through_another_store);
+            $crate::__conformance_each!([$($setup;)*], $store, insert_then_lookup insert_never_overwrites unknown_is_not_found touch_counts_and_renews_when_due deadlines_are_exact renewal_never_passes_absolute backwards_clock_moves_nothing_back remove_is_idempotent_and_remembered remove_by_digest_is_remove remove_user_keeps_the_chosen_session list_user_is_live_and_ordered limit_evict_oldest limit_evict_lru limit_reject expired_sessions_do_not_count_against_the_limit rotate_rekeys_the_session rotate_refuses_dead_and_taken update_data_is_capped remove_expired_cleans_every_index remove_expired_spares_renewed_sessions concurrent_logins_never_exceed_the_limit concurrent_rotations_have_one_winner concurrent_patches_are_all_applied concurrent_revoke_all_and_logins refresh_rotates_replays_and_detects_reuse refresh_grace_is_a_strict_window refresh_history_is_bounded refresh_of_dead_sessions rotate_with_refresh_replaces_the_family denylist_follows_revocations rotation_supersedes_older_access_tokens concurrent_refreshes_fork_nothing scan_visits_everything_once restore_round_trips_a_scan restore_is_all_or_nothing restore_skips_what_is_over backup_round_trips_through_another_store denylist_entries_round_trip);
         }
     };
     ($name:ident, $store:expr $(, $extra:ident)*) => {
@@ -548,16 +551,25 @@ pub async fn rotate_rekeys_the_session<S: SessionStore>(store: S) {
     insert_ok(&store, &r, None, T0).await;
     live(&store, &r.digest, at(SECOND)).await;
     let new = digest_like(&r.digest);
-    let Lookup::Live(rotated) = store.rotate(&r.digest, new, None, at(2 * SECOND)).await.unwrap() else {
+    let Lookup::Live(rotated) = store.rotate(&r.digest, new, None, at(2 * SECOND), None).await.unwrap() else {
         panic!("rotate of a live session must succeed")
     };
     assert_eq!(rotated.id, r.id, "same session");
     assert_eq!(rotated.digest, new);
+    assert_eq!(rotated.generation, r.generation + 1, "a rotation raises the generation by one");
     assert_eq!(rotated.created_at, r.created_at);
     assert_eq!(rotated.absolute_deadline, r.absolute_deadline);
     assert_eq!(store.touch(&r.digest, at(3 * SECOND), POLICY).await.unwrap(), Lookup::NotFound, "old token dead");
     let now_live = live(&store, &new, at(3 * SECOND)).await;
     assert_eq!(now_live.request_count, 2, "activity carried over");
+    assert_eq!(now_live.generation, 1, "the generation is stored");
+    let again = digest_like(&new);
+    let Lookup::Live(twice) = store.rotate(&new, again, None, at(3 * SECOND), None).await.unwrap() else {
+        panic!("a rotated session rotates again")
+    };
+    assert_eq!(twice.generation, 2);
+    assert_eq!(store.get_by_id(&r.id).await.unwrap().map(|x| x.generation), Some(2));
+    let new = again;
     assert_eq!(store.get_by_id(&r.id).await.unwrap().map(|x| x.digest), Some(new), "id index follows");
     let listed = store.list_user(&r.user, at(3 * SECOND)).await.unwrap();
     assert_eq!(listed.iter().map(|x| x.digest).collect::<Vec<_>>(), [new], "user index follows");
@@ -570,19 +582,19 @@ pub async fn rotate_refuses_dead_and_taken<S: SessionStore>(store: S) {
     let (a, b) = (record(&user("alice"), T0), record(&user("alice"), T0));
     insert_ok(&store, &a, None, T0).await;
     insert_ok(&store, &b, None, T0).await;
-    assert!(matches!(store.rotate(&a.digest, b.digest, None, at(SECOND)).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.rotate(&a.digest, b.digest, None, at(SECOND), None).await, Err(StoreError::Conflict)));
     live(&store, &a.digest, at(SECOND)).await;
     live(&store, &b.digest, at(SECOND)).await;
     let fresh = digest_like(&a.digest);
     assert_eq!(
-        store.rotate(&a.digest, fresh, None, at(IDLE + 2 * SECOND)).await.unwrap().expired_reason(),
+        store.rotate(&a.digest, fresh, None, at(IDLE + 2 * SECOND), None).await.unwrap().expired_reason(),
         Some(ExpiryReason::Idle)
     );
     let (_, unknown) = SessionToken::generate().unwrap();
-    assert_eq!(store.rotate(&unknown, fresh, None, T0).await.unwrap(), Lookup::NotFound);
+    assert_eq!(store.rotate(&unknown, fresh, None, T0, None).await.unwrap(), Lookup::NotFound);
     store.remove(&b.id, revocation(RevocationReason::Admin, at(SECOND))).await.unwrap();
     assert_eq!(
-        store.rotate(&b.digest, fresh, None, at(2 * SECOND)).await.unwrap(),
+        store.rotate(&b.digest, fresh, None, at(2 * SECOND), None).await.unwrap(),
         Lookup::Revoked(RevocationReason::Admin)
     );
     assert_eq!(get(&store, &fresh).await, None);
@@ -707,7 +719,7 @@ pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store
         let old = r.digest;
         tasks.push(tokio::spawn(async move {
             let new = digest_like(&old);
-            (new, store.rotate(&old, new, None, at(SECOND)).await.unwrap())
+            (new, store.rotate(&old, new, None, at(SECOND), None).await.unwrap())
         }));
     }
     let mut winners = Vec::new();
@@ -721,6 +733,7 @@ pub async fn concurrent_rotations_have_one_winner<S: SessionStore + Clone>(store
     }
     assert_eq!(winners.len(), 1, "exactly one rotation wins");
     let winner = live(&store, &winners[0], at(2 * SECOND)).await;
+    assert_eq!(winner.generation, 1, "losing rotations raise nothing");
     assert_eq!(store.list_user(&winner.user, at(2 * SECOND)).await.unwrap().len(), 1, "one session, rekeyed");
 }
 
@@ -849,7 +862,7 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
 
     // Rotating the session token keeps the refresh family.
     let new_session_digest = digest_like(&r.digest);
-    assert!(matches!(store.rotate(&r.digest, new_session_digest, None, t1).await.unwrap(), Lookup::Live(_)));
+    assert!(matches!(store.rotate(&r.digest, new_session_digest, None, t1, None).await.unwrap(), Lookup::Live(_)));
     let t2 = t1.saturating_add(60 * SECOND);
     let s2 = successor(&s1.digest, 2);
     let current = s2.digest;
@@ -866,7 +879,10 @@ pub async fn refresh_rotates_replays_and_detects_reuse<S: TokenStore>(store: S) 
         Lookup::Revoked(RevocationReason::RefreshReuse),
         "reuse revokes the whole session"
     );
-    assert_eq!(store.access_denied(&r.id, after).await.unwrap(), Some(RevocationReason::RefreshReuse));
+    assert_eq!(
+        store.access_denied(&r.id, 0, after).await.unwrap(),
+        Some(AccessDenial::Revoked(RevocationReason::RefreshReuse))
+    );
     for (token, which) in [(s1.digest, "the token spent last"), (current, "the current token")] {
         assert_eq!(
             refresh(&store, &token, successor(&token, 5), after, GRACE).await,
@@ -890,13 +906,13 @@ pub async fn rotate_with_refresh_replaces_the_family<S: TokenStore>(store: S) {
     // and the manager never gives one user's session another user's refresh route).
     let (_, other) = insert_with_refresh(&store, "alice", T0).await;
     let taken_session = digest_like(&r.digest);
-    assert!(matches!(store.rotate(&r.digest, taken_session, Some(other), t1).await, Err(StoreError::Conflict)));
+    assert!(matches!(store.rotate(&r.digest, taken_session, Some(other), t1, None).await, Err(StoreError::Conflict)));
     live(&store, &r.digest, t1).await;
 
     let new_session = digest_like(&r.digest);
     let new_refresh = digest_like(&r.digest);
     let t2 = t1.saturating_add(SECOND);
-    let Lookup::Live(rotated) = store.rotate(&r.digest, new_session, Some(new_refresh), t2).await.unwrap() else {
+    let Lookup::Live(rotated) = store.rotate(&r.digest, new_session, Some(new_refresh), t2, None).await.unwrap() else {
         panic!("a live session rotates")
     };
     assert_eq!(rotated.id, r.id);
@@ -1025,39 +1041,118 @@ pub async fn denylist_follows_revocations<S: TokenStore>(store: S) {
     let c = record(&alice, at(SECOND));
     insert_ok(&store, &a, None, T0).await;
     insert_ok(&store, &b, None, T0).await;
-    assert_eq!(store.access_denied(&a.id, T0).await.unwrap(), None, "live sessions are not denied");
+    assert_eq!(store.access_denied(&a.id, 0, T0).await.unwrap(), None, "live sessions are not denied");
     store.remove(&a.id, revocation(RevocationReason::Logout, at(SECOND))).await.unwrap();
-    assert_eq!(store.access_denied(&a.id, at(SECOND)).await.unwrap(), Some(RevocationReason::Logout));
     assert_eq!(
-        store.access_denied(&a.id, at(SECOND + DENY_FOR - Duration::from_nanos(1))).await.unwrap(),
-        Some(RevocationReason::Logout)
+        store.access_denied(&a.id, 0, at(SECOND)).await.unwrap(),
+        Some(AccessDenial::Revoked(RevocationReason::Logout))
     );
     assert_eq!(
-        store.access_denied(&a.id, at(SECOND + DENY_FOR)).await.unwrap(),
+        store.access_denied(&a.id, 0, at(SECOND + DENY_FOR - Duration::from_nanos(1))).await.unwrap(),
+        Some(AccessDenial::Revoked(RevocationReason::Logout))
+    );
+    assert_eq!(
+        store.access_denied(&a.id, 0, at(SECOND + DENY_FOR)).await.unwrap(),
         None,
         "entries expire with the last access token"
     );
     let limit = Some(Limit { max: 1, policy: LimitPolicy::EvictOldest });
     let evicted = insert_ok(&store, &c, limit, at(SECOND)).await;
     assert_eq!(evicted.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b.id]);
-    assert_eq!(store.access_denied(&b.id, at(2 * SECOND)).await.unwrap(), Some(RevocationReason::Evicted));
+    assert_eq!(
+        store.access_denied(&b.id, 0, at(2 * SECOND)).await.unwrap(),
+        Some(AccessDenial::Revoked(RevocationReason::Evicted))
+    );
     store.remove_user(&alice, None, revocation(RevocationReason::LogoutAll, at(3 * SECOND))).await.unwrap();
-    assert_eq!(store.access_denied(&c.id, at(3 * SECOND)).await.unwrap(), Some(RevocationReason::LogoutAll));
+    assert_eq!(
+        store.access_denied(&c.id, 0, at(3 * SECOND)).await.unwrap(),
+        Some(AccessDenial::Revoked(RevocationReason::LogoutAll))
+    );
     let quiet = Revocation { deny_access_until: None, ..revocation(RevocationReason::Admin, T0) };
     let d = record(&alice, T0);
     insert_ok(&store, &d, None, T0).await;
     store.remove(&d.id, quiet).await.unwrap();
-    assert_eq!(store.access_denied(&d.id, T0).await.unwrap(), None, "no denylisting unless asked");
+    assert_eq!(store.access_denied(&d.id, 0, T0).await.unwrap(), None, "no denylisting unless asked");
     let e = record(&alice, at(3 * SECOND));
     insert_ok(&store, &e, None, at(3 * SECOND)).await;
     store.remove_by_digest(&e.digest, revocation(RevocationReason::Logout, at(3 * SECOND))).await.unwrap();
     assert_eq!(
-        store.access_denied(&e.id, at(3 * SECOND)).await.unwrap(),
-        Some(RevocationReason::Logout),
+        store.access_denied(&e.id, 0, at(3 * SECOND)).await.unwrap(),
+        Some(AccessDenial::Revoked(RevocationReason::Logout)),
         "a logout by digest denylists too"
     );
     store.remove_expired(at(3 * SECOND + DENY_FOR), usize::MAX).await.unwrap();
-    assert_eq!(store.access_denied(&c.id, at(3 * SECOND + DENY_FOR)).await.unwrap(), None);
+    assert_eq!(store.access_denied(&c.id, 0, at(3 * SECOND + DENY_FOR)).await.unwrap(), None);
+}
+
+/// A rotation with `deny_access_until` denylists the session's access tokens of earlier
+/// generations until then, and no others; a later rotation moves the line up; a revocation
+/// outweighs it; sweeping forgets it when its time has passed.
+pub async fn rotation_supersedes_older_access_tokens<S: TokenStore>(store: S) {
+    let alice = user("alice");
+    let r = record(&alice, T0);
+    insert_ok(&store, &r, None, T0).await;
+    let t1 = at(SECOND);
+    let until = |t: Timestamp| Some(t.saturating_add(DENY_FOR));
+    let d1 = digest_like(&r.digest);
+    let Lookup::Live(g1) = store.rotate(&r.digest, d1, None, t1, until(t1)).await.unwrap() else {
+        panic!("a live session rotates")
+    };
+    assert_eq!(g1.generation, 1);
+    assert_eq!(store.access_denied(&r.id, 0, t1).await.unwrap(), Some(AccessDenial::Superseded), "tokens of before");
+    assert_eq!(store.access_denied(&r.id, 1, t1).await.unwrap(), None, "tokens of the new generation pass");
+    let t2 = at(2 * SECOND);
+    let d2 = digest_like(&r.digest);
+    assert!(matches!(store.rotate(&d1, d2, None, t2, until(t2)).await.unwrap(), Lookup::Live(_)));
+    for generation in [0, 1] {
+        assert_eq!(
+            store.access_denied(&r.id, generation, t2).await.unwrap(),
+            Some(AccessDenial::Superseded),
+            "generation {generation} is superseded after the second rotation"
+        );
+    }
+    assert_eq!(store.access_denied(&r.id, 2, t2).await.unwrap(), None);
+    let late = t2.saturating_add(DENY_FOR);
+    assert_eq!(store.access_denied(&r.id, 0, late).await.unwrap(), None, "until the last of them has expired");
+    live(&store, &d2, t2).await;
+
+    // Without `deny_access_until` the generation still rises, and nothing is denylisted.
+    let quiet = record(&alice, T0);
+    insert_ok(&store, &quiet, None, T0).await;
+    let Lookup::Live(q1) = store.rotate(&quiet.digest, digest_like(&quiet.digest), None, t1, None).await.unwrap()
+    else {
+        panic!("a live session rotates")
+    };
+    assert_eq!(q1.generation, 1);
+    assert_eq!(store.access_denied(&quiet.id, 0, t1).await.unwrap(), None, "no denylisting unless asked");
+
+    // A revocation after a rotation refuses every generation.
+    let t3 = at(3 * SECOND);
+    store.remove(&r.id, revocation(RevocationReason::Logout, t3)).await.unwrap();
+    for generation in [0, 2, 3] {
+        assert_eq!(
+            store.access_denied(&r.id, generation, t3).await.unwrap(),
+            Some(AccessDenial::Revoked(RevocationReason::Logout)),
+            "a revocation outweighs a rotation"
+        );
+    }
+
+    // Sweeping forgets entries whose time has passed, and only those.
+    let s = record(&alice, T0);
+    insert_ok(&store, &s, None, T0).await;
+    let t4 = at(4 * SECOND);
+    assert!(matches!(
+        store.rotate(&s.digest, digest_like(&s.digest), None, t4, until(t4)).await.unwrap(),
+        Lookup::Live(_)
+    ));
+    let swept = t3.saturating_add(DENY_FOR);
+    store.remove_expired(swept, usize::MAX).await.unwrap();
+    assert_eq!(store.access_denied(&r.id, 0, swept).await.unwrap(), None);
+    assert_eq!(
+        store.access_denied(&s.id, 0, swept).await.unwrap(),
+        Some(AccessDenial::Superseded),
+        "a rotation's entry outlives a sweep before its time"
+    );
 }
 
 /// 50 concurrent refreshes of one token: one rotation, 49 replays of the same successor.
@@ -1131,7 +1226,7 @@ fn expected_items(live: &[SessionRecord], gone: &[SessionRecord]) -> Vec<StoredI
 /// Only the items of `items` that are sessions and remembered revocations (a store that is
 /// also a [`TokenStore`] adds denylist entries, which these checks do not count).
 fn sessions_and_revocations(items: Vec<StoredItem>) -> Vec<StoredItem> {
-    items.into_iter().filter(|item| !matches!(item, StoredItem::Denied { .. })).collect()
+    items.into_iter().filter(|item| item.deny_entry().is_none()).collect()
 }
 
 /// Sessions of a few users, with their metadata and data, for the backup checks.
@@ -1141,6 +1236,7 @@ fn backup_records(n: usize) -> Vec<SessionRecord> {
             let mut r = record(&user(&format!("user{}", i % 7)), at(Duration::from_secs(i as u64)));
             r.remember_me = i % 3 == 0;
             r.request_count = i as u64;
+            r.generation = (i % 4) as u64;
             if i % 2 == 0 {
                 r.metadata = Metadata::new(Some([192, 0, 2, (i % 250) as u8].into()), Some(Arc::from("agent/1.0")));
                 r.data = SessionData::from_map(serde_json::json!({ "i": i }).as_object().unwrap().clone());
@@ -1236,6 +1332,33 @@ pub async fn restore_skips_what_is_over<S: BackupStore>(store: S) {
     live(&store, &current.digest, now).await;
     let listed = store.list_user(&user("alice"), now).await.unwrap();
     assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), [current.id], "only the live one is listed");
+}
+
+/// Denylist entries of both kinds (a revocation's and a rotation's) restore and scan back, one
+/// per session, as [`DenyEntry::merge`](crate::store::DenyEntry::merge) combines them.
+pub async fn denylist_entries_round_trip<S: BackupStore>(store: S) {
+    let until = at(DENY_FOR);
+    let later = at(2 * DENY_FOR);
+    let (a, b, c) = (record(&user("alice"), T0), record(&user("bob"), T0), record(&user("carol"), T0));
+    let superseded = |r: &SessionRecord, below_generation, until| StoredItem::Superseded {
+        session_id: r.id,
+        below_generation,
+        until,
+    };
+    let denied =
+        |r: &SessionRecord, until| StoredItem::Denied { session_id: r.id, reason: RevocationReason::Admin, until };
+    let items = vec![
+        superseded(&a, 3, until),
+        superseded(&a, 2, later),
+        denied(&b, until),
+        superseded(&c, 1, later),
+        denied(&c, until),
+    ];
+    store.restore(items, T0).await.unwrap();
+    let mut expected = vec![superseded(&a, 3, later), denied(&b, until), denied(&c, later)];
+    expected.sort_by_cached_key(|item| serde_json::to_string(item).unwrap());
+    let entries: Vec<StoredItem> = scan_all(&store).await.into_iter().filter(|i| i.deny_entry().is_some()).collect();
+    assert_eq!(entries, expected, "merged per session: the later rotation, the revocation over the rotation");
 }
 
 /// An export of this store restores into a [`MemoryStore`](crate::MemoryStore) and back with

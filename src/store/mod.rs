@@ -148,6 +148,66 @@ pub struct Revocation {
     pub deny_access_until: Option<Timestamp>,
 }
 
+/// What an access-token denylist entry refuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyScope {
+    /// Every access token of the session: it was revoked, for this reason.
+    All(RevocationReason),
+    /// The session's access tokens of a generation below this one: its token was rotated
+    /// ([`SessionStore::rotate`]), and tokens issued before the rotation are superseded.
+    Below(u64),
+}
+
+/// A session's entry on the access-token denylist: what it refuses, and until when (when the
+/// last access token it covers has expired). A store keeps at most one entry per session,
+/// combining what it is given with [`merge`](Self::merge).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenyEntry {
+    /// What it refuses.
+    pub scope: DenyScope,
+    /// When it may be forgotten.
+    pub until: Timestamp,
+}
+
+/// Why [`TokenStore::access_denied`] refuses an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessDenial {
+    /// The token's session was revoked.
+    Revoked(RevocationReason),
+    /// The token was issued before its session's token was last rotated.
+    Superseded,
+}
+
+impl DenyEntry {
+    /// Whether this entry refuses an access token of `generation` at `now`, and why.
+    #[must_use]
+    pub fn refuses(&self, generation: u64, now: Timestamp) -> Option<AccessDenial> {
+        if self.until <= now {
+            return None;
+        }
+        match self.scope {
+            DenyScope::All(reason) => Some(AccessDenial::Revoked(reason)),
+            DenyScope::Below(current) => (generation < current).then_some(AccessDenial::Superseded),
+        }
+    }
+
+    /// The entry that refuses everything either refuses, for as long as either does: a
+    /// revocation outweighs a rotation, a later rotation an earlier one, and the later `until`
+    /// is kept. (Between two revocations, the reason of the one with the later `until` is
+    /// kept.) Order-independent, so that copies fed in any order (a subscription and a
+    /// resynchronisation racing) agree.
+    #[must_use]
+    pub fn merge(self, other: Self) -> Self {
+        let until = self.until.max(other.until);
+        let scope = match (self.scope, other.scope) {
+            (DenyScope::All(a), DenyScope::All(b)) => DenyScope::All(if other.until > self.until { b } else { a }),
+            (DenyScope::All(a), DenyScope::Below(_)) | (DenyScope::Below(_), DenyScope::All(a)) => DenyScope::All(a),
+            (DenyScope::Below(a), DenyScope::Below(b)) => DenyScope::Below(a.max(b)),
+        };
+        Self { scope, until }
+    }
+}
+
 /// A refresh token's successor, as [`TokenStore::rotate_refresh`] stores it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Successor {
@@ -379,7 +439,14 @@ pub trait SessionStore: Send + Sync + 'static {
     fn get_by_id(&self, id: &SessionId) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
     /// Replaces a live session's digest: afterwards `new` finds the session and `old` finds
-    /// nothing (not even a revocation).
+    /// nothing (not even a revocation). The session's
+    /// [`generation`](SessionRecord::generation) goes up by one.
+    ///
+    /// With `deny_access_until` (only for a [`TokenStore`]), the session's access tokens of
+    /// earlier generations are denylisted in the same step: its denylist entry is merged
+    /// ([`DenyEntry::merge`]) with one of scope [`DenyScope::Below`] the new generation until
+    /// `deny_access_until`, so that [`access_denied`](TokenStore::access_denied) answers
+    /// [`AccessDenial::Superseded`] for them, on every instance, at once.
     ///
     /// With `refresh` (only for a [`TokenStore`]), the session's refresh tokens are replaced in
     /// the same step: `refresh`
@@ -401,6 +468,7 @@ pub trait SessionStore: Send + Sync + 'static {
         new: TokenDigest,
         refresh: Option<TokenDigest>,
         now: Timestamp,
+        deny_access_until: Option<Timestamp>,
     ) -> impl Future<Output = Result<Lookup, StoreError>> + Send;
 
     /// Applies `patch` to a live session's data, atomically with respect to other patches, if
@@ -527,16 +595,19 @@ pub trait TokenStore: SessionStore {
         reuse: Revocation,
     ) -> impl Future<Output = Result<RefreshOutcome, StoreError>> + Send;
 
-    /// Whether access tokens of session `id` are denylisted at `now`, and why. The second hot
-    /// path (every access-token verification): O(1), and cheap enough to run on every request.
+    /// Whether an access token of session `id`, issued for `generation`, is denylisted at
+    /// `now`, and why: what the session's denylist entry answers ([`DenyEntry::refuses`]).
+    /// The second hot path (every access-token verification): O(1), and cheap enough to run
+    /// on every request.
     ///
     /// # Errors
     /// [`StoreError`] only if the store cannot answer; callers must then refuse the token.
     fn access_denied(
         &self,
         id: &SessionId,
+        generation: u64,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Option<RevocationReason>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Option<AccessDenial>, StoreError>> + Send;
 }
 
 /// Scan and restore: what a [`SessionStore`] adds for export, import, snapshots between stores

@@ -58,8 +58,9 @@ pub enum AccessTokenError {
     #[error("invalid access token signature")]
     BadSignature,
     /// A required claim (`sub`, `sid`, `exp`) is missing; a registered claim is present with
-    /// the wrong JSON type, `null` included (`exp`, `nbf`, `iat`: integers; `sub`, `sid`,
-    /// `jti`, `iss`: strings; `aud`: a string or an array of strings); a claim is given twice;
+    /// the wrong JSON type, `null` included (`exp`, `nbf`, `iat`: integers; `gen`: a
+    /// non-negative integer; `sub`, `sid`, `jti`, `iss`: strings; `aud`: a string or an array
+    /// of strings); a claim is given twice;
     /// the claims set is not a JSON object; `sid` is not a session id; or `typ` is not `JWT`.
     #[error("invalid access token claims")]
     InvalidClaims,
@@ -79,6 +80,11 @@ pub enum AccessTokenError {
     /// `aud` is missing or does not contain the configured audience.
     #[error("wrong access token audience")]
     WrongAudience,
+    /// The token was issued before its session's token was last rotated
+    /// ([`SessionManager::rotate`](crate::SessionManager::rotate)): its `gen` is below the
+    /// session's generation. The session lives on; the token does not.
+    #[error("access token superseded by a session rotation")]
+    Superseded,
 }
 
 /// A signed access token (a JWT). `Debug` and `Display` are redacted; it is a bearer credential.
@@ -126,6 +132,10 @@ pub struct AccessClaims {
     pub issued_at: i64,
     /// `exp`, seconds since the Unix epoch.
     pub expires_at: i64,
+    /// `gen`: the session's generation when the token was issued
+    /// ([`SessionRecord::generation`](crate::session::SessionRecord::generation)); 0 if the
+    /// token has none. A rotation of the session refuses tokens of earlier generations.
+    pub generation: u64,
 }
 
 impl AccessClaims {
@@ -153,6 +163,8 @@ struct ClaimsOut<'a> {
     jti: &'a str,
     iat: i64,
     exp: i64,
+    #[serde(rename = "gen")]
+    generation: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     iss: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,6 +196,7 @@ struct ClaimsIn<'a> {
     iat: Option<i64>,
     exp: i64,
     nbf: Option<i64>,
+    generation: Option<u64>,
     iss: Option<Cow<'a, str>>,
     /// `Some(true)` if `aud` is present and names the expected audience (any present `aud` if
     /// none is expected).
@@ -225,6 +238,7 @@ enum Name {
     Iat,
     Exp,
     Nbf,
+    Gen,
     Iss,
     Aud,
     Other,
@@ -250,6 +264,7 @@ impl<'de> Deserialize<'de> for Name {
                     "iat" => Name::Iat,
                     "exp" => Name::Exp,
                     "nbf" => Name::Nbf,
+                    "gen" => Name::Gen,
                     "iss" => Name::Iss,
                     "aud" => Name::Aud,
                     _ => Name::Other,
@@ -317,6 +332,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let [mut sub, mut sid, mut jti, mut iss]: [Option<Str<'de>>; 4] = [None, None, None, None];
         let [mut iat, mut exp, mut nbf]: [Option<i64>; 3] = [None; 3];
+        let mut gen_ = None;
         let mut aud = None;
         while let Some(name) = map.next_key::<Name>()? {
             match name {
@@ -327,6 +343,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
                 Name::Iat => set(&mut map, &mut iat, "iat")?,
                 Name::Exp => set(&mut map, &mut exp, "exp")?,
                 Name::Nbf => set(&mut map, &mut nbf, "nbf")?,
+                Name::Gen => set(&mut map, &mut gen_, "gen")?,
                 Name::Aud if aud.is_some() => return Err(de::Error::duplicate_field("aud")),
                 Name::Aud => aud = Some(map.next_value_seed(AudienceSeed(self.audience))?),
                 _ => {
@@ -341,6 +358,7 @@ impl<'de> Visitor<'de> for ClaimsVisitor<'_> {
             iat,
             exp: exp.ok_or_else(|| de::Error::missing_field("exp"))?,
             nbf,
+            generation: gen_,
             iss: iss.map(|i| i.0),
             aud,
         })
@@ -397,6 +415,7 @@ pub(crate) fn issue(
     user: &UserId,
     session_id: &SessionId,
     now: Timestamp,
+    generation: u64,
     refresh_digest: &TokenDigest,
 ) -> (AccessToken, AccessClaims) {
     let mut seed = Vec::with_capacity(48);
@@ -411,6 +430,7 @@ pub(crate) fn issue(
         jti: &jti,
         iat,
         exp,
+        generation,
         iss: policy.issuer.as_deref(),
         aud: policy.audience.as_deref(),
     };
@@ -431,6 +451,7 @@ pub(crate) fn issue(
         token_id: jti.into(),
         issued_at: iat,
         expires_at: exp,
+        generation,
     };
     (AccessToken { encoded }, claims)
 }
@@ -534,6 +555,7 @@ pub(crate) fn verify(
         token_id: claims.jti.as_deref().map_or_else(|| Arc::from(""), Arc::from),
         issued_at: claims.iat.unwrap_or(0),
         expires_at: claims.exp,
+        generation: claims.generation.unwrap_or(0),
     };
     check_times(&verified, claims.nbf, policy, now)?;
     // Checked once, here: a cached token's `iat` only recedes into the past.
@@ -559,6 +581,7 @@ fn compact_claims<'a>(json: &'a [u8], audience: Option<&str>) -> Option<ClaimsIn
     scan.expect(b'{')?;
     let [mut sub, mut sid, mut jti, mut iss] = [None; 4];
     let [mut iat, mut exp, mut nbf] = [None; 3];
+    let mut gen_ = None;
     let mut aud = None;
     loop {
         let name = scan.string()?;
@@ -575,6 +598,7 @@ fn compact_claims<'a>(json: &'a [u8], audience: Option<&str>) -> Option<ClaimsIn
             "iat" => fill(&mut iat, scan.integer()?)?,
             "exp" => fill(&mut exp, scan.integer()?)?,
             "nbf" => fill(&mut nbf, scan.integer()?)?,
+            "gen" => fill(&mut gen_, u64::try_from(scan.integer()?).ok()?)?,
             _ if scan.peek() == Some(b'"') => {
                 scan.string()?;
             }
@@ -598,6 +622,7 @@ fn compact_claims<'a>(json: &'a [u8], audience: Option<&str>) -> Option<ClaimsIn
         iat,
         exp: exp?,
         nbf,
+        generation: gen_,
         iss: iss.map(Cow::Borrowed),
         aud,
     })
@@ -863,6 +888,7 @@ mod tests {
             token_id: Arc::from("j"),
             issued_at: 0,
             expires_at: exp,
+            generation: 0,
         }
     }
 
@@ -879,6 +905,7 @@ mod tests {
             iat: claims.iat,
             exp: claims.exp,
             nbf: claims.nbf,
+            generation: claims.generation,
             iss: claims.iss.map(own),
             aud: claims.aud,
         })

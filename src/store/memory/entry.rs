@@ -45,6 +45,15 @@ pub(super) struct Extra {
     pub(super) metadata: Metadata,
     pub(super) data: SessionData,
     pub(super) refresh: Option<RefreshFamily>,
+    /// The session's generation: here rather than in the entry, as most sessions are never
+    /// rotated and keep it at zero without paying for it.
+    pub(super) generation: u64,
+}
+
+impl Extra {
+    fn empty() -> Self {
+        Self { metadata: Metadata::default(), data: SessionData::default(), refresh: None, generation: 0 }
+    }
 }
 
 /// A session's refresh tokens: the current one, the one spent last (with its sealed successor,
@@ -99,10 +108,10 @@ impl Entry {
     }
 
     pub(super) fn with_family(r: SessionRecord, refresh: Option<RefreshFamily>) -> Self {
-        let extra = if r.metadata.is_empty() && r.data.is_empty() && refresh.is_none() {
+        let extra = if r.metadata.is_empty() && r.data.is_empty() && refresh.is_none() && r.generation == 0 {
             None
         } else {
-            Some(Arc::new(Extra { metadata: r.metadata, data: r.data, refresh }))
+            Some(Arc::new(Extra { metadata: r.metadata, data: r.data, refresh, generation: r.generation }))
         };
         Self {
             digest: r.digest,
@@ -143,13 +152,13 @@ impl Entry {
 
     pub(super) fn record(&self) -> SessionRecord {
         let counter = self.counter.load(Ordering::Acquire);
-        let (metadata, data) = if counter & HAS_EXTRA != 0 {
+        let (metadata, data, generation) = if counter & HAS_EXTRA != 0 {
             match self.extra.load().as_deref() {
-                Some(x) => (x.metadata.clone(), x.data.clone()),
-                None => (Metadata::default(), SessionData::default()),
+                Some(x) => (x.metadata.clone(), x.data.clone(), x.generation),
+                None => (Metadata::default(), SessionData::default(), 0),
             }
         } else {
-            (Metadata::default(), SessionData::default())
+            (Metadata::default(), SessionData::default(), 0)
         };
         SessionRecord {
             id: self.id,
@@ -161,16 +170,19 @@ impl Entry {
             absolute_deadline: self.absolute_deadline,
             remember_me: counter & REMEMBER_ME != 0,
             request_count: counter & COUNT_MASK,
+            generation,
             metadata,
             data,
         }
     }
 
-    /// A copy of this entry under another digest, for rotation, sharing its extras (metadata,
-    /// data, refresh family). The caller holds the user's mutex. The user id is copied afresh,
-    /// to be allocated beside the new entry (see `insert`).
+    /// A copy of this entry under another digest and of the next generation, for rotation,
+    /// with a copy of its extras (metadata, data, refresh family). The caller holds the user's
+    /// mutex. The user id is copied afresh, to be allocated beside the new entry (see `insert`).
     pub(super) fn rekeyed(&self, digest: TokenDigest) -> Self {
-        let extra = self.extra.load_full();
+        let mut next = self.extra.load().as_deref().cloned().unwrap_or_else(Extra::empty);
+        next.generation = next.generation.saturating_add(1);
+        let extra = Some(Arc::new(next));
         let counter = self.counter.load(Ordering::Acquire) & !HAS_EXTRA;
         Self {
             digest,
@@ -189,11 +201,7 @@ impl Entry {
     /// answers what `f` answered. The caller holds the user's mutex: that is what keeps two
     /// writers from both copying the same version.
     pub(super) fn update_extra<R>(&self, f: impl FnOnce(&mut Extra) -> R) -> R {
-        let mut next = self.extra.load().as_deref().cloned().unwrap_or_else(|| Extra {
-            metadata: Metadata::default(),
-            data: SessionData::default(),
-            refresh: None,
-        });
+        let mut next = self.extra.load().as_deref().cloned().unwrap_or_else(Extra::empty);
         let result = f(&mut next);
         self.extra.store(Some(Arc::new(next)));
         self.counter.fetch_or(HAS_EXTRA, Ordering::Release);

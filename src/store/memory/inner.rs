@@ -13,7 +13,7 @@ use crate::clock::Timestamp;
 use crate::error::RevocationReason;
 use crate::hash::RandomKeys;
 use crate::session::{SessionId, UserId};
-use crate::store::{Lookup, RefreshOutcome, Revocation};
+use crate::store::{DenyEntry, DenyScope, Lookup, RefreshOutcome, Revocation};
 use crate::token::TokenDigest;
 
 use super::MemoryStoreBuilder;
@@ -33,7 +33,7 @@ pub(super) struct Inner {
     /// (which costs one useless sweep), and is stale-high only if a revocation is remembered
     /// concurrently with a sweep (which costs remembering fewer revocations until the next one).
     pub(super) revocations_expire_from: AtomicI64,
-    pub(super) denied: DashMap<SessionId, Tombstone, RandomKeys>,
+    pub(super) denied: DashMap<SessionId, DenyEntry, RandomKeys>,
     pub(super) refresh_index: DashMap<TokenDigest, SessionId, RandomKeys>,
     pub(super) expiry: ExpiryIndex,
 }
@@ -87,15 +87,7 @@ impl Inner {
     /// its access tokens, and unlinks it from every index but the user's list (the caller's).
     pub(super) fn revoke(&self, entry: &Arc<Entry>, revocation: &Revocation) {
         if let Some(until) = revocation.deny_access_until {
-            let tombstone = Tombstone { reason: revocation.reason, until };
-            self.denied
-                .entry(entry.id)
-                .and_modify(|t| {
-                    if t.until < until {
-                        *t = tombstone;
-                    }
-                })
-                .or_insert(tombstone);
+            self.deny(entry.id, DenyEntry { scope: DenyScope::All(revocation.reason), until });
         }
         self.remember_revocation(entry.digest, entry.absolute_deadline, revocation.reason, revocation.at);
         if let Some(family) = entry.extra.load().as_ref().and_then(|x| x.refresh.as_ref()) {
@@ -105,6 +97,11 @@ impl Inner {
             }
         }
         self.unlink(entry);
+    }
+
+    /// Adds `entry` to the denylist, merged with the session's entry if it has one.
+    pub(super) fn deny(&self, id: SessionId, entry: DenyEntry) {
+        self.denied.entry(id).and_modify(|e| *e = e.merge(entry)).or_insert(entry);
     }
 
     /// Remembers that `digest` (a session token's or a refresh token's) answers "revoked" for

@@ -52,12 +52,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::clock::Timestamp;
-use crate::error::{RevocationReason, StoreError};
+use crate::error::StoreError;
 use crate::policy::{Candidate, Limit, select_evictions};
 use crate::session::{DataPatch, SessionId, SessionRecord, UserId};
 use crate::store::{
-    BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshOutcome, Revocation, ScanCursor,
-    ScanPage, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
+    AccessDenial, BackupStore, DataOutcome, DenyEntry, DenyScope, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY,
+    RefreshOutcome, Revocation, ScanCursor, ScanPage, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
 };
 use crate::token::TokenDigest;
 
@@ -287,6 +287,7 @@ impl SessionStore for MemoryStore {
         new: TokenDigest,
         refresh: Option<TokenDigest>,
         now: Timestamp,
+        deny_access_until: Option<Timestamp>,
     ) -> Result<Lookup, StoreError> {
         let inner = &*self.inner;
         let Some(entry) = inner.find(old) else {
@@ -324,7 +325,11 @@ impl SessionStore for MemoryStore {
                 }
             }
             inner.expiry.file(&fresh);
-            Ok(Lookup::Live(fresh.record()))
+            let record = fresh.record();
+            if let Some(until) = deny_access_until {
+                inner.deny(record.id, DenyEntry { scope: DenyScope::Below(record.generation), until });
+            }
+            Ok(Lookup::Live(record))
         });
         outcome.unwrap_or_else(|| Ok(inner.revocation(old, now)))
     }
@@ -491,8 +496,13 @@ impl TokenStore for MemoryStore {
         outcome.unwrap_or_else(|| Ok(inner.refresh_gone(presented, now)))
     }
 
-    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
-        Ok(self.inner.denied.get(id).and_then(|t| (t.until > now).then_some(t.reason)))
+    async fn access_denied(
+        &self,
+        id: &SessionId,
+        generation: u64,
+        now: Timestamp,
+    ) -> Result<Option<AccessDenial>, StoreError> {
+        Ok(self.inner.denied.get(id).and_then(|e| e.refuses(generation, now)))
     }
 }
 
@@ -526,11 +536,9 @@ impl MemoryStore {
                 .iter()
                 .map(|t| StoredItem::Revoked { digest: *t.key(), reason: t.reason, until: t.until })
                 .collect(),
-            c if c == shards + 1 => inner
-                .denied
-                .iter()
-                .map(|t| StoredItem::Denied { session_id: *t.key(), reason: t.reason, until: t.until })
-                .collect(),
+            c if c == shards + 1 => {
+                inner.denied.iter().map(|e| StoredItem::from_deny_entry(*e.key(), *e.value())).collect()
+            }
             _ => Vec::new(),
         };
         let next = (cursor < shards + 1).then_some(cursor + 1);
@@ -578,8 +586,10 @@ impl MemoryStore {
                         inner.revocations_expire_from.fetch_min(until.unix_nanos(), Ordering::Relaxed);
                     }
                 }
-                StoredItem::Denied { session_id, reason, until } => {
-                    inner.denied.insert(session_id, Tombstone { reason, until });
+                StoredItem::Denied { .. } | StoredItem::Superseded { .. } => {
+                    if let Some((session_id, entry)) = item.deny_entry() {
+                        inner.deny(session_id, entry);
+                    }
                 }
             }
         }
