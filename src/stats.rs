@@ -191,6 +191,7 @@ mod tests {
             absolute_deadline: Timestamp::from_unix_nanos(now.unix_nanos() + HOUR_NANOS),
             remember_me,
             request_count: 0,
+            generation: 0,
             metadata: Metadata::new(ip.map(|i| i.parse().unwrap()), Some(Arc::from("ua"))),
             data: SessionData::default(),
         }

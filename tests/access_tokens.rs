@@ -65,7 +65,9 @@ async fn issued_tokens_carry_the_documented_header_and_claims() {
     assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 15 * 60, "default lifetime");
     assert_eq!(claims["iat"].as_i64().unwrap(), clock.now_utc().unix_timestamp());
     assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
+    assert_eq!(claims["gen"], 0, "a new session's generation");
     let verified = m.verify_access(&access).await.unwrap();
+    assert_eq!(verified.generation, 0);
     assert_eq!(verified.session_id, session.id());
     assert_eq!(verified.user.as_str(), "alice");
 }
@@ -181,6 +183,7 @@ async fn registered_claims_of_the_wrong_type_are_refused_null_included() {
             ("sub", vec![json!(null), json!(1), json!(["alice"]), json!({})]),
             ("sid", vec![json!(null), json!(1), json!([claims["sid"].clone()]), json!(false)]),
             ("jti", vec![json!(null), json!(1), json!(["j"])]),
+            ("gen", vec![json!(null), json!(-1), json!("0"), json!(1.5), json!([0]), json!(true)]),
         ] {
             for value in values {
                 let mut c = claims.clone();
@@ -394,6 +397,47 @@ async fn revocation_is_immediate_for_unexpired_access_tokens() {
     let (m, _, access, _) = setup(config()).await;
     m.revoke_all(&user("alice"), None).await.unwrap();
     assert!(matches!(m.verify_access(&access).await, Err(Error::Revoked { reason: RevocationReason::LogoutAll })));
+}
+
+/// A rotation (a privilege change) ends the access tokens issued before it at once, cached or
+/// not, while the session and the tokens issued with and after the rotation live on.
+#[tokio::test]
+async fn rotation_supersedes_the_access_tokens_issued_before_it() {
+    let (m, clock, access, session_token) = setup(config()).await;
+    m.verify_access(&access).await.unwrap();
+    let bob = m.create(NewSession::new(user("bob"))).await.unwrap().tokens.unwrap();
+    let bob_access = bob.access_token.expose_secret().to_owned();
+    // Within the same second as the tokens it supersedes: generations do not depend on time.
+    let rotated = m.rotate(&session_token).await.unwrap();
+    assert_eq!(rotated.session.generation(), 1);
+    assert_eq!(rejected(m.verify_access(&access).await), AccessTokenError::Superseded);
+    let new_pair = rotated.tokens.unwrap();
+    let claims = m.verify_access(new_pair.access_token.expose_secret()).await.unwrap();
+    assert_eq!((claims.session_id, claims.generation), (rotated.session.id(), 1));
+    let refreshed = m.refresh(new_pair.refresh_token.expose_secret()).await.unwrap();
+    assert_eq!(m.verify_access(refreshed.access_token.expose_secret()).await.unwrap().generation, 1);
+    assert!(m.verify_access(&bob_access).await.is_ok(), "other sessions are untouched");
+
+    // Twice: tokens of generation 1 go too.
+    let token = rotated.token.expose_secret().to_owned();
+    let again = m.rotate(&token).await.unwrap();
+    for old in [new_pair.access_token.expose_secret(), refreshed.access_token.expose_secret(), access.as_str()] {
+        assert_eq!(rejected(m.verify_access(old).await), AccessTokenError::Superseded);
+    }
+    m.verify_access(again.tokens.unwrap().access_token.expose_secret()).await.unwrap();
+
+    // A token without `gen` (issued before generations existed) counts as generation 0.
+    let (header, mut claims) = parts(&access);
+    claims.as_object_mut().unwrap().remove("gen");
+    assert_eq!(rejected(m.verify_access(&hs256(&header, &claims, &SECRET)).await), AccessTokenError::Superseded);
+
+    // A logout afterwards refuses every generation as revoked; the entry goes when the last
+    // token it covers has expired.
+    m.revoke(again.token.expose_secret()).await.unwrap();
+    assert!(matches!(m.verify_access(&access).await, Err(Error::Revoked { reason: RevocationReason::Logout })));
+    clock.advance(15 * MINUTE + Duration::from_secs(31));
+    m.store().remove_expired(m.clock().now(), usize::MAX).await.unwrap();
+    assert_eq!(m.store().denylist_len(), 0);
 }
 
 #[tokio::test]

@@ -92,8 +92,10 @@ async fn import_reports_the_first_bad_line_and_adds_nothing() {
         Err(ImportError::Duplicate { line: 3, what: "id" })
     ));
 
-    let future = good.replacen("\"version\":1", "\"version\":2", 1);
-    assert!(matches!(fresh.import(future.as_bytes()).await, Err(ImportError::UnsupportedVersion(2))));
+    let future = good.replacen("\"version\":2", "\"version\":3", 1);
+    assert!(matches!(fresh.import(future.as_bytes()).await, Err(ImportError::UnsupportedVersion(3))));
+    let past = good.replacen("\"version\":2", "\"version\":0", 1);
+    assert!(matches!(fresh.import(past.as_bytes()).await, Err(ImportError::UnsupportedVersion(0))));
     assert!(matches!(fresh.import("hello\n".as_bytes()).await, Err(ImportError::NotAnExport)));
     assert!(matches!(fresh.import("".as_bytes()).await, Err(ImportError::NotAnExport)));
 
@@ -103,6 +105,61 @@ async fn import_reports_the_first_bad_line_and_adds_nothing() {
 
     assert_eq!(fresh.store().len(), 0, "nothing was half-imported");
     assert_eq!(fresh.store().tracked_revocations(), 0);
+}
+
+/// A rotated session's generation and the denylist entry its rotation left travel through an
+/// export: the importing store still refuses the access tokens of before the rotation.
+#[tokio::test]
+async fn a_rotation_survives_export_and_import() {
+    let (m, _, _, pair) = populated().await;
+    let carol = m.verify_access(pair.access_token.expose_secret()).await.unwrap();
+    let created = m.create(NewSession::new(user("erin"))).await.unwrap();
+    let old_access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    let rotated = m.rotate(created.token.expose_secret()).await.unwrap();
+    let new_access = rotated.tokens.unwrap().access_token.expose_secret().to_owned();
+    let text = export(&m).await;
+    assert!(text.starts_with("{\"format\":\"sessionkit\",\"version\":2,"), "{text}");
+    let id = rotated.session.id();
+    assert!(
+        text.lines().any(|l| l.starts_with("{\"type\":\"superseded\"")
+            && l.contains(&id.to_string())
+            && l.contains("\"below_generation\":1")),
+        "{text}"
+    );
+    assert!(text.contains("\"generation\":1"), "{text}");
+
+    let (fresh, clock) = manager(config());
+    clock.set(m.clock().now_utc());
+    fresh.set_keys(m.keys().unwrap().as_ref().clone());
+    fresh.import(text.as_bytes()).await.unwrap();
+    assert!(matches!(
+        fresh.verify_access(&old_access).await,
+        Err(Error::AccessToken(sessionkit::AccessTokenError::Superseded))
+    ));
+    assert_eq!(fresh.verify_access(&new_access).await.unwrap().generation, 1);
+    assert_eq!(fresh.validate(rotated.token.expose_secret()).await.unwrap().generation(), 1);
+    assert_eq!(fresh.verify_access(pair.access_token.expose_secret()).await.unwrap(), carol);
+}
+
+/// An export written before generations existed (format version 1: no `generation`, no
+/// `superseded` lines) still imports, its sessions at generation 0.
+#[tokio::test]
+async fn a_version_1_export_still_imports() {
+    let (m, tokens, revoked, _) = populated().await;
+    let text = export(&m).await;
+    assert!(!text.contains("\"generation\":1"));
+    let v1: Vec<String> = text
+        .lines()
+        .map(|line| line.replacen("\"version\":2", "\"version\":1", 1).replace(",\"generation\":0", ""))
+        .collect();
+    assert!(v1.iter().all(|l| !l.contains("generation")), "{v1:#?}");
+    let (fresh, clock) = manager(config());
+    clock.set(m.clock().now_utc());
+    assert_eq!(fresh.import(v1.join("\n").as_bytes()).await.unwrap(), 7);
+    for t in &tokens {
+        assert_eq!(fresh.validate(t).await.unwrap().generation(), 0);
+    }
+    assert!(matches!(fresh.validate(&revoked).await, Err(Error::Revoked { reason: RevocationReason::Logout })));
 }
 
 #[tokio::test]

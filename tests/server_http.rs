@@ -937,6 +937,70 @@ async fn access_tokens_of_revoked_sessions_are_refused_before_they_expire() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_replaces_every_token_and_keeps_the_session() {
+    let server = start(options()).await;
+    let before = server.login("alice", "wonderland").await;
+    let other = server.login("alice", "wonderland").await;
+    server.clock.advance(MINUTE);
+
+    // With the session token as bearer: 200 and every new token in the body.
+    let answer = server.post("/api/v1/auth/sessions/rotate", &before.token, None).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.headers.get(CACHE_CONTROL).unwrap(), "no-store");
+    let field = |name: &str| answer.body[name].as_str().unwrap_or_else(|| panic!("{name}: {}", answer.body)).to_owned();
+    let (token, csrf, access, refresh) =
+        (field("session_token"), field("csrf_token"), field("access_token"), field("refresh_token"));
+    assert_eq!(field("session_id"), before.session_id, "the session id is unchanged");
+    assert_eq!(answer.body["token_type"], "Bearer");
+    for (new, old) in
+        [(&token, &before.token), (&csrf, &before.csrf), (&access, &before.access), (&refresh, &before.refresh)]
+    {
+        assert_ne!(new, old);
+    }
+    assert_eq!(jwt_payload(&access)["sid"], before.session_id.as_str());
+    assert_eq!(jwt_payload(&access)["gen"], 1, "the access token names the session's new generation");
+
+    // The previous session token, access token and refresh token are refused at once.
+    server.session(&before.token).await.assert_error(401, "invalid_session");
+    server.session(&before.access).await.assert_error(401, "invalid_access_token");
+    server.post("/api/v1/auth/logout", &before.access, None).await.assert_error(401, "invalid_access_token");
+    server.refresh_token(&before.refresh).await.assert_error(401, "invalid_refresh_token");
+    // So is the previous CSRF token, through the new cookie.
+    let stale = server.send(server.cookie_post("/api/v1/auth/sessions/refresh", &token, Some(&before.csrf))).await;
+    stale.assert_error(403, "csrf_failed");
+
+    // The new ones work, and name the same session.
+    for credential in [&token, &access] {
+        let answer = server.session(credential).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert_eq!(answer.body["session_id"], before.session_id.as_str());
+    }
+    let fresh = server.send(server.cookie_post("/api/v1/auth/sessions/refresh", &token, Some(&csrf))).await;
+    assert_eq!(fresh.status, 200, "{}", fresh.body);
+    let refreshed = server.refresh_token(&refresh).await;
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    let access = refreshed.body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_payload(&access)["gen"], 1, "a refresh issues for the current generation");
+    assert_eq!(server.session(&access).await.status, 200);
+    // The user's other session is untouched.
+    assert_eq!(server.session(&other.access).await.status, 200);
+
+    // Through the cookie: CSRF-guarded, new cookies, and the tokens in the body as well.
+    let answer = server.send(server.cookie_post("/api/v1/auth/sessions/rotate", &token, Some(&csrf))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let rotated = answer.body["session_token"].as_str().unwrap().to_owned();
+    assert!(answer.set_cookie().starts_with(&format!("session={rotated};")), "{}", answer.set_cookie());
+    assert_eq!(jwt_payload(answer.body["access_token"].as_str().unwrap())["gen"], 2);
+    server.session(&access).await.assert_error(401, "invalid_access_token");
+    server.session(&token).await.assert_error(401, "invalid_session");
+    assert_eq!(server.session(&rotated).await.body["session_id"], before.session_id.as_str());
+
+    // An access token cannot rotate: rotation needs the session token.
+    server.post("/api/v1/auth/sessions/rotate", &other.access, None).await.assert_error(401, "invalid_session");
+    server.post("/api/v1/auth/sessions/rotate", &before.token, None).await.assert_error(401, "invalid_session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn access_tokens_expire_after_their_ttl_and_the_leeway() {
     // TTL 5 minutes; the default leeway is 30 seconds.
     let server = start(app::Options { access_token_ttl: Some(5 * MINUTE), ..options() }).await;
@@ -1680,6 +1744,7 @@ fn guarded_requests(other: &Login) -> Vec<(reqwest::Method, String, Option<Value
         (Method::POST, "/api/v1/auth/logout".into(), None),
         (Method::POST, "/api/v1/auth/logout-all".into(), None),
         (Method::POST, "/api/v1/auth/sessions/refresh".into(), None),
+        (Method::POST, "/api/v1/auth/sessions/rotate".into(), None),
         (Method::POST, "/api/v1/auth/sessions/revoke".into(), Some(json!({ "session_id": other.session_id }))),
         (Method::DELETE, format!("/api/v1/admin/sessions/{}", other.session_id), None),
         (Method::DELETE, "/api/v1/admin/users/bob/sessions".into(), None),

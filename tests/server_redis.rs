@@ -73,6 +73,28 @@ async fn two_server_processes_on_one_redis_are_one_application() {
     assert_eq!(body["session_id"], login["session_id"]);
     assert_eq!(send(session(&b, &access)).await.0, 200);
 
+    // Rotated through A: B refuses the previous access token within 100 ms (the denylist entry
+    // travels by pub/sub) and accepts the new one, of the same session.
+    let (status, rotated) =
+        send(http.post(format!("{}/api/v1/auth/sessions/rotate", a.base)).bearer_auth(&token)).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["session_id"], login["session_id"]);
+    let started = Instant::now();
+    loop {
+        let (status, body) = send(session(&b, &access)).await;
+        if status == 401 {
+            assert_eq!(body["error"], "invalid_access_token", "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_millis(100), "B accepted a superseded access token for 100 ms");
+    }
+    let (token, access) =
+        (rotated["session_token"].as_str().unwrap().to_owned(), rotated["access_token"].as_str().unwrap().to_owned());
+    for bearer in [&token, &access] {
+        let (status, body) = send(session(&b, bearer)).await;
+        assert_eq!((status, &body["session_id"]), (200, &login["session_id"]), "{body}");
+    }
+
     // Logged out through A: B refuses the session token at once, and the access token within
     // 100 ms (the denylist travels by pub/sub).
     assert_eq!(send(http.post(format!("{}/api/v1/auth/logout", a.base)).bearer_auth(&token)).await.0, 204);

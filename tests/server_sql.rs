@@ -124,6 +124,29 @@ async fn two_server_processes_on_one_postgres_are_one_application() {
     let (status, body) = send(session(&http, &b, &access)).await;
     assert_eq!(status, 200, "{body}");
 
+    // Rotated through A: B refuses the previous access token once the notification arrives
+    // (within a second) and accepts the new one, of the same session.
+    let (status, rotated) =
+        send(http.post(format!("{}/api/v1/auth/sessions/rotate", a.base)).bearer_auth(&token)).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["session_id"], login["session_id"]);
+    let started = Instant::now();
+    loop {
+        let (status, body) = send(session(&http, &b, &access)).await;
+        if status == 401 {
+            assert_eq!(body["error"], "invalid_access_token", "{body}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "B accepted a superseded access token for a second");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (token, access) =
+        (rotated["session_token"].as_str().unwrap().to_owned(), rotated["access_token"].as_str().unwrap().to_owned());
+    for bearer in [&token, &access] {
+        let (status, body) = send(session(&http, &b, bearer)).await;
+        assert_eq!((status, &body["session_id"]), (200, &login["session_id"]), "{body}");
+    }
+
     // Logged out through B: A refuses the session token.
     assert_eq!(send(http.post(format!("{}/api/v1/auth/logout", b.base)).bearer_auth(&token)).await.0, 204);
     let (status, body) = send(session(&http, &a, &token)).await;

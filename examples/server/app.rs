@@ -36,7 +36,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sessionkit::BackupStore;
 use sessionkit::axum::{
-    AllowedOrigins, ApiError, Auth, CurrentSession, JsonBody, LoggedOut, Refreshed, SessionLayer, WebConfig,
+    AllowedOrigins, ApiError, Auth, CurrentSession, JsonBody, LoggedOut, Refreshed, RotatedAnswer, SessionLayer,
+    WebConfig,
 };
 use sessionkit::export::ExportError;
 use sessionkit::store::memory::SnapshotError;
@@ -836,6 +837,7 @@ pub(crate) fn router<S: Store, C: Clock>(state: AppState<S, C>) -> Router {
         .route("/api/v1/auth/session", get(current_session))
         .route("/api/v1/auth/sessions", get(list_sessions::<S, C>))
         .route("/api/v1/auth/sessions/refresh", post(refresh))
+        .route("/api/v1/auth/sessions/rotate", post(rotate))
         .route("/api/v1/auth/sessions/revoke", post(revoke_session::<S, C>))
         .route("/api/v1/auth/refresh-token", post(refresh_token))
         .route("/.well-known/jwks.json", get(jwks::<S, C>))
@@ -1129,6 +1131,15 @@ async fn current_session(current: CurrentSession) -> Result<Json<Value>, ApiErro
 /// renew it through `/api/v1/auth/refresh-token`).
 async fn refresh(auth: Auth) -> Result<Json<Value>, ApiError> {
     session_view(&auth.extend().await?).map(Json)
+}
+
+/// `POST /api/v1/auth/sessions/rotate`: replaces the session's token after a privilege change
+/// ([`Auth::rotate`]): 200 with the new `session_token`, `csrf_token` and, with signing keys,
+/// a new access and refresh token, all in the body (and, through the cookie, in new cookies
+/// too). The session id stays; the previous session token, CSRF token, refresh tokens and
+/// access tokens are refused from then on, on every instance.
+async fn rotate(auth: Auth) -> Result<RotatedAnswer, ApiError> {
+    Ok(auth.rotate().await?.with_tokens_in_body())
 }
 
 /// `POST /api/v1/auth/logout`: ends the session the request authenticated with (reason

@@ -104,6 +104,7 @@
 //! | `GET /.well-known/jwks.json` | 200 `{"keys": [...]}`: the Ed25519 public key (`OKP`), or no key under HS256 |
 //! | `GET /api/v1/auth/session` | 200 the current session |
 //! | `POST /api/v1/auth/sessions/refresh` | 200 the session with its idle deadline extended (with an access token: the session unchanged; use `refresh-token`) |
+//! | `POST /api/v1/auth/sessions/rotate` | 200 the new `session_token`, `csrf_token`, the unchanged `session_id` and, with signing keys, a new `access_token` and `refresh_token` (through the cookie, new cookies too): after a privilege change. The previous session token, CSRF token, access token and refresh token are refused from then on, on every instance. 401 `invalid_session` with an access token |
 //! | `POST /api/v1/auth/logout` | 204, clears the cookie |
 //! | `POST /api/v1/auth/logout-all` | 200 `{"revoked": n}`: every session of the user |
 //! | `GET /api/v1/auth/sessions` | 200 `{"sessions": [...]}`, the caller's, with `current` |
@@ -111,7 +112,7 @@
 //! | `GET /api/v1/admin/sessions?user=NAME` | 200 that user's sessions (this and the admin endpoints below: admins only, else 403 `forbidden`) |
 //! | `DELETE /api/v1/admin/sessions/{session_id}` | 204; 404 `not_found` |
 //! | `GET /api/v1/admin/sessions/stats` | 200 the store's statistics: `active_sessions`, `users`, `remember_me_share`, `sessions_per_user`, `created_last_24h` (24 hourly counts, oldest first), `top_ips`, `top_user_agents`, `average_session_age_secs`, `median_session_age_secs`, `counters` |
-//! | `GET /api/v1/admin/sessions/export` | 200 `application/x-ndjson`: every session, remembered revocation and denylist entry as JSON Lines, from the header `{"format":"sessionkit","version":1,...}` to `{"type":"end","items":N}`; token digests, never tokens |
+//! | `GET /api/v1/admin/sessions/export` | 200 `application/x-ndjson`: every session, remembered revocation and denylist entry as JSON Lines, from the header `{"format":"sessionkit","version":2,...}` to `{"type":"end","items":N}`; token digests, never tokens |
 //! | `DELETE /api/v1/admin/users/{name}/sessions` | 200 `{"revoked": n}` |
 //!
 //! Unauthenticated requests get 401 `invalid_session`, `session_expired` (`reason` `idle` or

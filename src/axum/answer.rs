@@ -283,6 +283,19 @@ impl RotatedAnswer {
         Ok(Self { rotated, body, cookies })
     }
 
+    /// Puts `session_token` and, with signing keys, `refresh_token` in the body through the
+    /// cookie too, as a login answer does unless [`cookie_only`](LoginAnswer::cookie_only):
+    /// for an API whose clients read the rotated tokens from the body whatever they
+    /// authenticated with. (A token in the body is readable by any script on the page, which
+    /// the `HttpOnly` cookies keep from it: leave them out for a browser page.)
+    pub fn with_tokens_in_body(mut self) -> Self {
+        self.body.insert("session_token".into(), self.rotated.token.expose_secret().into());
+        if let Some(pair) = &self.rotated.tokens {
+            self.body.insert("refresh_token".into(), pair.refresh_token.expose_secret().into());
+        }
+        self
+    }
+
     /// What the rotation made: the new token, the session, the new token pair.
     #[must_use]
     pub fn rotated(&self) -> &Rotated {

@@ -53,7 +53,7 @@ pub const OLDEST_VERSION: u32 = 1;
 pub const MAX_LINE: usize = 2 << 20;
 
 /// Everything in a session's line but its user id, user agent and data: field names and
-/// punctuation, id, digests (the current refresh token's and the spent ones'), five
+/// punctuation, id, digests (the current refresh token's and the spent ones'), six
 /// numbers of up to 20 characters and an IP address. Generous: about 1,100 bytes are used.
 const SESSION_LINE_OVERHEAD: usize = 1024 + (REFRESH_REUSE_HISTORY + 2) * (DIGEST_TEXT_LEN + 3);
 
@@ -297,6 +297,7 @@ mod tests {
                 absolute_deadline: Timestamp::from_unix_nanos(i64::MIN),
                 remember_me: false,
                 request_count: u64::MAX,
+                generation: u64::MAX,
                 metadata: Metadata::new(
                     Some("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap()),
                     Some(control.repeat(MAX_USER_AGENT_LEN_CEILING).into()),

@@ -32,6 +32,9 @@
 //!   answer [`RefreshOutcome::Revoked`]. The memory this takes must be bounded: a store may forget
 //!   revocations early (the token then reads as unknown) but never report a revoked session as
 //!   live.
+//! * **One denylist entry per session** (a [`TokenStore`]): what a revocation or a rotation
+//!   leaves is combined with the session's entry by [`DenyEntry::merge`], in the same atomic
+//!   step as the revocation or rotation, and forgotten once its `until` has passed.
 //! * **Time comes from the caller.** Every method that needs the time takes `now`; stores never
 //!   read a clock. Deadlines are checked with [`crate::expiry`], so every store draws the same lines.
 //!

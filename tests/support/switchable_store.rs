@@ -11,8 +11,8 @@ use std::time::Duration;
 use sessionkit::policy::Limit;
 use sessionkit::session::SessionRecord;
 use sessionkit::store::{
-    BackupStore, DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanCursor, ScanPage, StoredItem,
-    Successor, TokenStore, TouchPolicy,
+    AccessDenial, BackupStore, DataOutcome, InsertOutcome, Lookup, RefreshOutcome, Revocation, ScanCursor, ScanPage,
+    StoredItem, Successor, TokenStore, TouchPolicy,
 };
 use sessionkit::token::TokenDigest;
 use sessionkit::{DataPatch, MemoryStore, RevocationReason, SessionId, SessionStore, StoreError, Timestamp, UserId};
@@ -66,9 +66,10 @@ impl SessionStore for SwitchableStore {
         new: TokenDigest,
         refresh: Option<TokenDigest>,
         now: Timestamp,
+        deny_access_until: Option<Timestamp>,
     ) -> Result<Lookup, StoreError> {
         self.check()?;
-        self.inner.rotate(old, new, refresh, now).await
+        self.inner.rotate(old, new, refresh, now, deny_access_until).await
     }
 
     async fn update_data(
@@ -131,9 +132,14 @@ impl TokenStore for SwitchableStore {
         self.inner.rotate_refresh(presented, successor, now, grace, touch, reuse).await
     }
 
-    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+    async fn access_denied(
+        &self,
+        id: &SessionId,
+        generation: u64,
+        now: Timestamp,
+    ) -> Result<Option<AccessDenial>, StoreError> {
         self.check()?;
-        self.inner.access_denied(id, now).await
+        self.inner.access_denied(id, generation, now).await
     }
 }
 

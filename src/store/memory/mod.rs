@@ -21,10 +21,11 @@
 //! Revoked sessions are remembered (digest → reason, for the session token and its current and
 //! last spent refresh tokens) until their absolute deadline, up to
 //! [`MemoryStoreBuilder::max_tracked_revocations`]; [`SessionStore::remove_expired`] forgets
-//! the passed ones. The access-token denylist (session id → reason, until the last access token
-//! issued before the revocation has expired) is a sharded map: one read lock per check. It is
-//! never truncated early, since forgetting an entry would let a revoked token through; its size
-//! is bounded by the revocations of one access-token lifetime.
+//! the passed ones. The access-token denylist (session id → one [`DenyEntry`]: a revocation's
+//! reason or a rotation's generation, until the last access token it covers has expired) is a
+//! sharded map: one read lock per check. It is never truncated early, since forgetting an entry
+//! would let a revoked token through; its size is bounded by the sessions revoked or rotated
+//! within one access-token lifetime (one entry per session, however often it rotates).
 //!
 //! Refresh tokens live in the session's shared extras (current digest, the last spent one with
 //! its sealed successor, and the previous [`REFRESH_REUSE_HISTORY`] spent digests), with a
