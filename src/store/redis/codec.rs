@@ -6,7 +6,7 @@ use redis::Value;
 use crate::clock::Timestamp;
 use crate::error::{ExpiryReason, RevocationReason, StoreError};
 use crate::session::{Metadata, SessionData, SessionRecord, UserId};
-use crate::store::{Lookup, Revocation, TouchPolicy};
+use crate::store::{DenyEntry, DenyScope, Lookup, Revocation, TouchPolicy};
 use crate::token::TokenDigest;
 
 /// A timestamp as 20 decimal digits whose string order is time order.
@@ -91,10 +91,24 @@ pub(super) fn expiry_reason(s: &str) -> Result<ExpiryReason, StoreError> {
     }
 }
 
-/// The 11 fields of `rec()` in the scripts' prelude.
+/// A generation as the scripts write it: canonical decimal digits (`""`, the field absent, is 0).
+fn generation(s: &str) -> Result<u64, StoreError> {
+    if s.is_empty() {
+        return Ok(0);
+    }
+    strict_u64(s).ok_or_else(|| corrupt("session generation"))
+}
+
+/// `s` as a `u64` if it is one written canonically (digits only, no sign, no leading zero).
+fn strict_u64(s: &str) -> Option<u64> {
+    let v: u64 = s.parse().ok()?;
+    (s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))).then_some(v)
+}
+
+/// The 12 fields of `rec()` in the scripts' prelude.
 pub(super) fn record(v: &Value) -> Result<SessionRecord, StoreError> {
     let f = array(v)?;
-    if f.len() != 11 {
+    if f.len() != 12 {
         return Err(corrupt("session record"));
     }
     let metadata = match bytes(&f[9])? {
@@ -115,13 +129,14 @@ pub(super) fn record(v: &Value) -> Result<SessionRecord, StoreError> {
         absolute_deadline: parse_ts(bytes(&f[6])?)?,
         remember_me: bytes(&f[7])? == b"1",
         request_count: text(&f[8])?.parse().map_err(|_| corrupt("request count"))?,
+        generation: generation(text(&f[11])?)?,
         metadata,
         data,
     })
 }
 
 /// The fields `HMGET` reads for [`record_of_fields`], in `rec()`'s order.
-pub(super) const RECORD_FIELDS: [&str; 11] = ["id", "g", "u", "c", "s", "i", "a", "r", "n", "m", "d"];
+pub(super) const RECORD_FIELDS: [&str; 12] = ["id", "g", "u", "c", "s", "i", "a", "r", "n", "m", "d", "e"];
 
 /// A session read with `HMGET` of [`RECORD_FIELDS`]: `None` if the session is not stored.
 pub(super) fn record_of_fields(v: &Value) -> Result<Option<SessionRecord>, StoreError> {
@@ -129,7 +144,7 @@ pub(super) fn record_of_fields(v: &Value) -> Result<Option<SessionRecord>, Store
     if f.first().is_none_or(|id| *id == Value::Nil) {
         return Ok(None);
     }
-    // Metadata and data are absent when empty.
+    // Metadata and data are absent when empty, the generation when never written (0).
     let fields = f.iter().map(|x| if *x == Value::Nil { Value::BulkString(Vec::new()) } else { x.clone() }).collect();
     record(&Value::Array(fields)).map(Some)
 }
@@ -140,6 +155,30 @@ pub(super) fn records(v: &Value) -> Result<Vec<SessionRecord>, StoreError> {
 
 pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
+}
+
+/// A denylist entry's scope as stored and published: the revocation reason for
+/// [`DenyScope::All`] (the format of versions before rotations were denylisted), and
+/// `below:<generation>` for [`DenyScope::Below`].
+pub(super) fn deny_scope_arg(scope: DenyScope) -> Vec<u8> {
+    match scope {
+        DenyScope::All(reason) => reason.as_str().as_bytes().to_vec(),
+        DenyScope::Below(generation) => format!("below:{generation}").into_bytes(),
+    }
+}
+
+/// The scope [`deny_scope_arg`] wrote, strictly.
+pub(super) fn deny_scope(s: &str) -> Result<DenyScope, StoreError> {
+    match s.strip_prefix("below:") {
+        Some(g) => strict_u64(g).map(DenyScope::Below).ok_or_else(|| corrupt("denylist generation")),
+        None => reason(s).map(DenyScope::All),
+    }
+}
+
+/// A denylist key's value, `<scope>|<until>` (see [`deny_scope_arg`]).
+pub(super) fn deny_entry(v: &str) -> Result<DenyEntry, StoreError> {
+    let (scope, until) = v.split_once('|').ok_or_else(|| corrupt("denylist entry"))?;
+    Ok(DenyEntry { scope: deny_scope(scope)?, until: parse_ts(until.as_bytes())? })
 }
 
 pub(super) fn deny_arg(revocation: &Revocation) -> Vec<u8> {
@@ -208,6 +247,34 @@ mod tests {
         assert!(parse_ts(b"123").is_err());
         assert!(parse_ts(b"9999999999999999999x").is_err());
         assert!(parse_ts(b"99999999999999999999").is_err(), "over u64::MAX");
+    }
+
+    #[test]
+    fn denylist_entries_are_parsed_strictly() {
+        let until = Timestamp::from_unix_nanos(5);
+        let u = String::from_utf8(ts(until)).unwrap();
+        let all = DenyEntry { scope: DenyScope::All(RevocationReason::Admin), until };
+        assert_eq!(deny_entry(&format!("admin|{u}")).unwrap(), all, "the format of earlier versions");
+        for g in [0, 7, u64::MAX] {
+            let scope = DenyScope::Below(g);
+            let v = format!("{}|{u}", String::from_utf8(deny_scope_arg(scope)).unwrap());
+            assert_eq!(deny_entry(&v).unwrap(), DenyEntry { scope, until });
+        }
+        for bad in ["below:|", "below:-1", "below:+1", "below:01", "below:1x", "below:18446744073709551616", "below:"] {
+            assert!(deny_entry(&format!("{bad}|{u}")).is_err(), "{bad}");
+        }
+        assert!(deny_entry("below:1").is_err());
+        assert!(deny_entry(&format!("below:1|{u}x")).is_err());
+        assert!(deny_entry(&format!("nonsense|{u}")).is_err());
+    }
+
+    #[test]
+    fn generations_are_read_strictly() {
+        assert_eq!(generation("").unwrap(), 0, "absent: stored before generations existed");
+        assert_eq!(generation("12").unwrap(), 12);
+        for bad in ["x", "-1", "+1", "01", "1.0", "18446744073709551616"] {
+            assert!(generation(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use redis::{Client, Value};
 use crate::error::StoreError;
 use crate::session::SessionId;
 
-use super::codec::{parse_ts, reason};
+use super::codec::deny_entry;
 use super::conn::{Conn, Master};
 use super::{query, redis_error};
 
@@ -118,11 +118,13 @@ async fn subscribed_session(
     }
 }
 
+/// Applies a message `<session id>|<scope>|<until>` (a denylist key's value prefixed with its
+/// session id): the scope is a revocation reason or `below:<generation>`. Anything else is
+/// ignored (a format of a later version).
 fn apply_message(local: &LocalDenylist, payload: &str) {
-    let mut parts = payload.splitn(3, '|');
-    let (Some(id), Some(r), Some(until)) = (parts.next(), parts.next(), parts.next()) else { return };
-    if let (Ok(id), Ok(r), Ok(until)) = (id.parse::<SessionId>(), reason(r), parse_ts(until.as_bytes())) {
-        local.add(id, r, until);
+    let Some((id, entry)) = payload.split_once('|') else { return };
+    if let (Ok(id), Ok(entry)) = (id.parse::<SessionId>(), deny_entry(entry)) {
+        local.add(id, entry);
     }
 }
 
@@ -178,17 +180,39 @@ mod tests {
     use super::*;
     use crate::clock::Timestamp;
     use crate::error::RevocationReason;
+    use crate::store::{DenyEntry, DenyScope};
 
     #[test]
     fn denylist_messages_are_parsed_strictly() {
         let local = LocalDenylist::new(false);
         let id = SessionId::from_bytes([3; 16]);
-        let until = String::from_utf8(ts(Timestamp::from_unix_nanos(5))).unwrap();
-        for bad in ["", "x|logout|1", &format!("{id}|nonsense|{until}"), &format!("{id}|logout|12")] {
-            apply_message(&local, bad);
+        let t = Timestamp::from_unix_nanos(5);
+        let until = String::from_utf8(ts(t)).unwrap();
+        for bad in [
+            String::new(),
+            "x|logout|1".into(),
+            format!("{id}|nonsense|{until}"),
+            format!("{id}|logout|12"),
+            format!("{id}|logout|{until}|x"),
+            format!("x|below:1|{until}"),
+            format!("{id}|below:|{until}"),
+            format!("{id}|below:x|{until}"),
+            format!("{id}|below:-1|{until}"),
+            format!("{id}|below:+1|{until}"),
+            format!("{id}|below:01|{until}"),
+            format!("{id}|below:18446744073709551616|{until}"),
+            format!("{id}|below 1|{until}"),
+            format!("{id}|below:1|12"),
+            format!("{id}|below:1"),
+        ] {
+            apply_message(&local, &bad);
         }
         assert!(local.entries.is_empty());
+        apply_message(&local, &format!("{id}|below:4|{until}"));
+        assert_eq!(local.entries.get(&id).map(|e| *e), Some(DenyEntry { scope: DenyScope::Below(4), until: t }));
+        apply_message(&local, &format!("{id}|below:2|{until}"));
+        assert_eq!(local.entries.get(&id).map(|e| e.scope), Some(DenyScope::Below(4)), "merged");
         apply_message(&local, &format!("{id}|logout_all|{until}"));
-        assert_eq!(local.entries.get(&id).map(|e| e.0), Some(RevocationReason::LogoutAll));
+        assert_eq!(local.entries.get(&id).map(|e| e.scope), Some(DenyScope::All(RevocationReason::LogoutAll)));
     }
 }

@@ -9,7 +9,8 @@ use super::codec;
 
 /// Decodes `reply` (a RESP reply as Redis sends it) with every decoder of the store's script
 /// replies: a session record (as `rec()` and as `HMGET` fields), a list of records, a lookup
-/// and an optional record, a number and a timestamp. Answers how many decoders accepted it.
+/// and an optional record, a number, a timestamp and a denylist entry (`<scope>|<until>`).
+/// Answers how many decoders accepted it.
 /// Bad input must yield [`StoreError::Corrupt`], never a panic; bytes that are not RESP at all
 /// are accepted by no decoder.
 #[doc(hidden)]
@@ -24,6 +25,7 @@ pub fn decode_reply(resp: &[u8]) -> usize {
     count(codec::records(&reply).map(drop));
     count(codec::int(&reply).map(drop));
     count(codec::bytes(&reply).and_then(codec::parse_ts).map(drop));
+    count(codec::text(&reply).and_then(codec::deny_entry).map(drop));
     if let Value::Array(items) = &reply {
         count(codec::lookup(items).map(drop));
         count(codec::optional_record(items).map(drop));

@@ -1,7 +1,7 @@
 -- insert: ARGV 3 now, 4 digest, 5 id, 6 user, 7 created, 8 last seen, 9 idle deadline,
 -- 10 absolute deadline, 11 remember-me, 12 request count, 13 metadata, 14 data,
 -- 15 refresh digest or '', 16 limit or '', 17 policy (o|l|r), 18 eviction reason,
--- 19 deny-until or '', 20 retention (ms kept after the absolute deadline).
+-- 19 deny-until or '', 20 retention (ms kept after the absolute deadline), 21 generation.
 local now, dg, id, u, rf = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[15]
 local sk = B .. 's:' .. dg
 local taken
@@ -62,7 +62,7 @@ end
 local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
 local seq = redis.call('INCR', B .. 'q')
 local fields = {'id', id, 'g', dg, 'u', u, 'c', ARGV[7], 's', ARGV[8], 'i', ARGV[9], 'a', ARGV[10],
-  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0', 'q', seq}
+  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0', 'q', seq, 'e', ARGV[21]}
 if rf ~= '' then
   fields[#fields + 1] = 'rc'
   fields[#fields + 1] = rf

@@ -40,12 +40,12 @@
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `s:<digest>` | hash | a session, by the SHA-256 digest of its token (base64url) | absolute deadline + retention |
+//! | `s:<digest>` | hash | a session, by the SHA-256 digest of its token (base64url); its generation in field `e` (absent: 0) | absolute deadline + retention |
 //! | `i:<session id>` | string | the digest of session `id` | with the session |
 //! | `u:<user id>` | sorted set | the user's session digests, scored by absolute deadline | with the user's last session |
 //! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
 //! | `v:<digest>` | string | a remembered revocation of a session token, or of its current or last spent refresh token: `reason\|until` | at the session's absolute deadline |
-//! | `d:<session id>` | string | a denylist entry: `reason\|until` | when the last access token expires |
+//! | `d:<session id>` | string | the session's denylist entry: `reason\|until` (a revocation: every access token) or `below:<generation>\|until` (a rotation: those issued for an earlier generation) | when the last access token expires |
 //! | `x` | sorted set | the bucket's session digests, scored by idle deadline (the sweeper's index) | never: pruned by the sweeper, and by every login of entries a day past their idle deadline |
 //! | `q` | string | the bucket's creation sequence (orders logins made in the same instant) | never: one integer |
 //!
@@ -80,7 +80,12 @@
 //!
 //! # The access-token denylist
 //!
-//! Revocations write `d:<session id>` and publish on the channel `<prefix>:denylist`. In
+//! Revocations, and rotations asked to end the older access tokens, write `d:<session id>`
+//! and publish `<session id>|<value>` (the key's new value) on the channel
+//! `<prefix>:denylist`. A session has one entry: each write merges with it in the same script
+//! ([`DenyEntry::merge`]: a revocation outweighs a rotation, the later rotation wins, the
+//! later until is kept). Instances of versions before rotations were denylisted ignore the
+//! `below:` entries and messages they cannot read. In
 //! [`DenylistMode::Subscribed`] (the default) each instance keeps a local copy of the denylist,
 //! fed by that channel, so [`TokenStore::access_denied`] makes no round trip; an access token
 //! of a session revoked elsewhere is refused as soon as the message arrives (a millisecond or
@@ -114,19 +119,21 @@ use std::time::Duration;
 use redis::{Client, RedisError};
 
 use crate::clock::Timestamp;
-use crate::error::{RevocationReason, StoreError};
+use crate::error::StoreError;
 use crate::policy::{Limit, LimitPolicy};
 use crate::session::{DataPatch, SessionData, SessionId, SessionRecord, UserId};
 use crate::store::pending::PendingCounts;
 use crate::store::{
-    BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshDigests, RefreshOutcome, Revocation,
-    SCAN_PAGE, ScanCursor, ScanPage, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
+    AccessDenial, BackupStore, DataOutcome, DenyEntry, DenyScope, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY,
+    RefreshDigests, RefreshOutcome, Revocation, SCAN_PAGE, ScanCursor, ScanPage, SessionStore, StoredItem, Successor,
+    TokenStore, TouchPolicy,
 };
 use crate::token::{Route, TokenDigest};
 
 use codec::{
-    RECORD_FIELDS, array, bytes, corrupt, deny_arg, digest, expiry_reason, field, glob_escape, int, json, lookup,
-    optional_record, parse_ts, reason, record, record_of_fields, records, tag, text, touch_args, ts,
+    RECORD_FIELDS, array, bytes, corrupt, deny_arg, deny_entry, deny_scope, deny_scope_arg, digest, expiry_reason,
+    field, glob_escape, int, json, lookup, optional_record, parse_ts, reason, record, record_of_fields, records, tag,
+    text, touch_args, ts,
 };
 pub use config::{MAX_EXPIRED_RETENTION, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, RedisConfig, RedisConfigError};
 use conn::Conn;
@@ -301,7 +308,7 @@ impl RedisStore {
             && until > revocation.at
         {
             for r in records {
-                local.add(r.id, revocation.reason, until);
+                local.add(r.id, DenyEntry { scope: DenyScope::All(revocation.reason), until });
             }
         }
     }
@@ -433,6 +440,7 @@ impl SessionStore for RedisStore {
             eviction.reason.as_str().as_bytes().to_vec(),
             deny_arg(&eviction),
             self.retention_ms(),
+            record.generation.to_string().into_bytes(),
         ];
         // The user's bucket; a routed token's digest names the same one.
         let route = Route::of_user(&record.user);
@@ -511,12 +519,14 @@ impl SessionStore for RedisStore {
         new: TokenDigest,
         refresh: Option<TokenDigest>,
         now: Timestamp,
+        deny_access_until: Option<Timestamp>,
     ) -> Result<Lookup, StoreError> {
         let route = old.route();
         let old_digest = *old;
         let old = old.to_base64();
         let refresh = refresh.map(|r| r.to_base64().into_bytes()).unwrap_or_default();
-        let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes(), refresh];
+        let deny = deny_access_until.map(ts).unwrap_or_default();
+        let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes(), refresh, deny];
         let reply = self.run(&self.inner.scripts.rotate, self.base(route), &self.key(route, "s", &old), args).await?;
         let reply = array(&reply)?;
         if tag(reply)? == "conflict" {
@@ -524,6 +534,12 @@ impl SessionStore for RedisStore {
         }
         match lookup(reply)? {
             Lookup::Live(r) => {
+                // This instance's copy knows at once (the message follows for the others).
+                if let (Some(local), Some(until)) = (&self.inner.denylist, deny_access_until)
+                    && until > now
+                {
+                    local.add(r.id, DenyEntry { scope: DenyScope::Below(r.generation), until });
+                }
                 // The counts not yet written follow the session to its new token.
                 self.inner.pending.rekey(&old_digest, new);
                 Ok(Lookup::Live(self.inner.pending.shown(r)))
@@ -630,7 +646,7 @@ impl SessionStore for RedisStore {
 
     async fn remove_expired(&self, now: Timestamp, max: usize) -> Result<Vec<SessionRecord>, StoreError> {
         if let Some(local) = &self.inner.denylist {
-            local.entries.retain(|_, e| e.1 > now);
+            local.entries.retain(|_, e| e.until > now);
         }
         self.inner.pending.prune(now);
         let mut removed = Vec::new();
@@ -721,22 +737,24 @@ impl TokenStore for RedisStore {
         }
     }
 
-    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+    async fn access_denied(
+        &self,
+        id: &SessionId,
+        generation: u64,
+        now: Timestamp,
+    ) -> Result<Option<AccessDenial>, StoreError> {
         if let Some(local) = &self.inner.denylist {
             if !local.synced.load(Ordering::Acquire) {
                 return Err(StoreError::Unavailable("the Redis denylist subscription is resynchronising".into()));
             }
             local.observe(now);
-            return Ok(local.entries.get(id).and_then(|e| (e.1 > now).then_some(e.0)));
+            return Ok(local.refuses(id, generation, now));
         }
         let mut get = redis::cmd("GET");
         get.arg(self.key(id.route(), "d", &id.to_string()));
         match query::<Option<String>>(&self.inner.conn, get, self.inner.config.operation_timeout).await? {
             None => Ok(None),
-            Some(v) => {
-                let (reason_s, until) = v.split_once('|').ok_or_else(|| corrupt("denylist entry"))?;
-                Ok((parse_ts(until.as_bytes())? > now).then_some(reason(reason_s)?))
-            }
+            Some(v) => Ok(deny_entry(&v)?.refuses(generation, now)),
         }
     }
 }
@@ -794,11 +812,10 @@ impl BackupStore for RedisStore {
                     reason: reason(text(field(f, 2)?)?)?,
                     until: parse_ts(bytes(field(f, 3)?)?)?,
                 },
-                "d" => StoredItem::Denied {
-                    session_id: text(field(f, 1)?)?.parse().map_err(|_| corrupt("session id"))?,
-                    reason: reason(text(field(f, 2)?)?)?,
-                    until: parse_ts(bytes(field(f, 3)?)?)?,
-                },
+                "d" => StoredItem::from_deny_entry(
+                    text(field(f, 1)?)?.parse().map_err(|_| corrupt("session id"))?,
+                    DenyEntry { scope: deny_scope(text(field(f, 2)?)?)?, until: parse_ts(bytes(field(f, 3)?)?)? },
+                ),
                 _ => return Err(corrupt("scan item")),
             });
         }
@@ -864,6 +881,7 @@ impl BackupStore for RedisStore {
                                 r.spent.iter().map(TokenDigest::to_base64).collect::<Vec<_>>().join(",").into_bytes()
                             })
                             .unwrap_or_default(),
+                        record.generation.to_string().into_bytes(),
                     ]);
                 }
                 StoredItem::Revoked { digest, reason, until } => {
@@ -874,13 +892,14 @@ impl BackupStore for RedisStore {
                         ts(*until),
                     ]);
                 }
-                StoredItem::Denied { session_id, reason, until } => {
-                    denied.push((*session_id, *reason, *until));
+                StoredItem::Denied { .. } | StoredItem::Superseded { .. } => {
+                    let Some((session_id, entry)) = item.deny_entry() else { continue };
+                    denied.push((session_id, entry));
                     buckets[bucket(session_id.route())].extend([
                         b"d".to_vec(),
                         session_id.to_string().into_bytes(),
-                        reason.as_str().as_bytes().to_vec(),
-                        ts(*until),
+                        deny_scope_arg(entry.scope),
+                        ts(entry.until),
                     ]);
                 }
             }
@@ -907,8 +926,8 @@ impl BackupStore for RedisStore {
             }
         }
         if let Some(local) = &self.inner.denylist {
-            for (id, reason, until) in denied {
-                local.add(id, reason, until);
+            for (id, entry) in denied {
+                local.add(id, entry);
             }
         }
         Ok(())

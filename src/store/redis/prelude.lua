@@ -24,9 +24,10 @@ local function load(key)
   return h
 end
 
--- The record as the Rust side reads it: 11 fields in a fixed order.
+-- The record as the Rust side reads it: 12 fields in a fixed order. The generation (`e`) is
+-- absent from sessions stored before generations existed, and from never-rotated ones: 0.
 local function rec(h)
-  return {h.id, h.g, h.u, h.c, h.s, h.i, h.a, h.r, h.n, h.m or '', h.d or ''}
+  return {h.id, h.g, h.u, h.c, h.s, h.i, h.a, h.r, h.n, h.m or '', h.d or '', h.e or '0'}
 end
 
 -- crate::expiry::check: absolute first, then idle; a deadline has passed when now >= it.
@@ -42,7 +43,8 @@ local function split(s)
   return t
 end
 
--- "reason|until" -> reason, until
+-- "reason|until" -> reason, until. (A denylist entry's scope, "reason" or "below:<generation>",
+-- parses the same way.)
 local function parse(v)
   local p = string.find(v, '|', 1, true)
   return string.sub(v, 1, p - 1), string.sub(v, p + 1)
@@ -77,18 +79,44 @@ local function renew(key, dg, h, now, due_before, idle_ord, idle_rm, count)
   end
 end
 
--- Denylists a session's access tokens until `till` (never shortening an entry) and tells
--- every subscribed instance.
-local function deny(id, reason, till, now)
+-- Whether decimal string `a` is a larger number than `b` (exact for any length).
+local function dec_gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+
+-- crate::store::DenyEntry::merge of entry `old` ("scope|until", or nil) with (`scope`, `till`).
+-- A scope is a revocation reason (every access token) or "below:<generation>" (those issued
+-- for an earlier generation): a revocation outweighs a rotation, the later rotation wins, and
+-- between two revocations the one with the later until; the later until is kept.
+local function merge(old, scope, till)
+  if not old then return scope, till end
+  local old_scope, old_till = parse(old)
+  local ob = string.match(old_scope, '^below:(%d+)$')
+  local nb = string.match(scope, '^below:(%d+)$')
+  local s = scope
+  if ob and nb then
+    if dec_gt(ob, nb) then s = old_scope end
+  elseif nb then
+    s = old_scope
+  elseif not ob and till <= old_till then
+    s = old_scope
+  end
+  if old_till > till then till = old_till end
+  return s, till
+end
+
+-- Denylists a session's access tokens of `scope` until `till`, merged with the session's entry
+-- (never weakening or shortening it), and tells every subscribed instance the merged entry.
+local function deny(id, scope, till, now)
   if till == '' or till <= now then return end
   local k = B .. 'd:' .. id
   local old = redis.call('GET', k)
-  if old then
-    local _, old_till = parse(old)
-    if old_till >= till then return end
-  end
-  redis.call('SET', k, reason .. '|' .. till, 'PX', ttl(till, now))
-  redis.call('PUBLISH', CH, id .. '|' .. reason .. '|' .. till)
+  local s, t = merge(old, scope, till)
+  local v = s .. '|' .. t
+  if v == old then return end
+  redis.call('SET', k, v, 'PX', ttl(t, now))
+  redis.call('PUBLISH', CH, id .. '|' .. v)
 end
 
 -- Deletes the keys of session `h`'s refresh tokens, current and spent.

@@ -2,16 +2,18 @@
 -- answer whether every item is new and write nothing; 'write': check, then write), then items
 -- (all of one bucket, ARGV 1):
 -- 's', id, digest, user, created, last seen, idle, absolute, remember-me, count, metadata, data,
---      current refresh digest or '', spent refresh digests (comma-separated)   (14 fields)
+--      current refresh digest or '', spent refresh digests (comma-separated), generation
+--                                                                               (15 fields)
 -- 'v', digest, reason, until                                                    (4 fields)
--- 'd', id, reason, until                                                        (4 fields)
+-- 'd', id, scope (reason or 'below:<generation>'), until, merged with the
+--      session's entry                                                          (4 fields)
 local ref, keep, mode = ARGV[3], tonumber(ARGV[4]), ARGV[5]
 local items = {}
 local i = 6
 while i <= #ARGV do
   if ARGV[i] == 's' then
     items[#items + 1] = {i, 's'}
-    i = i + 14
+    i = i + 15
   else
     items[#items + 1] = {i, ARGV[i]}
     i = i + 4
@@ -44,7 +46,7 @@ for _, it in ipairs(items) do
     local life = ttl(a, ref) + keep
     redis.call('HSET', sk, 'id', id, 'g', dg, 'u', u, 'c', ARGV[j + 4], 's', ARGV[j + 5], 'i', ARGV[j + 6],
       'a', a, 'r', ARGV[j + 8], 'n', ARGV[j + 9], 'm', ARGV[j + 10], 'd', ARGV[j + 11], 'v', '0',
-      'q', redis.call('INCR', B .. 'q'))
+      'q', redis.call('INCR', B .. 'q'), 'e', ARGV[j + 14])
     if ARGV[j + 12] ~= '' then
       redis.call('HSET', sk, 'rc', ARGV[j + 12])
       redis.call('HSET', B .. 'r:' .. ARGV[j + 12], 's', id, 'k', 'c')

@@ -1,4 +1,5 @@
--- rotate: ARGV 3 now, 4 old digest, 5 new digest, 6 new refresh digest or ''.
+-- rotate: ARGV 3 now, 4 old digest, 5 new digest, 6 new refresh digest or '', 7 deny-until or ''
+-- (the session's access tokens of earlier generations are denylisted until then).
 local now, old, new, refresh = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local h = load(B .. 's:' .. old)
 if not h then return gone(old, now) end
@@ -17,6 +18,8 @@ if seq then redis.call('ZADD', uk, seq, new) end
 redis.call('ZREM', B .. 'x', old)
 redis.call('ZADD', B .. 'x', ms(h.i), new)
 h.g = new
+h.e = string.format('%.0f', redis.call('HINCRBY', sk, 'e', 1))
+deny(h.id, 'below:' .. h.e, ARGV[7], now)
 if refresh ~= '' then
   -- The refresh tokens issued before are forgotten (not remembered as revoked: not theft).
   drop_refresh(h)

@@ -12,8 +12,9 @@ for _, k in ipairs(res[2]) do
     elseif kind == 'v:' or kind == 'd:' then
       local v = redis.call('GET', k)
       if v then
-        local reason, till = parse(v)
-        out[#out + 1] = {string.sub(kind, 1, 1), string.sub(k, p + 4), reason, till}
+        -- A revocation's reason, or a denylist entry's scope (a reason or 'below:<generation>').
+        local scope, till = parse(v)
+        out[#out + 1] = {string.sub(kind, 1, 1), string.sub(k, p + 4), scope, till}
       end
     end
   end
