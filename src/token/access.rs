@@ -925,9 +925,10 @@ mod tests {
     #[test]
     fn the_compact_reader_reads_issued_claims_and_defers_the_rest() {
         let issued =
-            r#"{"sub":"alice","sid":"AAAAAAAAAAAAAAAAAAAAAA","jti":"j","iat":1,"exp":2,"iss":"i","aud":"api"}"#;
+            r#"{"sub":"alice","sid":"AAAAAAAAAAAAAAAAAAAAAA","jti":"j","iat":1,"exp":2,"gen":3,"iss":"i","aud":"api"}"#;
         let fast = compact_claims(issued.as_bytes(), Some("api")).unwrap();
         assert_eq!((&*fast.sub, fast.iat, fast.exp, fast.aud), ("alice", Some(1), 2, Some(true)));
+        assert_eq!(fast.generation, Some(3));
         assert_eq!(compact_claims(issued.as_bytes(), Some("other")).unwrap().aud, Some(false));
         let unicode = r#"{"sub":"alicé","sid":"s","exp":2}"#;
         assert_eq!(compact_claims(unicode.as_bytes(), None).unwrap().sub, "alicé");
@@ -946,6 +947,8 @@ mod tests {
             r#"{"sub":"alice","sid":"s","exp":2} "#,
             r#"{"sub":"alice","sid":"s","exp":2,}"#,
             r#"{"sub":"alice","sid":"s","exp":"2"}"#,
+            r#"{"sub":"alice","sid":"s","exp":2,"gen":-1}"#,
+            r#"{"sub":"alice","sid":"s","exp":2,"gen":"1"}"#,
             r#"{"sub":1,"sid":"s","exp":2}"#,
             "{}",
             "[]",
@@ -965,12 +968,14 @@ mod tests {
             members in proptest::collection::vec(
                 (
                     proptest::sample::select(vec![
-                        "sub", "sid", "jti", "iss", "aud", "iat", "exp", "nbf", "x", "crit", "s\\u0075b", "é",
+                        "sub", "sid", "jti", "iss", "aud", "iat", "exp", "nbf", "gen", "x", "crit", "s\\u0075b",
+                        "é",
                     ]),
                     proptest::sample::select(vec![
                         "\"alice\"", "\"api\"", "\"\"", "\"a\\\"b\"", "\"é\"", "\"\\u0061pi\"", "0", "-0", "1",
                         "-17", "01", "1.5", "1e3", "999999999999999999", "9223372036854775807",
-                        "-9223372036854775808", "9223372036854775808", "null", "true", "[\"api\"]", "[]",
+                        "-9223372036854775808", "9223372036854775808", "18446744073709551616", "null", "true",
+                        "[\"api\"]", "[]",
                         "{}", "\"\u{7f}\"", "\"\t\"",
                     ]),
                 ),
