@@ -6,11 +6,12 @@ use sqlx::any::AnyRow;
 use crate::clock::Timestamp;
 use crate::error::{RevocationReason, StoreError};
 use crate::session::{Metadata, SessionData, SessionRecord, UserId};
+use crate::store::{DenyEntry, DenyScope};
 use crate::token::TokenDigest;
 
 /// The session columns every statement that answers a record selects, in [`record`]'s order.
 pub(super) const COLS: &str = "seq, id, digest, user_id, created_at, last_seen_at, idle_deadline, \
-     absolute_deadline, remember_me, request_count, metadata, data";
+     absolute_deadline, remember_me, request_count, metadata, data, generation";
 
 pub(super) fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("unreadable {what} in the session database"))
@@ -38,6 +39,7 @@ pub(super) fn record_at(row: &AnyRow, at: usize) -> Result<(i64, SessionRecord),
         absolute_deadline: Timestamp::from_unix_nanos(int(7, "timestamp")?),
         remember_me: int(8, "remember-me flag")? != 0,
         request_count: u64::try_from(int(9, "request count")?).map_err(|_| corrupt("request count"))?,
+        generation: u64::try_from(int(12, "generation")?).map_err(|_| corrupt("generation"))?,
         metadata,
         data,
     };
@@ -63,6 +65,26 @@ pub(super) fn reason(s: &str) -> Result<RevocationReason, StoreError> {
     .into_iter()
     .find(|r| r.as_str() == s)
     .ok_or_else(|| corrupt("revocation reason"))
+}
+
+/// A denylist row's entry from its columns: `reason` set for a revocation
+/// ([`DenyScope::All`]), `below_generation` set for a rotation's entry ([`DenyScope::Below`]);
+/// exactly one of them.
+pub(super) fn deny_entry(reason_: Option<&str>, below: Option<i64>, until: i64) -> Result<DenyEntry, StoreError> {
+    let scope = match (reason_, below) {
+        (Some(why), None) => DenyScope::All(reason(why)?),
+        (None, Some(g)) => DenyScope::Below(u64::try_from(g).map_err(|_| corrupt("denylist generation"))?),
+        _ => return Err(corrupt("denylist entry")),
+    };
+    Ok(DenyEntry { scope, until: Timestamp::from_unix_nanos(until) })
+}
+
+/// The `reason` and `below_generation` columns of `entry` (see [`deny_entry`]).
+pub(super) fn deny_columns(entry: &DenyEntry) -> (Option<&'static str>, Option<i64>) {
+    match entry.scope {
+        DenyScope::All(why) => (Some(why.as_str()), None),
+        DenyScope::Below(g) => (None, Some(i64::try_from(g).unwrap_or(i64::MAX))),
+    }
 }
 
 pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

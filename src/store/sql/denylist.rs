@@ -5,27 +5,64 @@
 use crate::clock::Timestamp;
 #[cfg(feature = "postgres")]
 use crate::session::SessionId;
+#[cfg(feature = "postgres")]
+use crate::store::{DenyEntry, DenyScope};
 
-/// The channel revocations are announced on (PostgreSQL), with payload `id|reason|until`.
+/// The channel denylist entries are announced on (PostgreSQL), with the payloads of
+/// [`payload`].
 #[cfg(feature = "postgres")]
 pub(super) const CHANNEL: &str = "sessionkit_denylist";
 
 pub(super) use crate::store::local_denylist::LocalDenylist;
 
-/// Applies a notification payload `id|reason|until` (nanoseconds) to `local`; false if it is
-/// not one.
+/// The notification payload of session `id`'s denylist entry: `id|reason|until` for a
+/// revocation ([`DenyScope::All`]), `id|below:G|until` for a rotation's entry
+/// ([`DenyScope::Below`] generation `G`, decimal); `until` in Unix nanoseconds.
+#[cfg(feature = "postgres")]
+pub(super) fn payload(id: &str, entry: &DenyEntry) -> String {
+    let until = entry.until.unix_nanos();
+    match entry.scope {
+        DenyScope::All(reason) => format!("{id}|{}|{until}", reason.as_str()),
+        DenyScope::Below(generation) => format!("{id}|below:{generation}|{until}"),
+    }
+}
+
+/// The entry a [`payload`] carries, or `None` if `payload` is not exactly one (an unknown
+/// reason, a generation that is not plain decimal digits, a missing or extra field).
+#[cfg(feature = "postgres")]
+fn parse(payload: &str) -> Option<(SessionId, DenyEntry)> {
+    let mut parts = payload.split('|');
+    let (Some(id), Some(scope), Some(until), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let id = id.parse::<SessionId>().ok()?;
+    let scope = match scope.strip_prefix("below:") {
+        Some(g) if !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()) => DenyScope::Below(g.parse().ok()?),
+        Some(_) => return None,
+        None => DenyScope::All(super::codec::reason(scope).ok()?),
+    };
+    let until = Timestamp::from_unix_nanos(until.parse::<i64>().ok()?);
+    Some((id, DenyEntry { scope, until }))
+}
+
+/// Applies a notification payload ([`payload`]) to `local`, merged with what it holds; false
+/// (and nothing changed) if it is not one.
 #[cfg(feature = "postgres")]
 fn apply(local: &LocalDenylist, payload: &str) -> bool {
-    let mut parts = payload.split('|');
-    let (Some(id), Some(why), Some(until), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return false;
-    };
-    let (Ok(id), Ok(why), Ok(until)) = (id.parse::<SessionId>(), super::codec::reason(why), until.parse::<i64>())
-    else {
-        return false;
-    };
-    local.add(id, why, Timestamp::from_unix_nanos(until));
+    let Some((id, entry)) = parse(payload) else { return false };
+    local.add(id, entry);
     true
+}
+
+/// The columns of `sk_denied` that [`add_row`] reads, in its order.
+pub(super) const SELECT_ALL: &str = "SELECT session_id, reason, below_generation, until_at FROM sk_denied";
+
+/// Adds a row of `sk_denied` ([`SELECT_ALL`]) to `local`, merged with what it holds; a row
+/// that is not a valid entry is skipped.
+pub(super) fn add_row(local: &LocalDenylist, id: &str, reason: Option<&str>, below: Option<i64>, until: i64) {
+    if let (Ok(id), Ok(entry)) = (id.parse(), super::codec::deny_entry(reason, below, until)) {
+        local.add(id, entry);
+    }
 }
 
 /// Keeps `local` current on PostgreSQL: `LISTEN`, read the whole table back on the same
@@ -53,14 +90,14 @@ pub(super) async fn listen_loop(
         let attempt = async {
             let mut listener = PgListener::connect(&url).await?;
             listener.listen(CHANNEL).await?;
-            let rows =
-                sqlx::query("SELECT session_id, reason, until_at FROM sk_denied").fetch_all(&mut listener).await?;
+            let rows = sqlx::query(SELECT_ALL).fetch_all(&mut listener).await?;
             local.entries.clear();
             for row in &rows {
                 let id: String = row.try_get(0)?;
-                let why: String = row.try_get(1)?;
-                let until: i64 = row.try_get(2)?;
-                apply(&local, &format!("{id}|{why}|{until}"));
+                let why: Option<String> = row.try_get(1)?;
+                let below: Option<i64> = row.try_get(2)?;
+                let until: i64 = row.try_get(3)?;
+                add_row(&local, &id, why.as_deref(), below, until);
             }
             Ok::<_, sqlx::Error>(listener)
         };
@@ -102,5 +139,52 @@ pub(super) async fn listen_loop(
             () = watchdog => {}
         }
         // The listener (and anything half-read on it) is dropped: the next cycle starts afresh.
+    }
+}
+
+#[cfg(all(test, feature = "postgres"))]
+mod tests {
+    use super::*;
+    use crate::error::RevocationReason;
+
+    #[test]
+    fn payloads_round_trip_and_anything_else_is_ignored() {
+        let id = SessionId::from_bytes([9; 16]);
+        let until = Timestamp::from_unix_nanos(1_700_000_000_000_000_000);
+        for scope in [DenyScope::All(RevocationReason::Logout), DenyScope::Below(0), DenyScope::Below(u64::MAX)] {
+            let entry = DenyEntry { scope, until };
+            assert_eq!(parse(&payload(&id.to_string(), &entry)), Some((id, entry)));
+        }
+        assert_eq!(
+            payload(&id.to_string(), &DenyEntry { scope: DenyScope::Below(7), until }),
+            format!("{id}|below:7|1700000000000000000")
+        );
+        assert_eq!(
+            payload(&id.to_string(), &DenyEntry { scope: DenyScope::All(RevocationReason::Admin), until }),
+            format!("{id}|admin|1700000000000000000"),
+            "revocations keep the format of earlier versions"
+        );
+        for bad in [
+            String::new(),
+            "heartbeat".to_owned(),
+            format!("{id}|logout"),
+            format!("{id}|logout|1|2"),
+            format!("{id}|stolen|1"),
+            format!("{id}|below:|1"),
+            format!("{id}|below:+1|1"),
+            format!("{id}|below:-1|1"),
+            format!("{id}|below: 1|1"),
+            format!("{id}|below:1x|1"),
+            format!("{id}|below:18446744073709551616|1"),
+            format!("{id}|Below:1|1"),
+            format!("{id}|below|1"),
+            format!("{id}|below:1|soon"),
+            "not-an-id|below:1|1".to_owned(),
+        ] {
+            assert_eq!(parse(&bad), None, "{bad:?}");
+            let local = LocalDenylist::new(true);
+            assert!(!apply(&local, &bad));
+            assert!(local.entries.is_empty());
+        }
     }
 }

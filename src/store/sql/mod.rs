@@ -25,11 +25,18 @@
 //!
 //! | table | key | holds | indexes |
 //! |---|---|---|---|
-//! | `sk_sessions` | `seq` (creation order) | a session; `digest` and `id` unique | `(user_id, created_at)`, `idle_deadline`, `absolute_deadline` |
+//! | `sk_sessions` | `seq` (creation order) | a session; `digest` and `id` unique; `generation` (rotations so far, `BIGINT NOT NULL DEFAULT 0`) | `(user_id, created_at)`, `idle_deadline`, `absolute_deadline` |
 //! | `sk_users` | `user_id` | one row per user who has logged in (kept: a few dozen bytes each): what PostgreSQL locks to serialise a user's writers | |
 //! | `sk_refresh` | `digest` | refresh tokens: current (`spent_at` null) and spent, `n` orders the family; the token spent last keeps its sealed successor | `(session_id, n)` |
 //! | `sk_revoked` | `digest` | remembered revocations: reason, until the session's absolute deadline | `until_at` |
-//! | `sk_denied` | `session_id` | the access-token denylist: reason, until the last access token expires | `until_at` |
+//! | `sk_denied` | `session_id` | the access-token denylist, one row per session ([`DenyEntry`]): a revocation (`reason` set, `below_generation` null: every access token refused) or a rotation's entry (`reason` null, `below_generation` = G: tokens of generations below G refused; a `CHECK` allows exactly one), until the last access token it covers expires | `until_at` |
+//!
+//! The schema's versions are sqlx migrations, applied in order on connect: `20261130000000`
+//! created the tables; `20261201000000` added `sk_sessions.generation` (rows of before read as
+//! generation 0) and `sk_denied.below_generation` with a nullable `reason` (SQLite rebuilds
+//! `sk_denied` for that, keeping its rows). A database of the previous version is upgraded by
+//! the first [`SqlStore::connect`] of this one; instances of the previous version must not
+//! share a database with this one (they cannot read rotation entries).
 //!
 //! # Statements per operation
 //!
@@ -43,15 +50,15 @@
 //! |---|---|
 //! | `touch` | **one** `SELECT … WHERE digest = $d` when no renewal is due: the request is counted in the store's memory (see below). When a renewal is due, **one** `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …` writes the counts and renews (computed in SQL, so two instances renewing at once never move a deadline back). Only when that matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown |
 //! | `insert` | lock user; with a limit, `SELECT` the user's sessions (index on `user_id`), delete the expired ones, evict with [`crate::policy::select_evictions`]; `INSERT` session (and refresh token). A unique violation is [`StoreError::Conflict`] |
-//! | `rotate` | lock user; `UPDATE sk_sessions SET digest`; with a refresh token, replace the family |
+//! | `rotate` | lock user; `UPDATE sk_sessions SET digest, generation = generation + 1 … RETURNING generation`; with `deny_access_until`, the merged denylist upsert (below); with a refresh token, replace the family |
 //! | `rotate_refresh` | find the refresh row, lock user; current: mark spent with the sealed successor, insert the successor, trim the history, renew; spent last within grace: answer the stored successor; older: remove the session as reuse |
-//! | `remove`, `remove_by_digest`, `remove_user` | lock user; per session: tombstones in `sk_revoked`, the denylist row (never shortened), `DELETE` refresh tokens and session |
+//! | `remove`, `remove_by_digest`, `remove_user` | lock user; per session: tombstones in `sk_revoked`, the merged denylist upsert, `DELETE` refresh tokens and session |
 //! | `update_data` | `SELECT … FOR UPDATE` the row (PostgreSQL), patch in Rust, `UPDATE` |
 //! | `list_user` | one `SELECT` by `user_id` |
 //! | `remove_expired` | in batches of 512: `DELETE FROM sk_sessions WHERE seq IN (SELECT seq … WHERE idle_deadline <= $now OR absolute_deadline <= $now LIMIT $n [FOR UPDATE SKIP LOCKED]) RETURNING …` (the two deadline indexes: cost grows with what expired), then their refresh rows; forgotten revocations and denylist rows by their `until_at` index |
 //! | `access_denied` | none: the local copy ([`DenylistMode::Subscribed`], the default); one `SELECT` by primary key ([`DenylistMode::Strict`]) |
 //! | `scan` | keyset pages by `seq` over sessions (with their refresh rows), revocations, denylist |
-//! | `restore` | one transaction of `INSERT`s; any unique violation rolls all of it back |
+//! | `restore` | one transaction of `INSERT`s (denylist entries: the merged upsert); any unique violation rolls all of it back |
 //!
 //! # Request counts
 //!
@@ -67,9 +74,17 @@
 //!
 //! # The access-token denylist
 //!
-//! Revocations upsert `sk_denied` (never shortening an entry) and, on PostgreSQL, announce it
-//! with `pg_notify('sessionkit_denylist', 'id|reason|until')` in the same transaction (so it is
-//! delivered exactly when it commits). In [`DenylistMode::Subscribed`] (the default) each store
+//! Revocations (and rotations given `deny_access_until`) upsert the session's `sk_denied` row
+//! in one statement, `INSERT … ON CONFLICT (session_id) DO UPDATE SET reason = CASE …,
+//! below_generation = CASE …, until_at = CASE … RETURNING …`, which merges the new entry with
+//! the row exactly as [`DenyEntry::merge`] does (a revocation outweighs a rotation, two
+//! rotations keep the higher generation, the later `until` is kept; a row whose `until` has
+//! passed counts as none). On PostgreSQL the merged row is announced with
+//! `pg_notify('sessionkit_denylist', payload)` in the same transaction (so it is delivered
+//! exactly when it commits), the payload being `id|reason|until` for a revocation (the format
+//! of earlier versions) and `id|below:G|until` for a rotation's entry (`G` plain decimal
+//! digits; `until` in Unix nanoseconds). A payload (or row) that is not exactly one of these is
+//! ignored; listeners merge what they receive into their copy. In [`DenylistMode::Subscribed`] (the default) each store
 //! keeps a local copy, so [`TokenStore::access_denied`] runs no statement: a background task
 //! `LISTEN`s, reads the whole table back on that same connection (nothing committed in between
 //! is missed), and applies notifications; it sends itself a heartbeat every
@@ -107,12 +122,13 @@ use crate::expiry;
 use crate::policy::{Candidate, Limit, select_evictions};
 use crate::session::{DataPatch, SessionId, SessionRecord, UserId};
 use crate::store::{
-    BackupStore, DataOutcome, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY, RefreshDigests, RefreshOutcome, Revocation,
-    SCAN_PAGE, ScanCursor, ScanPage, SessionStore, StoredItem, Successor, TokenStore, TouchPolicy,
+    AccessDenial, BackupStore, DataOutcome, DenyEntry, DenyScope, InsertOutcome, Lookup, REFRESH_REUSE_HISTORY,
+    RefreshDigests, RefreshOutcome, Revocation, SCAN_PAGE, ScanCursor, ScanPage, SessionStore, StoredItem, Successor,
+    TokenStore, TouchPolicy,
 };
 use crate::token::TokenDigest;
 
-use codec::{COLS, corrupt, digest, json, nanos, reason, record, record_at, sql_error};
+use codec::{COLS, corrupt, deny_entry, digest, json, nanos, reason, record, record_at, sql_error};
 pub use config::{DenylistMode, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, SqlConfig, SqlConnectError};
 use denylist::LocalDenylist;
 use ops::{Tx, deny, drop_session, gone, insert_session, lock_user, locked_session, remember, renewed, write_renewal};
@@ -246,19 +262,20 @@ impl SqlStore {
             #[cfg(feature = "sqlite")]
             Dialect::Sqlite => {
                 let local = Arc::new(LocalDenylist::new(true));
-                let rows = sqlx::query("SELECT session_id, reason, until_at FROM sk_denied")
+                let rows = sqlx::query(denylist::SELECT_ALL)
                     .fetch_all(pool)
                     .await
                     .map_err(|e| SqlConnectError::Connect(Box::new(e)))?;
                 for row in &rows {
-                    let (Ok(id), Ok(why), Ok(until)) =
-                        (row.try_get::<String, _>(0), row.try_get::<String, _>(1), row.try_get::<i64, _>(2))
-                    else {
+                    let (Ok(id), Ok(why), Ok(below), Ok(until)) = (
+                        row.try_get::<String, _>(0),
+                        row.try_get::<Option<String>, _>(1),
+                        row.try_get::<Option<i64>, _>(2),
+                        row.try_get::<i64, _>(3),
+                    ) else {
                         continue;
                     };
-                    if let (Ok(id), Ok(why)) = (id.parse::<SessionId>(), reason(&why)) {
-                        local.add(id, why, Timestamp::from_unix_nanos(until));
-                    }
+                    denylist::add_row(&local, &id, why.as_deref(), below, until);
                 }
                 let _ = config;
                 Ok((Some(local), None))
@@ -280,7 +297,7 @@ impl SqlStore {
             && until > revocation.at
         {
             for r in records {
-                local.add(r.id, revocation.reason, until);
+                local.add(r.id, DenyEntry { scope: DenyScope::All(revocation.reason), until });
             }
         }
     }
@@ -511,6 +528,7 @@ impl SessionStore for SqlStore {
         new: TokenDigest,
         refresh: Option<TokenDigest>,
         now: Timestamp,
+        deny_access_until: Option<Timestamp>,
     ) -> Result<Lookup, StoreError> {
         self.bounded(async {
             let mut tx = self.begin().await?;
@@ -524,12 +542,22 @@ impl SessionStore for SqlStore {
                 return Ok(Lookup::Expired { reason, record: Box::new(r) });
             }
             let id = r.id.to_string();
-            sqlx::query("UPDATE sk_sessions SET digest = $2 WHERE id = $1")
-                .bind(&id)
-                .bind(new.to_base64())
-                .execute(&mut *tx)
-                .await
-                .map_err(sql_error)?;
+            let generation: i64 = sqlx::query_scalar(
+                "UPDATE sk_sessions SET digest = $2, generation = generation + 1 WHERE id = $1 RETURNING generation",
+            )
+            .bind(&id)
+            .bind(new.to_base64())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql_error)?;
+            r.generation = u64::try_from(generation).map_err(|_| corrupt("generation"))?;
+            // Access tokens of earlier generations are refused from the commit on.
+            let superseded = deny_access_until
+                .map(|until| DenyEntry { scope: DenyScope::Below(r.generation), until })
+                .filter(|e| e.until > now);
+            if let Some(entry) = superseded {
+                deny(&mut tx, self.inner.dialect, &id, entry, now).await?;
+            }
             if let Some(rf) = refresh {
                 // The refresh tokens issued before are forgotten (not remembered: not theft).
                 sqlx::query("DELETE FROM sk_refresh WHERE session_id = $1")
@@ -545,6 +573,9 @@ impl SessionStore for SqlStore {
                     .map_err(sql_error)?;
             }
             tx.commit().await.map_err(sql_error)?;
+            if let (Some(local), Some(entry)) = (&self.inner.denylist, superseded) {
+                local.add(r.id, entry);
+            }
             // The counts not yet written follow the session to its new token.
             self.inner.pending.rekey(old, new);
             r.digest = new;
@@ -658,7 +689,7 @@ impl SessionStore for SqlStore {
             Dialect::Sqlite => "",
         };
         if let Some(local) = &self.inner.denylist {
-            local.entries.retain(|_, e| e.1 > now);
+            local.entries.retain(|_, e| e.until > now);
         }
         self.inner.pending.prune(now);
         let mut removed = Vec::new();
@@ -828,26 +859,32 @@ impl TokenStore for SqlStore {
         .await
     }
 
-    async fn access_denied(&self, id: &SessionId, now: Timestamp) -> Result<Option<RevocationReason>, StoreError> {
+    async fn access_denied(
+        &self,
+        id: &SessionId,
+        generation: u64,
+        now: Timestamp,
+    ) -> Result<Option<AccessDenial>, StoreError> {
         if let Some(local) = &self.inner.denylist {
             if !local.synced.load(std::sync::atomic::Ordering::Acquire) {
                 return Err(StoreError::Unavailable("the PostgreSQL denylist listener is resynchronising".into()));
             }
-            return Ok(local.entries.get(id).and_then(|e| (e.1 > now).then_some(e.0)));
+            return Ok(local.refuses(id, generation, now));
         }
         self.bounded(async {
-            let row = sqlx::query("SELECT reason, until_at FROM sk_denied WHERE session_id = $1")
+            let row = sqlx::query("SELECT reason, below_generation, until_at FROM sk_denied WHERE session_id = $1")
                 .bind(id.to_string())
                 .fetch_optional(&self.inner.pool)
                 .await
                 .map_err(sql_error)?;
             let Some(row) = row else { return Ok(None) };
-            let until: i64 = row.try_get(1).map_err(sql_error)?;
-            if nanos(now) < until {
-                Ok(Some(reason(&row.try_get::<String, _>(0).map_err(sql_error)?)?))
-            } else {
-                Ok(None)
+            let until: i64 = row.try_get(2).map_err(sql_error)?;
+            if until <= nanos(now) {
+                return Ok(None);
             }
+            let why: Option<String> = row.try_get(0).map_err(sql_error)?;
+            let entry = deny_entry(why.as_deref(), row.try_get(1).map_err(sql_error)?, until)?;
+            Ok(entry.refuses(generation, now))
         })
         .await
     }
@@ -896,8 +933,8 @@ impl BackupStore for SqlStore {
                             last = Some(seq);
                             current = Some((seq, rec, None, Vec::new()));
                         }
-                        let rd: Option<String> = row.try_get(12).map_err(sql_error)?;
-                        let spent: Option<i64> = row.try_get(13).map_err(sql_error)?;
+                        let rd: Option<String> = row.try_get(13).map_err(sql_error)?;
+                        let spent: Option<i64> = row.try_get(14).map_err(sql_error)?;
                         if let (Some(rd), Some(c)) = (rd, current.as_mut()) {
                             match spent {
                                 None => c.2 = Some(digest(&rd)?),
@@ -907,26 +944,31 @@ impl BackupStore for SqlStore {
                     }
                     flush(current.take(), &mut items);
                 } else {
-                    let (sql, denied) = if table == 1 {
-                        ("SELECT seq, digest, reason, until_at FROM sk_revoked WHERE seq > $1 ORDER BY seq LIMIT $2", false)
+                    let sql = if table == 1 {
+                        "SELECT seq, digest, until_at, reason FROM sk_revoked WHERE seq > $1 ORDER BY seq LIMIT $2"
                     } else {
-                        ("SELECT seq, session_id, reason, until_at FROM sk_denied WHERE seq > $1 ORDER BY seq LIMIT $2", true)
+                        "SELECT seq, session_id, until_at, reason, below_generation FROM sk_denied \
+                         WHERE seq > $1 ORDER BY seq LIMIT $2"
                     };
                     let rows =
                         sqlx::query(sql).bind(after).bind(limit).fetch_all(&self.inner.pool).await.map_err(sql_error)?;
                     for row in &rows {
                         let seq: i64 = row.try_get(0).map_err(sql_error)?;
                         let key: String = row.try_get(1).map_err(sql_error)?;
-                        let why = reason(&row.try_get::<String, _>(2).map_err(sql_error)?)?;
-                        let until = Timestamp::from_unix_nanos(row.try_get(3).map_err(sql_error)?);
-                        items.push(if denied {
-                            StoredItem::Denied {
-                                session_id: key.parse().map_err(|_| corrupt("session id"))?,
-                                reason: why,
-                                until,
-                            }
+                        let until: i64 = row.try_get(2).map_err(sql_error)?;
+                        let why: Option<String> = row.try_get(3).map_err(sql_error)?;
+                        items.push(if table == 2 {
+                            let below: Option<i64> = row.try_get(4).map_err(sql_error)?;
+                            StoredItem::from_deny_entry(
+                                key.parse().map_err(|_| corrupt("session id"))?,
+                                deny_entry(why.as_deref(), below, until)?,
+                            )
                         } else {
-                            StoredItem::Revoked { digest: digest(&key)?, reason: why, until }
+                            StoredItem::Revoked {
+                                digest: digest(&key)?,
+                                reason: reason(why.as_deref().unwrap_or_default())?,
+                                until: Timestamp::from_unix_nanos(until),
+                            }
                         });
                         got += 1;
                         last = Some(seq);
@@ -989,18 +1031,18 @@ impl BackupStore for SqlStore {
                             remember(&mut tx, &digest.to_base64(), *reason, *until).await?;
                         }
                     }
-                    StoredItem::Denied { session_id, reason, until } => {
-                        deny(&mut tx, self.inner.dialect, &session_id.to_string(), *reason, *until, now).await?;
+                    StoredItem::Denied { .. } | StoredItem::Superseded { .. } => {
+                        if let Some((session_id, entry)) = item.deny_entry() {
+                            deny(&mut tx, self.inner.dialect, &session_id.to_string(), entry, now).await?;
+                        }
                     }
                 }
             }
             tx.commit().await.map_err(sql_error)?;
             if let Some(local) = &self.inner.denylist {
-                for item in &items {
-                    if let StoredItem::Denied { session_id, reason, until } = item
-                        && *until > now
-                    {
-                        local.add(*session_id, *reason, *until);
+                for (session_id, entry) in items.iter().filter_map(StoredItem::deny_entry) {
+                    if entry.until > now {
+                        local.add(session_id, entry);
                     }
                 }
             }
@@ -1029,6 +1071,73 @@ mod tests {
         match SqlStore::connect(SqlConfig::new("mysql://u:secret@host/db")).await {
             Err(SqlConnectError::Url(shown)) => assert!(!shown.contains("secret"), "{shown}"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// A database of the first schema version (no generations, revocation-only denylist) is
+    /// upgraded on connect: its sessions read as generation 0 and rotate, its denylist rows
+    /// still refuse, and rotation entries are written beside them.
+    #[cfg(feature = "sqlite")]
+    #[tokio::test]
+    async fn a_database_of_the_first_schema_version_is_upgraded_on_connect() {
+        use crate::store::ScanCursor;
+
+        let path = std::env::temp_dir().join(format!("sessionkit-sql-upgrade-{}.db", std::process::id()));
+        let url = format!("sqlite://{}", path.display());
+        let t = |s: i64| Timestamp::from_unix_nanos(s * 1_000_000_000);
+        let (kept, revoked) = (SessionId::from_bytes([1; 16]), SessionId::from_bytes([2; 16]));
+        let old = TokenDigest::from_base64(&"A".repeat(43)).unwrap();
+        {
+            let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc")).await.unwrap();
+            let mut first = sqlx::migrate!("migrations/sqlite");
+            first.migrations = std::borrow::Cow::Owned(first.migrations[..1].to_vec());
+            first.run(&pool).await.unwrap();
+            sqlx::query(
+                "INSERT INTO sk_sessions (id, digest, user_id, created_at, last_seen_at, idle_deadline, \
+                 absolute_deadline, remember_me, request_count, metadata, data) \
+                 VALUES ($1, $2, 'alice', 0, 0, $3, $3, 0, 5, '', '')",
+            )
+            .bind(kept.to_string())
+            .bind(old.to_base64())
+            .bind(nanos(t(1000)))
+            .execute(&pool)
+            .await
+            .unwrap();
+            sqlx::query("INSERT INTO sk_denied (session_id, reason, until_at) VALUES ($1, 'logout', $2)")
+                .bind(revoked.to_string())
+                .bind(nanos(t(100)))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        for mode in [DenylistMode::Strict, DenylistMode::Subscribed] {
+            let store = SqlStore::connect(SqlConfig::new(&url).with_denylist(mode)).await.unwrap();
+            assert_eq!(
+                store.access_denied(&revoked, 7, t(10)).await.unwrap(),
+                Some(AccessDenial::Revoked(RevocationReason::Logout)),
+                "{mode:?}"
+            );
+        }
+        let store = SqlStore::connect(SqlConfig::new(&url).with_denylist(DenylistMode::Strict)).await.unwrap();
+        let r = store.get_by_id(&kept).await.unwrap().unwrap();
+        assert_eq!((r.generation, r.request_count), (0, 5));
+        let new = TokenDigest::from_base64(&format!("{}A", "C".repeat(42))).unwrap();
+        let Lookup::Live(r) = store.rotate(&old, new, None, t(10), Some(t(100))).await.unwrap() else {
+            panic!("the old session rotates")
+        };
+        assert_eq!(r.generation, 1);
+        assert_eq!(store.access_denied(&kept, 0, t(10)).await.unwrap(), Some(AccessDenial::Superseded));
+        let page = store.scan(ScanCursor::START).await.unwrap();
+        assert!(page.items.contains(&StoredItem::Superseded { session_id: kept, below_generation: 1, until: t(100) }));
+        assert!(page.items.contains(&StoredItem::Denied {
+            session_id: revoked,
+            reason: RevocationReason::Logout,
+            until: t(100)
+        }));
+        drop(store);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
 

@@ -5,13 +5,15 @@
 use sqlx::Row;
 use sqlx::any::Any;
 
-use super::codec::{COLS, json, nanos, reason, record, sql_error};
+use std::sync::LazyLock;
+
+use super::codec::{COLS, deny_columns, json, nanos, reason, record, sql_error};
 use super::schema::Dialect;
 use crate::clock::Timestamp;
 use crate::error::{RevocationReason, StoreError};
 use crate::expiry;
 use crate::session::{SessionRecord, UserId};
-use crate::store::{Revocation, TouchPolicy};
+use crate::store::{DenyEntry, DenyScope, Revocation, TouchPolicy};
 use crate::token::TokenDigest;
 
 /// A transaction on the store's pool.
@@ -87,42 +89,70 @@ where
     if nanos(now) < until { Ok(Some(reason(&row.try_get::<String, _>(0).map_err(sql_error)?)?)) } else { Ok(None) }
 }
 
-/// Denylists session `id`'s access tokens until `until`, never shortening an entry, and on
-/// PostgreSQL announces it to every listening instance (delivered at commit).
+/// Merges `entry` into session `id`'s denylist row as [`DenyEntry::merge`] does (a row whose
+/// time has passed counts as none), in one statement, and on PostgreSQL announces the merged
+/// entry to every listening instance (delivered at commit). Nothing if `entry` has expired.
 pub(super) async fn deny(
     tx: &mut Tx,
     dialect: Dialect,
     id: &str,
-    reason: RevocationReason,
-    until: Timestamp,
+    entry: DenyEntry,
     now: Timestamp,
 ) -> Result<(), StoreError> {
-    if until <= now {
+    if entry.until <= now {
         return Ok(());
     }
-    sqlx::query(
-        "INSERT INTO sk_denied (session_id, reason, until_at) VALUES ($1, $2, $3) ON CONFLICT (session_id) \
-         DO UPDATE SET reason = excluded.reason, until_at = excluded.until_at WHERE sk_denied.until_at < excluded.until_at",
-    )
-    .bind(id)
-    .bind(reason.as_str())
-    .bind(nanos(until))
-    .execute(&mut **tx)
-    .await
-    .map_err(sql_error)?;
+    let (why, below) = deny_columns(&entry);
+    let row = sqlx::query(&DENY)
+        .bind(id)
+        .bind(why)
+        .bind(below)
+        .bind(nanos(entry.until))
+        .bind(nanos(now))
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(sql_error)?;
     #[cfg(feature = "postgres")]
     if dialect == Dialect::Postgres {
+        let merged = super::codec::deny_entry(
+            row.try_get::<Option<String>, _>(0).map_err(sql_error)?.as_deref(),
+            row.try_get(1).map_err(sql_error)?,
+            row.try_get(2).map_err(sql_error)?,
+        )?;
         // Delivered to every listening instance when the transaction commits.
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(super::denylist::CHANNEL)
-            .bind(format!("{id}|{}|{}", reason.as_str(), nanos(until)))
+            .bind(super::denylist::payload(id, &merged))
             .execute(&mut **tx)
             .await
             .map_err(sql_error)?;
     }
-    let _ = dialect;
+    let _ = (dialect, row);
     Ok(())
 }
+
+/// The denylist upsert: `$1` session id, `$2` reason and `$3` below_generation (one of them
+/// null), `$4` until, `$5` now. Merged as [`DenyEntry::merge`]: a revocation outweighs a
+/// rotation's entry, two rotations keep the higher generation, two revocations the reason of
+/// the later `until`, and the later `until` is kept. An existing row whose `until` has passed
+/// (not swept yet) is replaced. Answers the merged row.
+static DENY: LazyLock<String> = LazyLock::new(|| {
+    let stale = "sk_denied.until_at <= $5";
+    format!(
+        "INSERT INTO sk_denied (session_id, reason, below_generation, until_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+         reason = CASE WHEN {stale} OR sk_denied.reason IS NULL THEN excluded.reason \
+         WHEN excluded.reason IS NULL THEN sk_denied.reason \
+         WHEN excluded.until_at > sk_denied.until_at THEN excluded.reason ELSE sk_denied.reason END, \
+         below_generation = CASE WHEN {stale} THEN excluded.below_generation \
+         WHEN sk_denied.reason IS NOT NULL OR excluded.reason IS NOT NULL THEN NULL \
+         WHEN excluded.below_generation > sk_denied.below_generation THEN excluded.below_generation \
+         ELSE sk_denied.below_generation END, \
+         until_at = CASE WHEN {stale} OR excluded.until_at > sk_denied.until_at THEN excluded.until_at \
+         ELSE sk_denied.until_at END \
+         RETURNING reason, below_generation, until_at"
+    )
+});
 
 /// Remembers `digest` as revoked for `reason` until `until` (replacing what was remembered).
 pub(super) async fn remember(
@@ -169,7 +199,7 @@ pub(super) async fn drop_session(
             }
         }
         if let Some(until) = rv.deny_access_until {
-            deny(tx, dialect, &id, rv.reason, until, rv.at).await?;
+            deny(tx, dialect, &id, DenyEntry { scope: DenyScope::All(rv.reason), until }, rv.at).await?;
         }
     }
     // The session row first: a sweep that holds it (and deletes its refresh rows next) is
@@ -218,8 +248,8 @@ pub(super) async fn write_renewal(tx: &mut Tx, r: &SessionRecord) -> Result<(), 
 pub(super) async fn insert_session(tx: &mut Tx, r: &SessionRecord) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO sk_sessions (id, digest, user_id, created_at, last_seen_at, idle_deadline, \
-         absolute_deadline, remember_me, request_count, metadata, data) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+         absolute_deadline, remember_me, request_count, metadata, data, generation) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(r.id.to_string())
     .bind(r.digest.to_base64())
@@ -232,6 +262,7 @@ pub(super) async fn insert_session(tx: &mut Tx, r: &SessionRecord) -> Result<(),
     .bind(i64::try_from(r.request_count).unwrap_or(i64::MAX))
     .bind(json(&r.metadata)?)
     .bind(json(&r.data)?)
+    .bind(i64::try_from(r.generation).unwrap_or(i64::MAX))
     .execute(&mut **tx)
     .await
     .map_err(sql_error)?;
