@@ -1480,7 +1480,7 @@ async fn admin_export_is_json_lines_without_a_token() {
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).expect("every line is JSON")).collect();
     assert!(lines.len() >= 2, "{text}");
     assert_eq!(lines[0]["format"], "sessionkit", "{text}");
-    assert_eq!(lines[0]["version"], 1, "{text}");
+    assert_eq!(lines[0]["version"], 2, "{text}");
     assert_eq!(lines[0]["exported_at"], "2024-01-01T00:00:00Z", "{text}");
     let items = &lines[1..lines.len() - 1];
     assert_eq!(lines[lines.len() - 1], json!({ "type": "end", "items": items.len() }), "{text}");
@@ -1625,7 +1625,7 @@ async fn a_corrupt_snapshot_stops_the_startup() {
     let dir = TempDir::new("corrupt");
     let header = br#"{"format":"sessionkit","version":1,"exported_at":"2024-01-01T00:00:00Z"}"#;
     let truncated = [&header[..], b"\n"].concat();
-    let future_version = br#"{"format":"sessionkit","version":2,"exported_at":"2024-01-01T00:00:00Z"}
+    let future_version = br#"{"format":"sessionkit","version":3,"exported_at":"2024-01-01T00:00:00Z"}
 {"type":"end","items":0}
 "#;
     let bad_item = [&header[..], b"\n{\"type\":\"session\",\"id\":42}\n{\"type\":\"end\",\"items\":1}\n"].concat();

@@ -15,7 +15,7 @@ use sessionkit::store::{
     StoredItem, Successor, TokenStore, TouchPolicy,
 };
 use sessionkit::token::TokenDigest;
-use sessionkit::{DataPatch, MemoryStore, RevocationReason, SessionId, SessionStore, StoreError, Timestamp, UserId};
+use sessionkit::{DataPatch, MemoryStore, SessionId, SessionStore, StoreError, Timestamp, UserId};
 
 #[derive(Clone, Default)]
 pub struct SwitchableStore {
