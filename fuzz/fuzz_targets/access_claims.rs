@@ -30,6 +30,10 @@ fuzz_target!(|data: &[u8]| {
         Some(iat) => assert_eq!(iat.as_i64(), Some(claims.issued_at)),
         None => assert_eq!(claims.issued_at, 0),
     }
+    match json.get("gen") {
+        Some(generation) => assert_eq!(generation.as_u64(), Some(claims.generation)),
+        None => assert_eq!(claims.generation, 0),
+    }
     if let Some(nbf) = json.get("nbf") {
         assert!(nbf.as_i64().is_some(), "nbf must be an integer");
     }
