@@ -112,13 +112,9 @@ impl std::str::FromStr for SessionId {
         if s.len() != SESSION_ID_LEN {
             return Err(MalformedSessionId);
         }
-        let mut raw = [0u8; 18];
+        let mut raw = [std::mem::MaybeUninit::uninit(); 18];
         match crate::token::decode_base64url(s, &mut raw) {
-            Some(Ok(16)) => {
-                let mut b = [0u8; 16];
-                b.copy_from_slice(&raw[..16]);
-                Ok(Self(b))
-            }
+            Some(Ok(decoded)) => decoded.try_into().map(Self).map_err(|_| MalformedSessionId),
             _ => Err(MalformedSessionId),
         }
     }

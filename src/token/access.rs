@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use base64::Engine as _;
@@ -457,9 +458,13 @@ pub(crate) fn issue(
 }
 
 /// Decodes a base64url part into `small` when it fits, else into `large`.
-fn decode_part<'b>(b64: &str, small: &'b mut [u8; 384], large: &'b mut Vec<u8>) -> Result<&'b [u8], AccessTokenError> {
+fn decode_part<'b>(
+    b64: &str,
+    small: &'b mut [MaybeUninit<u8>; 384],
+    large: &'b mut Vec<u8>,
+) -> Result<&'b [u8], AccessTokenError> {
     match decode_base64url(b64, small) {
-        Some(Ok(n)) => Ok(&small[..n]),
+        Some(Ok(decoded)) => Ok(decoded),
         Some(Err(())) => Err(AccessTokenError::Malformed),
         None => {
             *large = base64_simd::URL_SAFE_NO_PAD.decode_to_vec(b64).map_err(|_| AccessTokenError::Malformed)?;
@@ -499,14 +504,14 @@ pub(crate) fn verify(
     ) else {
         return Err(AccessTokenError::Malformed);
     };
-    let mut small = [0u8; 384];
+    let mut small = [MaybeUninit::uninit(); 384];
     let mut large = Vec::new();
     let payload = decode_part(payload_b64, &mut small, &mut large)?;
     // Any other header is decoded and checked field by field.
     let key = match own {
         Some(key) => key,
         None => {
-            let (mut small, mut large) = ([0u8; 384], Vec::new());
+            let (mut small, mut large) = ([MaybeUninit::uninit(); 384], Vec::new());
             let decoded = decode_part(header_b64, &mut small, &mut large)?;
             let header = parse(decoded, HeaderVisitor).ok_or(AccessTokenError::Malformed)?;
             let alg = match &*header.alg {
@@ -527,19 +532,23 @@ pub(crate) fn verify(
             key
         }
     };
-    let mut signature = [0u8; 66];
-    let Some(Ok(sig_len)) = decode_base64url(signature_b64, &mut signature) else {
+    let mut signature = [MaybeUninit::uninit(); 66];
+    let Some(Ok(signature)) = decode_base64url(signature_b64, &mut signature) else {
         return Err(AccessTokenError::BadSignature);
     };
-    if !signature.get(..sig_len).is_some_and(|signature| key.verify(signing_input, signature)) {
+    if !key.verify(signing_input, signature) {
         return Err(AccessTokenError::BadSignature);
     }
-    // Only now, with the signature verified, are the claims read.
+    // Only now, with the signature verified, are the claims read: in place for sessionkit's
+    // own layout, else by the compact reader, else by the full parser.
     let audience = policy.audience.as_deref();
-    let claims = own_claims(payload, audience)
-        .or_else(|| compact_claims(payload, audience))
-        .or_else(|| parse(payload, ClaimsVisitor { audience }))
-        .ok_or(AccessTokenError::InvalidClaims)?;
+    let claims = match own_claims(payload, audience) {
+        Some(claims) => claims,
+        None => match compact_claims(payload, audience) {
+            Some(claims) => claims,
+            None => parse(payload, ClaimsVisitor { audience }).ok_or(AccessTokenError::InvalidClaims)?,
+        },
+    };
     if let Some(issuer) = &policy.issuer
         && claims.iss.as_deref() != Some(issuer.as_str())
     {
@@ -945,11 +954,10 @@ mod tests {
 
     #[test]
     fn base64url_decoding_is_strict_and_bounded() {
-        let mut out = [0u8; 8];
-        assert_eq!(decode_base64url("QUJD", &mut out), Some(Ok(3)));
-        assert_eq!(&out[..3], b"ABC");
-        assert_eq!(decode_base64url("QUI", &mut out), Some(Ok(2)));
-        assert_eq!(decode_base64url("", &mut out), Some(Ok(0)));
+        let mut out = [MaybeUninit::uninit(); 8];
+        assert_eq!(decode_base64url("QUJD", &mut out), Some(Ok(&b"ABC"[..])));
+        assert_eq!(decode_base64url("QUI", &mut out), Some(Ok(&b"AB"[..])));
+        assert_eq!(decode_base64url("", &mut out), Some(Ok(&b""[..])));
         // Non-zero trailing bits (a second spelling of the same bytes), a length no bytes
         // encode, padding, the standard alphabet, whitespace: all refused.
         for bad in ["QUJ", "AB", "A", "QUI=", "QU+D", "QU/D", "QU D", "QUJD\n"] {
@@ -957,7 +965,7 @@ mod tests {
         }
         // Too long for the buffer: nothing is decoded, and nothing panics.
         assert_eq!(decode_base64url(&"A".repeat(12), &mut out), None);
-        let mut small = [0u8; 384];
+        let mut small = [MaybeUninit::uninit(); 384];
         let mut large = Vec::new();
         let long = URL_SAFE_NO_PAD.encode([7u8; 1000]);
         assert_eq!(decode_part(&long, &mut small, &mut large).unwrap(), &[7u8; 1000][..]);

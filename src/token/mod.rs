@@ -17,16 +17,19 @@ mod opaque;
 pub(crate) mod refresh;
 
 pub use access::{AccessClaims, AccessToken, AccessTokenError};
+use std::mem::MaybeUninit;
+
 pub(crate) use opaque::RawToken;
 pub use opaque::{MalformedToken, ROUTED_TOKEN_LEN, RefreshToken, Route, SessionToken, TOKEN_LEN, TokenDigest};
 
 /// Decodes unpadded base64url `b64` into `out` (canonical encodings only: non-zero trailing
-/// bits are refused): the decoded length, `Err` for invalid input, `None` if `out` may be too
-/// short for it (nothing is decoded then). For the access-token path and session ids.
-pub(crate) fn decode_base64url(b64: &str, out: &mut [u8]) -> Option<Result<usize, ()>> {
+/// bits are refused): the decoded bytes, `Err` for invalid input, `None` if `out` may be too
+/// short for them (nothing is decoded then). `out` need not be initialised: the hot paths
+/// (access tokens, session ids) decode into stack buffers without zeroing them first.
+pub(crate) fn decode_base64url<'o>(b64: &str, out: &'o mut [MaybeUninit<u8>]) -> Option<Result<&'o [u8], ()>> {
     let codec = base64_simd::URL_SAFE_NO_PAD;
     let room = out.get_mut(..codec.estimated_decoded_length(b64.len()))?;
-    Some(codec.decode(b64.as_bytes(), base64_simd::Out::from_slice(room)).map(|d| d.len()).map_err(drop))
+    Some(codec.decode(b64.as_bytes(), base64_simd::Out::from_uninit_slice(room)).map(|d| &*d).map_err(drop))
 }
 
 /// Compares two byte strings in time that depends only on their lengths, a machine word at a
