@@ -451,7 +451,8 @@ impl Auth {
     }
 
     /// Rotates the request's session token (a privilege change: step-up, role change): the
-    /// old session token, its refresh tokens and its CSRF token stop working; the session and
+    /// old session token, its refresh tokens, its access tokens and its CSRF token stop
+    /// working ([`SessionManager::rotate`](crate::SessionManager::rotate)); the session and
     /// its id stay. Needs the session token (cookie or bearer); through the cookie it passes
     /// the CSRF guard first and the answer sets the new cookies.
     ///
