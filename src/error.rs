@@ -69,6 +69,14 @@ impl RevocationReason {
             Self::RefreshReuse => "refresh_reuse",
         }
     }
+
+    /// The reason [`as_str`](Self::as_str) wrote, or `None`: how the remote stores read it back.
+    #[cfg(any(feature = "redis", feature = "postgres", feature = "sqlite"))]
+    pub(crate) fn from_str_exact(s: &str) -> Option<Self> {
+        [Self::Logout, Self::LogoutAll, Self::Admin, Self::Evicted, Self::RefreshReuse]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
 }
 
 impl fmt::Display for RevocationReason {

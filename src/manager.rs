@@ -242,7 +242,13 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
     }
 
     fn revocation(&self, reason: RevocationReason, at: crate::clock::Timestamp) -> Revocation {
-        Revocation { reason, at, deny_access_until: Some(at.saturating_add(self.inner.deny_for)) }
+        Revocation { reason, at, deny_access_until: Some(self.deny_access_until(at)) }
+    }
+
+    /// Until when a denylist entry made at `at` must last: until the last access token issued
+    /// before it has expired.
+    fn deny_access_until(&self, at: crate::clock::Timestamp) -> crate::clock::Timestamp {
+        at.saturating_add(self.inner.deny_for)
     }
 
     /// Registers a listener for [`SessionEvent`]s. It runs on a thread of its own with a queue
@@ -498,7 +504,7 @@ impl<S: SessionStore, C: Clock> SessionManager<S, C> {
                 None => None,
             };
             let now = self.inner.clock.now();
-            let deny_access_until = self.revocation(RevocationReason::Logout, now).deny_access_until;
+            let deny_access_until = Some(self.deny_access_until(now));
             match self.inner.store.rotate(&old, new, refresh.as_ref().map(|(_, d)| *d), now, deny_access_until).await {
                 Ok(lookup) => {
                     let session = self.answer(lookup, now)?;

@@ -181,6 +181,36 @@ pub enum AccessDenial {
     Superseded,
 }
 
+/// `s` as a `u64` if it is one written canonically (digits only, no sign, no leading zero), as
+/// the remote stores write generations.
+#[cfg(any(feature = "redis", feature = "postgres"))]
+pub(crate) fn canonical_u64(s: &str) -> Option<u64> {
+    let v: u64 = s.parse().ok()?;
+    (s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))).then_some(v)
+}
+
+/// The text form a scope is written in where it travels as text (a Redis denylist value and
+/// message, a PostgreSQL notification): the revocation reason for [`DenyScope::All`] (the format of
+/// versions before rotations were denylisted), `below:<generation>` for [`DenyScope::Below`].
+#[cfg(any(feature = "redis", feature = "postgres"))]
+impl DenyScope {
+    pub(crate) fn to_text(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Self::All(reason) => reason.as_str().into(),
+            Self::Below(generation) => format!("below:{generation}").into(),
+        }
+    }
+
+    /// The scope [`to_text`](Self::to_text) wrote, strictly: a known reason, or `below:` and
+    /// a generation in canonical decimal (digits only, no sign, no leading zero); else `None`.
+    pub(crate) fn from_text(s: &str) -> Option<Self> {
+        match s.strip_prefix("below:") {
+            Some(g) => canonical_u64(g).map(Self::Below),
+            None => RevocationReason::from_str_exact(s).map(Self::All),
+        }
+    }
+}
+
 impl DenyEntry {
     /// Whether this entry refuses an access token of `generation` at `now`, and why.
     #[must_use]

@@ -71,16 +71,7 @@ pub(super) fn digest(s: &str) -> Result<TokenDigest, StoreError> {
 }
 
 pub(super) fn reason(s: &str) -> Result<RevocationReason, StoreError> {
-    [
-        RevocationReason::Logout,
-        RevocationReason::LogoutAll,
-        RevocationReason::Admin,
-        RevocationReason::Evicted,
-        RevocationReason::RefreshReuse,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
-    .ok_or_else(|| corrupt("revocation reason"))
+    RevocationReason::from_str_exact(s).ok_or_else(|| corrupt("revocation reason"))
 }
 
 pub(super) fn expiry_reason(s: &str) -> Result<ExpiryReason, StoreError> {
@@ -96,13 +87,7 @@ fn generation(s: &str) -> Result<u64, StoreError> {
     if s.is_empty() {
         return Ok(0);
     }
-    strict_u64(s).ok_or_else(|| corrupt("session generation"))
-}
-
-/// `s` as a `u64` if it is one written canonically (digits only, no sign, no leading zero).
-fn strict_u64(s: &str) -> Option<u64> {
-    let v: u64 = s.parse().ok()?;
-    (s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))).then_some(v)
+    crate::store::canonical_u64(s).ok_or_else(|| corrupt("session generation"))
 }
 
 /// The 12 fields of `rec()` in the scripts' prelude.
@@ -157,22 +142,14 @@ pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError
     serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
 }
 
-/// A denylist entry's scope as stored and published: the revocation reason for
-/// [`DenyScope::All`] (the format of versions before rotations were denylisted), and
-/// `below:<generation>` for [`DenyScope::Below`].
+/// A denylist entry's scope as stored and published ([`DenyScope::to_text`]).
 pub(super) fn deny_scope_arg(scope: DenyScope) -> Vec<u8> {
-    match scope {
-        DenyScope::All(reason) => reason.as_str().as_bytes().to_vec(),
-        DenyScope::Below(generation) => format!("below:{generation}").into_bytes(),
-    }
+    scope.to_text().into_owned().into_bytes()
 }
 
-/// The scope [`deny_scope_arg`] wrote, strictly.
+/// The scope [`deny_scope_arg`] wrote, strictly ([`DenyScope::from_text`]).
 pub(super) fn deny_scope(s: &str) -> Result<DenyScope, StoreError> {
-    match s.strip_prefix("below:") {
-        Some(g) => strict_u64(g).map(DenyScope::Below).ok_or_else(|| corrupt("denylist generation")),
-        None => reason(s).map(DenyScope::All),
-    }
+    DenyScope::from_text(s).ok_or_else(|| corrupt("denylist scope"))
 }
 
 /// A denylist key's value, `<scope>|<until>` (see [`deny_scope_arg`]).

@@ -55,16 +55,7 @@ pub(super) fn digest(s: &str) -> Result<TokenDigest, StoreError> {
 }
 
 pub(super) fn reason(s: &str) -> Result<RevocationReason, StoreError> {
-    [
-        RevocationReason::Logout,
-        RevocationReason::LogoutAll,
-        RevocationReason::Admin,
-        RevocationReason::Evicted,
-        RevocationReason::RefreshReuse,
-    ]
-    .into_iter()
-    .find(|r| r.as_str() == s)
-    .ok_or_else(|| corrupt("revocation reason"))
+    RevocationReason::from_str_exact(s).ok_or_else(|| corrupt("revocation reason"))
 }
 
 /// A denylist row's entry from its columns: `reason` set for a revocation

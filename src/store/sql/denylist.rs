@@ -20,15 +20,11 @@ pub(super) use crate::store::local_denylist::LocalDenylist;
 /// ([`DenyScope::Below`] generation `G`, decimal); `until` in Unix nanoseconds.
 #[cfg(feature = "postgres")]
 pub(super) fn payload(id: &str, entry: &DenyEntry) -> String {
-    let until = entry.until.unix_nanos();
-    match entry.scope {
-        DenyScope::All(reason) => format!("{id}|{}|{until}", reason.as_str()),
-        DenyScope::Below(generation) => format!("{id}|below:{generation}|{until}"),
-    }
+    format!("{id}|{}|{}", entry.scope.to_text(), entry.until.unix_nanos())
 }
 
 /// The entry a [`payload`] carries, or `None` if `payload` is not exactly one (an unknown
-/// reason, a generation that is not plain decimal digits, a missing or extra field).
+/// reason, a generation not in canonical decimal, a missing or extra field).
 #[cfg(feature = "postgres")]
 fn parse(payload: &str) -> Option<(SessionId, DenyEntry)> {
     let mut parts = payload.split('|');
@@ -36,11 +32,7 @@ fn parse(payload: &str) -> Option<(SessionId, DenyEntry)> {
         return None;
     };
     let id = id.parse::<SessionId>().ok()?;
-    let scope = match scope.strip_prefix("below:") {
-        Some(g) if !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()) => DenyScope::Below(g.parse().ok()?),
-        Some(_) => return None,
-        None => DenyScope::All(super::codec::reason(scope).ok()?),
-    };
+    let scope = DenyScope::from_text(scope)?;
     let until = Timestamp::from_unix_nanos(until.parse::<i64>().ok()?);
     Some((id, DenyEntry { scope, until }))
 }
@@ -175,6 +167,7 @@ mod tests {
             format!("{id}|below:-1|1"),
             format!("{id}|below: 1|1"),
             format!("{id}|below:1x|1"),
+            format!("{id}|below:01|1"),
             format!("{id}|below:18446744073709551616|1"),
             format!("{id}|Below:1|1"),
             format!("{id}|below|1"),
