@@ -375,30 +375,45 @@ async fn keys_are_sharded_by_user() {
     assert!(of_user7[0].contains(&tag7));
 }
 
-/// Round trips Redis has answered so far: calls of every command the store sends on its own
-/// (scripts, and the few plain commands it uses). Commands a script runs inside Redis are not
-/// requests, and neither `EVALSHA` nor `EVAL` can be run from a script. A validation's read is
-/// a pipeline of `HMGET` and `GET` in one round trip: its `HMGET` counts it (the store sends
-/// `GET` only in that pipeline and for a strict denylist check, which this test does not make).
-async fn commands(conn: &mut redis::aio::MultiplexedConnection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
-    info.lines()
-        .filter(|l| {
-            ["evalsha", "eval", "script", "zcard", "time", "scan", "mget", "hmget"]
-                .iter()
-                .any(|c| l.starts_with(&format!("cmdstat_{c}:")))
-        })
-        .map(|l| {
-            let calls = l.split_once("calls=").unwrap().1;
-            calls.split(',').next().unwrap().parse::<u64>().unwrap()
-        })
-        .sum()
+/// Counts the requests clients send to Redis, from `MONITOR`: each command a client sends is
+/// one line, while the commands a script runs inside Redis show as `[0 lua]` and are not
+/// requests. A marker command (`ECHO`) closes each window.
+struct Requests {
+    lines: std::pin::Pin<Box<dyn futures_util::Stream<Item = String> + Send>>,
+    marker: redis::aio::MultiplexedConnection,
+    markers: u32,
+}
+
+impl Requests {
+    async fn start(server: &RedisServer) -> Self {
+        let monitor = redis::Client::open(server.url()).unwrap().get_async_monitor().await.unwrap();
+        Self { lines: Box::pin(monitor.into_on_message::<String>()), marker: raw(server).await, markers: 0 }
+    }
+
+    /// The requests made since the last call (the denylist subscription's `PING`s aside).
+    async fn since_last(&mut self) -> u64 {
+        use futures_util::StreamExt;
+        self.markers += 1;
+        let marker = format!("sessionkit-marker-{}", self.markers);
+        let _: String = redis::cmd("ECHO").arg(&marker).query_async(&mut self.marker).await.unwrap();
+        let mut requests = 0;
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(5), self.lines.next()).await.unwrap().unwrap();
+            if line.contains(&marker) {
+                return requests;
+            }
+            let command = line.split_once("] ").map_or("", |(_, c)| c);
+            if !line.contains(" lua] ") && !command.starts_with("\"ping\"") && !command.starts_with("\"echo\"") {
+                requests += 1;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_trips_per_operation() {
     let Some(server) = RedisServer::start("round_trips") else { return };
-    let mut probe = raw(&server).await;
+    let mut requests = Requests::start(&server).await;
     // Few subscription PINGs during the count (and `PING` is not counted).
     let config =
         RedisConfig::new(server.url()).with_subscription_check(sessionkit::store::redis::MAX_SUBSCRIPTION_CHECK);
@@ -407,27 +422,30 @@ async fn round_trips_per_operation() {
         SessionManager::with_clock(RedisStore::connect(config).await.unwrap(), SessionConfig::default(), clock.clone());
     m.set_keys(keys());
 
-    async fn count<F: AsyncFnMut()>(probe: &mut redis::aio::MultiplexedConnection, mut op: F) -> u64 {
-        let before = commands(probe).await;
+    async fn count<F: AsyncFnMut()>(requests: &mut Requests, mut op: F) -> u64 {
+        requests.since_last().await;
         op().await;
-        commands(probe).await - before
+        requests.since_last().await
     }
     let created = m.create(NewSession::new(user("alice"))).await.unwrap();
     let token = created.token.expose_secret().to_owned();
     let pair = created.tokens.unwrap();
-    assert_eq!(count(&mut probe, async || drop(m.create(NewSession::new(user("bob"))).await.unwrap())).await, 1);
+    assert_eq!(count(&mut requests, async || drop(m.create(NewSession::new(user("bob"))).await.unwrap())).await, 1);
     // Validation: one round trip (a read); when the renewal is due (once per touch interval),
     // the read and then the renewing script.
-    assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 1);
+    assert_eq!(count(&mut requests, async || drop(m.validate(&token).await.unwrap())).await, 1);
     clock.advance(Duration::from_secs(120));
-    assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 2);
-    assert_eq!(count(&mut probe, async || drop(m.validate(&token).await.unwrap())).await, 1);
+    assert_eq!(count(&mut requests, async || drop(m.validate(&token).await.unwrap())).await, 2);
+    assert_eq!(count(&mut requests, async || drop(m.validate(&token).await.unwrap())).await, 1);
     // Access tokens in subscribed mode: none.
     let access = pair.access_token.expose_secret().to_owned();
-    assert_eq!(count(&mut probe, async || drop(m.verify_access(&access).await.unwrap())).await, 0);
+    assert_eq!(count(&mut requests, async || drop(m.verify_access(&access).await.unwrap())).await, 0);
     let refresh = pair.refresh_token.expose_secret().to_owned();
-    assert_eq!(count(&mut probe, async || drop(m.refresh(&refresh).await.unwrap())).await, 1);
-    assert_eq!(count(&mut probe, async || assert!(m.revoke(&token).await.unwrap())).await, 1);
+    assert_eq!(count(&mut requests, async || drop(m.refresh(&refresh).await.unwrap())).await, 1);
+    assert_eq!(count(&mut requests, async || assert!(m.revoke(&token).await.unwrap())).await, 1);
+    // A token with no session: the read, then its remembered revocation.
+    let revoked = async || assert!(matches!(m.validate(&token).await, Err(Error::Revoked { .. })));
+    assert_eq!(count(&mut requests, revoked).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,42 +96,59 @@ pub(super) fn record(v: &Value) -> Result<SessionRecord, StoreError> {
     if f.len() != 12 {
         return Err(corrupt("session record"));
     }
-    let metadata = match bytes(&f[9])? {
+    let mut parts: [&[u8]; 12] = [&[]; 12];
+    for (part, value) in parts.iter_mut().zip(f) {
+        *part = bytes(value)?;
+    }
+    record_of_parts(parts)
+}
+
+/// The number of newline-ended fields before the user id in a stored session (`F` in the
+/// scripts' prelude).
+const STORED_FIELDS: usize = 15;
+
+/// A session as stored, one string (see `get` in the scripts' prelude): `id`, digest, created,
+/// last seen, idle and absolute deadlines, remember-me, request count, generation, data
+/// version, creation sequence, current and spent refresh digests, metadata and data, each
+/// ended by a newline, then the user id (any bytes, so last).
+pub(super) fn record_of_string(s: &[u8]) -> Result<SessionRecord, StoreError> {
+    let mut f: [&[u8]; STORED_FIELDS] = [&[]; STORED_FIELDS];
+    let mut rest = s;
+    for part in &mut f {
+        let end = rest.iter().position(|&b| b == b'\n').ok_or_else(|| corrupt("session record"))?;
+        *part = &rest[..end];
+        rest = &rest[end + 1..];
+    }
+    let [id, digest, created, seen, idle, absolute, remember, count, generation, _, _, _, _, metadata, data] = f;
+    record_of_parts([id, digest, rest, created, seen, idle, absolute, remember, count, metadata, data, generation])
+}
+
+/// A record from its fields in `rec()`'s order (metadata and data empty when there are none,
+/// the generation empty when never written).
+fn record_of_parts(f: [&[u8]; 12]) -> Result<SessionRecord, StoreError> {
+    let utf8 = |b| std::str::from_utf8(b).map_err(|_| corrupt("text"));
+    let metadata = match f[9] {
         b"" => Metadata::default(),
         m => serde_json::from_slice(m).map_err(|_| corrupt("session metadata"))?,
     };
-    let data = match bytes(&f[10])? {
+    let data = match f[10] {
         b"" => SessionData::default(),
         d => SessionData::from_map(serde_json::from_slice(d).map_err(|_| corrupt("session data"))?),
     };
     Ok(SessionRecord {
-        id: text(&f[0])?.parse().map_err(|_| corrupt("session id"))?,
-        digest: digest(text(&f[1])?)?,
-        user: UserId::new(text(&f[2])?).map_err(|_| corrupt("user id"))?,
-        created_at: parse_ts(bytes(&f[3])?)?,
-        last_seen_at: parse_ts(bytes(&f[4])?)?,
-        idle_deadline: parse_ts(bytes(&f[5])?)?,
-        absolute_deadline: parse_ts(bytes(&f[6])?)?,
-        remember_me: bytes(&f[7])? == b"1",
-        request_count: text(&f[8])?.parse().map_err(|_| corrupt("request count"))?,
-        generation: generation(text(&f[11])?)?,
+        id: utf8(f[0])?.parse().map_err(|_| corrupt("session id"))?,
+        digest: digest(utf8(f[1])?)?,
+        user: UserId::new(utf8(f[2])?).map_err(|_| corrupt("user id"))?,
+        created_at: parse_ts(f[3])?,
+        last_seen_at: parse_ts(f[4])?,
+        idle_deadline: parse_ts(f[5])?,
+        absolute_deadline: parse_ts(f[6])?,
+        remember_me: f[7] == b"1",
+        request_count: utf8(f[8])?.parse().map_err(|_| corrupt("request count"))?,
+        generation: generation(utf8(f[11])?)?,
         metadata,
         data,
     })
-}
-
-/// The fields `HMGET` reads for [`record_of_fields`], in `rec()`'s order.
-pub(super) const RECORD_FIELDS: [&str; 12] = ["id", "g", "u", "c", "s", "i", "a", "r", "n", "m", "d", "e"];
-
-/// A session read with `HMGET` of [`RECORD_FIELDS`]: `None` if the session is not stored.
-pub(super) fn record_of_fields(v: &Value) -> Result<Option<SessionRecord>, StoreError> {
-    let f = array(v)?;
-    if f.first().is_none_or(|id| *id == Value::Nil) {
-        return Ok(None);
-    }
-    // Metadata and data are absent when empty, the generation when never written (0).
-    let fields = f.iter().map(|x| if *x == Value::Nil { Value::BulkString(Vec::new()) } else { x.clone() }).collect();
-    record(&Value::Array(fields)).map(Some)
 }
 
 pub(super) fn records(v: &Value) -> Result<Vec<SessionRecord>, StoreError> {
@@ -252,6 +269,49 @@ mod tests {
         for bad in ["x", "-1", "+1", "01", "1.0", "18446744073709551616"] {
             assert!(generation(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_stored_session_is_read_with_any_user_id() {
+        let t = |n| String::from_utf8(ts(Timestamp::from_unix_nanos(n))).unwrap();
+        let digest = TokenDigest::from_bytes([7; 32]).to_base64();
+        let id = crate::session::SessionId::generate().unwrap();
+        let fields = [
+            id.to_string(),
+            digest.clone(),
+            t(1),
+            t(2),
+            t(3),
+            t(4),
+            "1".into(),
+            "7".into(),
+            "3".into(),
+            "0".into(),
+            "12".into(),
+            "refresh".into(),
+            "spent1,spent2".into(),
+            r#"{"ip":null,"user_agent":"a\nb"}"#.into(),
+            r#"{"k":"v"}"#.into(),
+        ];
+        let stored = format!("{}\nuser\nwith|newlines", fields.join("\n"));
+        let r = record_of_string(stored.as_bytes()).unwrap();
+        assert_eq!((r.id, r.digest.to_base64()), (id, digest));
+        assert_eq!(r.user.as_str(), "user\nwith|newlines", "the user id is everything after the 15th newline");
+        assert_eq!((r.created_at, r.last_seen_at), (Timestamp::from_unix_nanos(1), Timestamp::from_unix_nanos(2)));
+        assert_eq!(
+            (r.idle_deadline, r.absolute_deadline),
+            (Timestamp::from_unix_nanos(3), Timestamp::from_unix_nanos(4))
+        );
+        assert_eq!((r.remember_me, r.request_count, r.generation), (true, 7, 3));
+        assert_eq!(r.metadata.user_agent().map(|a| &**a), Some("a\nb"));
+        assert_eq!(r.data.get("k"), Some(&serde_json::json!("v")));
+        // Cut short anywhere before the user id, or with a field out of form: corrupt, no panic.
+        let cut = stored.find("user").unwrap();
+        for end in 0..cut {
+            assert!(matches!(record_of_string(&stored.as_bytes()[..end]), Err(StoreError::Corrupt(_))), "{end}");
+        }
+        let bad = stored.replacen("\n1\n7\n", "\n1\nseven\n", 1);
+        assert!(matches!(record_of_string(bad.as_bytes()), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

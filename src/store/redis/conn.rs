@@ -80,15 +80,6 @@ impl Conn {
         }
     }
 
-    /// Runs a pipeline in one round trip (on a Cluster, every command must be of one slot: the
-    /// pipeline goes to the master of its first key).
-    pub(super) async fn pipe(&self, pipe: &redis::Pipeline) -> RedisResult<Vec<Value>> {
-        match self {
-            Self::Standalone(m) => pipe.query_async(&mut m.clone()).await,
-            Self::Cluster(c) => pipe.query_async(&mut Self::cluster(c).await?).await,
-        }
-    }
-
     /// Runs one command on `master`.
     pub(super) async fn query_on<T: FromRedisValue>(&self, master: &Master, cmd: Cmd) -> RedisResult<T> {
         match (self, master) {

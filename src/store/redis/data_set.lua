@@ -2,5 +2,7 @@
 local h, dg = by_id(ARGV[4])
 if not h or expiry(h, ARGV[3]) then return {'none'} end
 if (h.v or '0') ~= ARGV[5] then return {'retry'} end
-redis.call('HSET', B .. 's:' .. dg, 'd', ARGV[6], 'v', tostring(tonumber(ARGV[5]) + 1))
+h.d = ARGV[6]
+h.v = tostring(tonumber(ARGV[5]) + 1)
+put(B .. 's:' .. dg, h)
 return {'ok'}

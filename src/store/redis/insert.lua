@@ -24,7 +24,7 @@ local evicted = {}
 if ARGV[16] ~= '' then
   local live = {}
   for _, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
-    local h = load(B .. 's:' .. m)
+    local h = get(B .. 's:' .. m)
     if not h then
       redis.call('ZREM', uk, m)
     elseif expiry(h, now) then
@@ -61,18 +61,14 @@ if ARGV[16] ~= '' then
 end
 local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
 local seq = redis.call('INCR', B .. 'q')
-local fields = {'id', id, 'g', dg, 'u', u, 'c', ARGV[7], 's', ARGV[8], 'i', ARGV[9], 'a', ARGV[10],
-  'r', ARGV[11], 'n', ARGV[12], 'm', ARGV[13], 'd', ARGV[14], 'v', '0', 'q', seq, 'e', ARGV[21]}
-if rf ~= '' then
-  fields[#fields + 1] = 'rc'
-  fields[#fields + 1] = rf
-end
-redis.call('HSET', sk, unpack(fields))
+local h = {id = id, g = dg, u = u, c = ARGV[7], s = ARGV[8], i = ARGV[9], a = ARGV[10], r = ARGV[11],
+  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = seq, e = ARGV[21]}
+if rf ~= '' then h.rc = rf end
+redis.call('SET', sk, encode(h), 'PX', life)
 if rf ~= '' then
   redis.call('HSET', B .. 'r:' .. rf, 's', id, 'k', 'c')
   redis.call('PEXPIRE', B .. 'r:' .. rf, life)
 end
-redis.call('PEXPIRE', sk, life)
 redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
 redis.call('ZADD', uk, ms(ARGV[10]), dg)
 if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, life) end

@@ -2,7 +2,7 @@
 local uk = B .. 'u:' .. ARGV[4]
 local out = {}
 for _, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
-  local h = load(B .. 's:' .. m)
+  local h = get(B .. 's:' .. m)
   if not h then
     redis.call('ZREM', uk, m)
   elseif not expiry(h, ARGV[3]) then

@@ -7,10 +7,10 @@
 //! [`SessionStore::update_data`], an optimistic read, patch and versioned write (the patch and
 //! its size cap are computed in Rust): no patch is ever lost, and after 64 attempts, each
 //! failed because another patch won, it answers [`StoreError::Contended`]. Validation ([`SessionStore::touch`])
-//! is a read — `HMGET` of the session and `GET` of its remembered revocation, pipelined in one
-//! round trip, one slot — and writes nothing unless the throttled renewal is due; then the
-//! touch script renews and writes the requests counted since (see [request
-//! counts](#request-counts)).
+//! is a read — one `GET` of the session, stored as one string — and writes nothing unless the
+//! throttled renewal is due; then the touch script renews and writes the requests counted since
+//! (see [request counts](#request-counts)). Only a token with no session costs a second read,
+//! of its remembered revocation.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,7 +40,7 @@
 //!
 //! | key | type | holds | expires |
 //! |---|---|---|---|
-//! | `s:<digest>` | hash | a session, by the SHA-256 digest of its token (base64url); its generation in field `e` (absent: 0) | absolute deadline + retention |
+//! | `s:<digest>` | string | a session, by the SHA-256 digest of its token (base64url): its fields, each ended by a newline, then the user id (metadata and data as compact JSON, which holds no raw newline) | absolute deadline + retention |
 //! | `i:<session id>` | string | the digest of session `id` | with the session |
 //! | `u:<user id>` | sorted set | the user's session digests, scored by absolute deadline | with the user's last session |
 //! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
@@ -131,9 +131,8 @@ use crate::store::{
 use crate::token::{Route, TokenDigest};
 
 use codec::{
-    RECORD_FIELDS, array, bytes, corrupt, deny_arg, deny_entry, deny_scope, deny_scope_arg, digest, expiry_reason,
-    field, glob_escape, int, json, lookup, optional_record, parse_ts, reason, record, record_of_fields, records, tag,
-    text, touch_args, ts,
+    array, bytes, corrupt, deny_arg, deny_entry, deny_scope, deny_scope_arg, digest, expiry_reason, field, glob_escape,
+    int, json, lookup, optional_record, parse_ts, reason, record, record_of_string, records, tag, text, touch_args, ts,
 };
 pub use config::{MAX_EXPIRED_RETENTION, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, RedisConfig, RedisConfigError};
 use conn::Conn;
@@ -463,25 +462,23 @@ impl SessionStore for RedisStore {
         let route = digest.route();
         let d = digest.to_base64();
         let key = self.key(route, "s", &d);
-        // The common case is a read: the session's fields and, for a miss, its remembered
-        // revocation, in one round trip (one slot). A renewal due runs the script.
-        let mut read = redis::pipe();
-        read.cmd("HMGET").arg(&key).arg(&RECORD_FIELDS[..]);
-        read.cmd("GET").arg(self.key(route, "v", &d));
-        let reply = match tokio::time::timeout(self.inner.config.operation_timeout, self.inner.conn.pipe(&read)).await {
-            Ok(Ok(v)) => v,
-            Ok(Err(e)) => return Err(redis_error(e)),
-            Err(elapsed) => return Err(StoreError::Unavailable(Box::new(elapsed))),
-        };
-        let Some(mut r) = record_of_fields(field(&reply, 0)?)? else {
-            return Ok(match field(&reply, 1)? {
-                redis::Value::Nil => Lookup::NotFound,
-                v => {
-                    let (why, until) = text(v)?.split_once('|').ok_or_else(|| corrupt("revocation"))?;
+        // The common case is one read of the session, a single string. Only a miss reads its
+        // remembered revocation as well; a renewal due runs the script.
+        let timeout = self.inner.config.operation_timeout;
+        let mut get = redis::cmd("GET");
+        get.arg(&key);
+        let Some(stored) = query::<Option<Vec<u8>>>(&self.inner.conn, get, timeout).await? else {
+            let mut get = redis::cmd("GET");
+            get.arg(self.key(route, "v", &d));
+            return Ok(match query::<Option<String>>(&self.inner.conn, get, timeout).await? {
+                None => Lookup::NotFound,
+                Some(v) => {
+                    let (why, until) = v.split_once('|').ok_or_else(|| corrupt("revocation"))?;
                     if now < parse_ts(until.as_bytes())? { Lookup::Revoked(reason(why)?) } else { Lookup::NotFound }
                 }
             });
         };
+        let mut r = record_of_string(&stored)?;
         if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
             return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
         }

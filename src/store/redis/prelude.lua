@@ -16,12 +16,47 @@ local function ttl(t, now)
   return v
 end
 
+-- A hash (a refresh token's key) as a table.
 local function load(key)
   local a = redis.call('HGETALL', key)
   if #a == 0 then return nil end
   local h = {}
   for i = 1, #a, 2 do h[a[i]] = a[i + 1] end
   return h
+end
+
+-- A session is one string (so that a validation is one GET): the fields of F, each followed by
+-- a newline, then the user id, which may hold any byte and so comes last. The other fields
+-- never hold a newline: digits, digests, session ids, and metadata and data as compact JSON.
+-- (codec::record_of_string reads the same layout.)
+local F = {'id', 'g', 'c', 's', 'i', 'a', 'r', 'n', 'e', 'v', 'q', 'rc', 'rs', 'm', 'd'}
+
+-- The session stored at `key`, as a table of its fields (rc and rs nil when empty), or nil.
+local function get(key)
+  local s = redis.call('GET', key)
+  if not s then return nil end
+  local h, p = {}, 1
+  for k = 1, #F do
+    local q = string.find(s, '\n', p, true)
+    if not q then error('sessionkit: unreadable session record at ' .. key) end
+    h[F[k]] = string.sub(s, p, q - 1)
+    p = q + 1
+  end
+  h.u = string.sub(s, p)
+  if h.rc == '' then h.rc = nil end
+  if h.rs == '' then h.rs = nil end
+  return h
+end
+
+-- Session `h` in its stored form.
+local function encode(h)
+  return table.concat({h.id, h.g, h.c, h.s, h.i, h.a, h.r, h.n, h.e or '0', h.v or '0', h.q or '0',
+    h.rc or '', h.rs or '', h.m or '', h.d or '', h.u}, '\n')
+end
+
+-- Writes session `h` back to `key`, keeping the key's expiry.
+local function put(key, h)
+  redis.call('SET', key, encode(h), 'KEEPTTL')
 end
 
 -- The record as the Rust side reads it: 12 fields in a fixed order. The generation (`e`) is
@@ -60,12 +95,13 @@ local function gone(dg, now)
   return {'none'}
 end
 
--- crate::expiry::touch_due and renewed_idle_deadline; the expiry index follows the idle deadline.
--- `due_before` is now - interval; the idle candidates are now + idle (ordinary, remember-me).
-local function renew(key, dg, h, now, due_before, idle_ord, idle_rm, count)
+-- crate::expiry::touch_due and renewed_idle_deadline, on table `h` (the caller writes it back
+-- with `put`); the expiry index follows the idle deadline. `due_before` is now - interval; the
+-- idle candidates are now + idle (ordinary, remember-me); `count` requests are added.
+local function renew(dg, h, now, due_before, idle_ord, idle_rm, count)
   local c = tonumber(count)
   if c and c > 0 then
-    h.n = string.format('%.0f', redis.call('HINCRBY', key, 'n', c))
+    h.n = string.format('%.0f', tonumber(h.n) + c)
   end
   if now >= h.s and h.s <= due_before then
     local d = idle_ord
@@ -74,9 +110,16 @@ local function renew(key, dg, h, now, due_before, idle_ord, idle_rm, count)
     if d < h.i then d = h.i end
     h.s = now
     h.i = d
-    redis.call('HSET', key, 's', now, 'i', d)
     redis.call('ZADD', B .. 'x', ms(d), dg)
   end
+end
+
+-- Decimal string `s` plus one, exactly (a generation may be any u64).
+local function dec_inc(s)
+  local i = #s
+  while i > 0 and string.byte(s, i) == 57 do i = i - 1 end
+  if i == 0 then return '1' .. string.rep('0', #s) end
+  return string.sub(s, 1, i - 1) .. string.char(string.byte(s, i) + 1) .. string.rep('0', #s - i)
 end
 
 -- Whether decimal string `a` is a larger number than `b` (exact for any length).
@@ -156,7 +199,7 @@ end
 local function by_id(id)
   local dg = redis.call('GET', B .. 'i:' .. id)
   if not dg then return nil, nil end
-  local h = load(B .. 's:' .. dg)
+  local h = get(B .. 's:' .. dg)
   if not h then
     redis.call('DEL', B .. 'i:' .. id)
     return nil, nil

@@ -27,8 +27,8 @@ if h.rc == p then
   new_refresh(succ, h, sk)
   h.rc = succ
   h.rs = table.concat(spent, ',')
-  redis.call('HSET', sk, 'rc', h.rc, 'rs', h.rs)
-  renew(sk, dg, h, now, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+  renew(dg, h, now, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+  put(sk, h)
   return {'rotated', rec(h)}
 end
 local spent = split(h.rs)

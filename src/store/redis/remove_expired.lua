@@ -6,7 +6,7 @@ local cands = redis.call('ZRANGEBYSCORE', xk, '-inf', ms(now), 'LIMIT', 0, tonum
 local out = {}
 local stale = 0
 for _, dg in ipairs(cands) do
-  local h = load(B .. 's:' .. dg)
+  local h = get(B .. 's:' .. dg)
   if not h then
     redis.call('ZREM', xk, dg)
     stale = stale + 1

@@ -44,22 +44,22 @@ for _, it in ipairs(items) do
     local id, dg, u, a = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 7]
     local sk = B .. 's:' .. dg
     local life = ttl(a, ref) + keep
-    redis.call('HSET', sk, 'id', id, 'g', dg, 'u', u, 'c', ARGV[j + 4], 's', ARGV[j + 5], 'i', ARGV[j + 6],
-      'a', a, 'r', ARGV[j + 8], 'n', ARGV[j + 9], 'm', ARGV[j + 10], 'd', ARGV[j + 11], 'v', '0',
-      'q', redis.call('INCR', B .. 'q'), 'e', ARGV[j + 14])
+    local h = {id = id, g = dg, u = u, c = ARGV[j + 4], s = ARGV[j + 5], i = ARGV[j + 6], a = a,
+      r = ARGV[j + 8], n = ARGV[j + 9], m = ARGV[j + 10], d = ARGV[j + 11], v = '0',
+      q = redis.call('INCR', B .. 'q'), e = ARGV[j + 14]}
+    if ARGV[j + 12] ~= '' then h.rc = ARGV[j + 12] end
+    if ARGV[j + 13] ~= '' then h.rs = ARGV[j + 13] end
+    redis.call('SET', sk, encode(h), 'PX', life)
     if ARGV[j + 12] ~= '' then
-      redis.call('HSET', sk, 'rc', ARGV[j + 12])
       redis.call('HSET', B .. 'r:' .. ARGV[j + 12], 's', id, 'k', 'c')
       redis.call('PEXPIRE', B .. 'r:' .. ARGV[j + 12], life)
     end
     if ARGV[j + 13] ~= '' then
-      redis.call('HSET', sk, 'rs', ARGV[j + 13])
       for _, r in ipairs(split(ARGV[j + 13])) do
         redis.call('HSET', B .. 'r:' .. r, 's', id, 'k', 'x')
         redis.call('PEXPIRE', B .. 'r:' .. r, life)
       end
     end
-    redis.call('PEXPIRE', sk, life)
     redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
     local uk = B .. 'u:' .. u
     redis.call('ZADD', uk, ms(a), dg)

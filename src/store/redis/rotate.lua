@@ -1,7 +1,7 @@
 -- rotate: ARGV 3 now, 4 old digest, 5 new digest, 6 new refresh digest or '', 7 deny-until or ''
 -- (the session's access tokens of earlier generations are denylisted until then).
 local now, old, new, refresh = ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local h = load(B .. 's:' .. old)
+local h = get(B .. 's:' .. old)
 if not h then return gone(old, now) end
 local e = expiry(h, now)
 if e then return {'expired', e, rec(h)} end
@@ -9,7 +9,6 @@ if redis.call('EXISTS', B .. 's:' .. new) > 0 then return {'conflict'} end
 if refresh ~= '' and redis.call('EXISTS', B .. 'r:' .. refresh) > 0 then return {'conflict'} end
 redis.call('RENAME', B .. 's:' .. old, B .. 's:' .. new)
 local sk = B .. 's:' .. new
-redis.call('HSET', sk, 'g', new)
 redis.call('SET', B .. 'i:' .. h.id, new, 'KEEPTTL')
 local uk = B .. 'u:' .. h.u
 local seq = redis.call('ZSCORE', uk, old)
@@ -18,7 +17,7 @@ if seq then redis.call('ZADD', uk, seq, new) end
 redis.call('ZREM', B .. 'x', old)
 redis.call('ZADD', B .. 'x', ms(h.i), new)
 h.g = new
-h.e = string.format('%.0f', redis.call('HINCRBY', sk, 'e', 1))
+h.e = dec_inc(h.e or '0')
 deny(h.id, 'below:' .. h.e, ARGV[7], now)
 if refresh ~= '' then
   -- The refresh tokens issued before are forgotten (not remembered as revoked: not theft).
@@ -26,7 +25,6 @@ if refresh ~= '' then
   new_refresh(refresh, h, sk)
   h.rc = refresh
   h.rs = nil
-  redis.call('HSET', sk, 'rc', refresh)
-  redis.call('HDEL', sk, 'rs')
 end
+put(sk, h)
 return {'live', rec(h)}

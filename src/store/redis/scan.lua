@@ -7,7 +7,7 @@ for _, k in ipairs(res[2]) do
   if p then
     local kind = string.sub(k, p + 2, p + 3)
     if kind == 's:' then
-      local h = load(k)
+      local h = get(k)
       if h then out[#out + 1] = {'s', rec(h), h.rc or '', h.rs or ''} end
     elseif kind == 'v:' or kind == 'd:' then
       local v = redis.call('GET', k)

@@ -2,9 +2,10 @@
 -- 8 how many requests to add to the count (those an instance counted since its last renewal).
 local now, dg = ARGV[3], ARGV[4]
 local sk = B .. 's:' .. dg
-local h = load(sk)
+local h = get(sk)
 if not h then return gone(dg, now) end
 local e = expiry(h, now)
 if e then return {'expired', e, rec(h)} end
-renew(sk, dg, h, now, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+renew(dg, h, now, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+put(sk, h)
 return {'live', rec(h)}
