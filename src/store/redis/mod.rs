@@ -6,11 +6,15 @@
 //! fork a refresh-token family or bring a revoked session back. The exception is
 //! [`SessionStore::update_data`], an optimistic read, patch and versioned write (the patch and
 //! its size cap are computed in Rust): no patch is ever lost, and after 64 attempts, each
-//! failed because another patch won, it answers [`StoreError::Contended`]. Validation ([`SessionStore::touch`])
-//! is a read — one `GET` of the session, stored as one string — and writes nothing unless the
-//! throttled renewal is due; then the touch script renews and writes the requests counted since
-//! (see [request counts](#request-counts)). Only a token with no session costs a second read,
-//! of its remembered revocation.
+//! failed because another patch won, it answers [`StoreError::Contended`].
+//!
+//! Validation ([`SessionStore::touch`]) is a read — one `GET` of the session, stored as one
+//! string — and writes nothing unless the throttled renewal is due; then the touch script
+//! renews and writes the requests counted since (see [request counts](#request-counts)). When
+//! this store's last read of the session shows the renewal due, the script is sent instead of
+//! the read, so a validation is one round trip but for two cases that cost a second: a
+//! renewal of a session the store has not read since it last renewed it (the read, then the
+//! script), and a token with no session (the read, then its remembered revocation).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -463,28 +467,32 @@ impl SessionStore for RedisStore {
         let d = digest.to_base64();
         let key = self.key(route, "s", &d);
         // The common case is one read of the session, a single string. Only a miss reads its
-        // remembered revocation as well; a renewal due runs the script.
-        let timeout = self.inner.config.operation_timeout;
-        let mut get = redis::cmd("GET");
-        get.arg(&key);
-        let Some(stored) = query::<Option<Vec<u8>>>(&self.inner.conn, get, timeout).await? else {
+        // remembered revocation as well. A renewal due runs the script instead: straight away
+        // when this instance's last read of the session says it is due (one round trip; the
+        // script checks again), else after the read has shown it.
+        if !self.inner.pending.renewal_due(digest, now, policy.interval) {
+            let timeout = self.inner.config.operation_timeout;
             let mut get = redis::cmd("GET");
-            get.arg(self.key(route, "v", &d));
-            return Ok(match query::<Option<String>>(&self.inner.conn, get, timeout).await? {
-                None => Lookup::NotFound,
-                Some(v) => {
-                    let (why, until) = v.split_once('|').ok_or_else(|| corrupt("revocation"))?;
-                    if now < parse_ts(until.as_bytes())? { Lookup::Revoked(reason(why)?) } else { Lookup::NotFound }
-                }
-            });
-        };
-        let mut r = record_of_string(&stored)?;
-        if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-            return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
-        }
-        if !crate::expiry::touch_due(now, r.last_seen_at, policy.interval) {
-            self.inner.pending.count(&mut r, policy.count_request);
-            return Ok(Lookup::Live(r));
+            get.arg(&key);
+            let Some(stored) = query::<Option<Vec<u8>>>(&self.inner.conn, get, timeout).await? else {
+                let mut get = redis::cmd("GET");
+                get.arg(self.key(route, "v", &d));
+                return Ok(match query::<Option<String>>(&self.inner.conn, get, timeout).await? {
+                    None => Lookup::NotFound,
+                    Some(v) => {
+                        let (why, until) = v.split_once('|').ok_or_else(|| corrupt("revocation"))?;
+                        if now < parse_ts(until.as_bytes())? { Lookup::Revoked(reason(why)?) } else { Lookup::NotFound }
+                    }
+                });
+            };
+            let mut r = record_of_string(&stored)?;
+            if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+                return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
+            }
+            if !crate::expiry::touch_due(now, r.last_seen_at, policy.interval) {
+                self.inner.pending.count(&mut r, policy.count_request);
+                return Ok(Lookup::Live(r));
+            }
         }
         // A renewal is due: write this instance's counts with it.
         let counted = self.inner.pending.take(digest);

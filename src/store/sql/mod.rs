@@ -48,7 +48,7 @@
 //!
 //! | operation | statements |
 //! |---|---|
-//! | `touch` | **one** `SELECT … WHERE digest = $d` when no renewal is due: the request is counted in the store's memory (see below). When a renewal is due, **one** `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …` writes the counts and renews (computed in SQL, so two instances renewing at once never move a deadline back). Only when that matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown |
+//! | `touch` | **one** `SELECT … WHERE digest = $d` when no renewal is due: the request is counted in the store's memory (see below). When a renewal is due, **one** `UPDATE` (without the `SELECT` when this store's last read of the session shows the renewal due; after it otherwise): `UPDATE sk_sessions SET request_count = request_count + $n, last_seen_at = CASE …, idle_deadline = CASE … WHERE digest = $d AND $now < idle_deadline AND $now < absolute_deadline RETURNING …` writes the counts and renews (computed in SQL, so two instances renewing at once never move a deadline back). Only when that matches nothing, a `SELECT` tells expired from unknown and a `SELECT` on `sk_revoked` revoked from unknown |
 //! | `insert` | lock user; with a limit, `SELECT` the user's sessions (index on `user_id`), delete the expired ones, evict with [`crate::policy::select_evictions`]; `INSERT` session (and refresh token). A unique violation is [`StoreError::Conflict`] |
 //! | `rotate` | lock user; `UPDATE sk_sessions SET digest, generation = generation + 1 … RETURNING generation`; with `deny_access_until`, the merged denylist upsert (below); with a refresh token, replace the family |
 //! | `rotate_refresh` | find the refresh row, lock user; current: mark spent with the sealed successor, insert the successor, trim the history, renew; spent last within grace: answer the stored successor; older: remove the session as reuse |
@@ -374,20 +374,23 @@ impl SqlStore {
     ) -> Result<Lookup, StoreError> {
         // No renewal due: one read answers, and the request is counted here, to be written
         // with the next renewal (`pending`); a validation that writes nothing costs the
-        // database no commit.
-        let row = sqlx::query(&BY_DIGEST)
-            .bind(digest.to_base64())
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(sql_error)?;
-        if let Some(row) = row {
-            let (_, mut r) = record(&row)?;
-            if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
-            }
-            if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
-                self.inner.pending.count(&mut r, policy.count_request);
-                return Ok(Lookup::Live(r));
+        // database no commit. When this instance's last read of the session says the renewal
+        // is due, the write goes first (it checks again).
+        if !self.inner.pending.renewal_due(digest, now, policy.interval) {
+            let row = sqlx::query(&BY_DIGEST)
+                .bind(digest.to_base64())
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(sql_error)?;
+            if let Some(row) = row {
+                let (_, mut r) = record(&row)?;
+                if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+                    return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
+                }
+                if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
+                    self.inner.pending.count(&mut r, policy.count_request);
+                    return Ok(Lookup::Live(r));
+                }
             }
         }
         // A renewal is due (or the session is missing): write this instance's counts with it.
