@@ -658,3 +658,26 @@ async fn durable_revocations_without_replicas_fail_closed() {
     assert!(matches!(m.revoke_all(&user("alice"), None).await, Err(Error::Store(StoreError::Unavailable(_)))));
     assert!(matches!(m.validate(other.token.expose_secret()).await, Err(Error::Revoked { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newlines_in_user_ids_metadata_and_data_survive_the_stored_record() {
+    // A session is stored as one string whose fields end with newlines: a user id may hold
+    // any character, and metadata and data are kept as compact JSON, which escapes them.
+    let Some(server) = RedisServer::start("newlines") else { return };
+    let store = RedisStore::connect(RedisConfig::new(server.url())).await.unwrap();
+    let m = SessionManager::new(store, SessionConfig::default());
+    let odd = user("line one\nline two\n");
+    let created =
+        m.create(NewSession::new(odd.clone()).user_agent("agent\nwith\nnewlines").data("note", "a\nb")).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let patch = sessionkit::DataPatch::new().set("more", "c\n\nd");
+    m.update_data(&token, patch).await.unwrap();
+    let s = m.validate(&token).await.unwrap();
+    assert_eq!(s.user(), &odd);
+    assert_eq!(s.user_agent(), Some("agent\nwith\nnewlines"));
+    assert_eq!(s.data().get("note"), Some(&serde_json::json!("a\nb")));
+    assert_eq!(s.data().get("more"), Some(&serde_json::json!("c\n\nd")));
+    let listed = m.list(&odd).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].user(), &odd);
+}

@@ -235,7 +235,7 @@ fn main() {
         "sweep_interval = \"1h 30m 5s\"\nremember_me_idle_timeout = \"30days\"\nremember_me_absolute_timeout = \"90days\"\nmax_data_bytes = 0\n",
     );
 
-    // Redis replies: a record as the scripts' `rec()` answers it, a lookup, HMGET fields.
+    // Redis replies: a record as the scripts' `rec()` answers it, a lookup, a stored session.
     let record = |id: &str, digest: &str| {
         vec![
             bulk(id.as_bytes()),
@@ -249,6 +249,7 @@ fn main() {
             bulk(b"3"),
             bulk(br#"{"ip":"192.0.2.1","user_agent":"Mozilla/5.0"}"#),
             bulk(br#"{"cart":{"items":[1,2]}}"#),
+            bulk(b"0"),
         ]
     };
     let rec = resp_array(&record(SID, &digest));
@@ -257,10 +258,28 @@ fn main() {
     write("redis_reply", "lookup_expired", resp_array(&[bulk(b"expired"), bulk(b"idle"), rec.clone()]));
     write("redis_reply", "lookup_revoked", resp_array(&[bulk(b"revoked"), bulk(b"logout")]));
     write("redis_reply", "records", resp_array(&[rec.clone(), rec.clone()]));
-    let mut fields = record(SID, &digest);
-    fields[9] = b"$-1\r\n".to_vec();
-    fields[10] = b"$-1\r\n".to_vec();
-    write("redis_reply", "hmget_fields", resp_array(&fields));
+    // A session as `RedisStore` stores it (one string: 15 fields each ended by a newline, then
+    // the user id), which a validation reads with `GET`.
+    let stored: Vec<Vec<u8>> = vec![
+        SID.into(),
+        digest.clone().into(),
+        ts(NOW_SECS - 60),
+        ts(NOW_SECS),
+        ts(NOW_SECS + 1800),
+        ts(NOW_SECS + 86_400),
+        b"0".into(),
+        b"3".into(),
+        b"2".into(),
+        b"0".into(),
+        b"17".into(),
+        Vec::new(),
+        Vec::new(),
+        br#"{"ip":"192.0.2.1","user_agent":"Mozilla/5.0"}"#.into(),
+        br#"{"cart":{"items":[1,2]}}"#.into(),
+        b"alice".into(),
+    ];
+    let stored = stored.join(&b'\n');
+    write("redis_reply", "stored_session", bulk(&stored));
     write("redis_reply", "timestamp", bulk(&ts(NOW_SECS)));
     write("redis_reply", "int", ":42\r\n");
     write("redis_reply", "short_record", resp_array(&record(SID, &digest)[..10]));

@@ -155,8 +155,15 @@ pub(super) fn records(v: &Value) -> Result<Vec<SessionRecord>, StoreError> {
     array(v)?.iter().map(record).collect()
 }
 
+/// `value` as compact JSON, the form of a stored session's metadata and data. serde_json's
+/// compact form escapes every control character, so it never holds a raw newline, the stored
+/// record's field separator; this checks it rather than trust it.
 pub(super) fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))
+    let v = serde_json::to_vec(value).map_err(|e| StoreError::Backend(Box::new(e)))?;
+    if v.contains(&b'\n') {
+        return Err(StoreError::Backend("session JSON holds a raw newline".into()));
+    }
+    Ok(v)
 }
 
 /// A denylist entry's scope as stored and published ([`DenyScope::to_text`]).
