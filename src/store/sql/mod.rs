@@ -346,14 +346,18 @@ impl SqlStore {
         }
     }
 
-    async fn lookup_miss(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<Lookup>, StoreError> {
+    /// The session whose token has `digest`, if stored.
+    async fn by_digest(&self, digest: &TokenDigest) -> Result<Option<SessionRecord>, StoreError> {
         let row = sqlx::query(&BY_DIGEST)
             .bind(digest.to_base64())
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(sql_error)?;
-        if let Some(row) = row {
-            let (_, r) = record(&row)?;
+        row.map(|row| record(&row).map(|(_, r)| r)).transpose()
+    }
+
+    async fn lookup_miss(&self, digest: &TokenDigest, now: Timestamp) -> Result<Option<Lookup>, StoreError> {
+        if let Some(r) = self.by_digest(digest).await? {
             return Ok(match expiry::check(now, r.idle_deadline, r.absolute_deadline) {
                 Err(reason) => Some(Lookup::Expired { reason, record: Box::new(r) }),
                 // Inserted or restored between the two statements: look again.
@@ -376,21 +380,15 @@ impl SqlStore {
         // with the next renewal (`pending`); a validation that writes nothing costs the
         // database no commit. When this instance's last read of the session says the renewal
         // is due, the write goes first (it checks again).
-        if !self.inner.pending.renewal_due(digest, now, policy.interval) {
-            let row = sqlx::query(&BY_DIGEST)
-                .bind(digest.to_base64())
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(sql_error)?;
-            if let Some(row) = row {
-                let (_, mut r) = record(&row)?;
-                if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                    return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
-                }
-                if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
-                    self.inner.pending.count(&mut r, policy.count_request);
-                    return Ok(Lookup::Live(r));
-                }
+        if !self.inner.pending.renewal_due(digest, now, policy.interval)
+            && let Some(mut r) = self.by_digest(digest).await?
+        {
+            if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+                return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
+            }
+            if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
+                self.inner.pending.count(&mut r, policy.count_request);
+                return Ok(Lookup::Live(r));
             }
         }
         // A renewal is due (or the session is missing): write this instance's counts with it.
