@@ -852,6 +852,23 @@ impl<S: TokenStore, C: Clock> SessionManager<S, C> {
     }
 }
 
+/// A walk over a [`BackupStore`]'s items, one page of its scan at a time.
+struct Pages<'a, S> {
+    store: &'a S,
+    /// The next page's cursor; `None` once the last page has been read.
+    cursor: Option<ScanCursor>,
+}
+
+impl<S: BackupStore> Pages<'_, S> {
+    /// The next page's items, or `None` after the last page.
+    async fn next(&mut self) -> Result<Option<Vec<crate::store::StoredItem>>, StoreError> {
+        let Some(at) = self.cursor else { return Ok(None) };
+        let page = self.store.scan(at).await?;
+        self.cursor = page.next;
+        Ok(Some(page.items))
+    }
+}
+
 /// Export, import and statistics: with a store that can be scanned and restored.
 impl<S: BackupStore, C: Clock> SessionManager<S, C> {
     /// A snapshot of the sessions in the store: counts, top users, IPs and user agents,
@@ -863,18 +880,21 @@ impl<S: BackupStore, C: Clock> SessionManager<S, C> {
     pub async fn stats(&self) -> Result<crate::stats::SessionStats, Error> {
         let now = self.inner.clock.now();
         let mut builder = crate::stats::StatsBuilder::new(now);
-        let mut cursor = Some(ScanCursor::START);
-        while let Some(at) = cursor {
-            let page = self.inner.store.scan(at).await?;
-            for item in &page.items {
+        let mut pages = self.pages();
+        while let Some(items) = pages.next().await? {
+            for item in &items {
                 if let crate::store::StoredItem::Session { record, .. } = item {
                     builder.add(record);
                 }
             }
-            cursor = page.next;
             YieldNow(false).await;
         }
         Ok(builder.finish(self.counters()))
+    }
+
+    /// The store's items, a page of its scan at a time.
+    fn pages(&self) -> Pages<'_, S> {
+        Pages { store: &self.inner.store, cursor: Some(ScanCursor::START) }
     }
 
     /// Writes every session, remembered revocation and denylist entry as JSON Lines (see
@@ -885,14 +905,12 @@ impl<S: BackupStore, C: Clock> SessionManager<S, C> {
     pub async fn export(&self, out: &mut impl std::io::Write) -> Result<u64, crate::export::ExportError> {
         crate::export::write_header(out, self.inner.clock.now())?;
         let mut count = 0;
-        let mut cursor = Some(ScanCursor::START);
-        while let Some(at) = cursor {
-            let page = self.inner.store.scan(at).await?;
-            for item in &page.items {
+        let mut pages = self.pages();
+        while let Some(items) = pages.next().await? {
+            for item in &items {
                 crate::export::write_item(out, item)?;
                 count += 1;
             }
-            cursor = page.next;
         }
         crate::export::write_end(out, count)?;
         Ok(count)
@@ -918,10 +936,9 @@ impl<S: BackupStore, C: Clock> SessionManager<S, C> {
         let mut buf = Vec::with_capacity(CHUNK);
         crate::export::write_header(&mut buf, self.inner.clock.now())?;
         let mut count = 0;
-        let mut cursor = Some(ScanCursor::START);
-        while let Some(at) = cursor {
-            let page = self.inner.store.scan(at).await?;
-            for item in &page.items {
+        let mut pages = self.pages();
+        while let Some(items) = pages.next().await? {
+            for item in &items {
                 crate::export::write_item(&mut buf, item)?;
                 count += 1;
                 if buf.len() >= CHUNK {
@@ -929,7 +946,6 @@ impl<S: BackupStore, C: Clock> SessionManager<S, C> {
                     buf.clear();
                 }
             }
-            cursor = page.next;
         }
         crate::export::write_end(&mut buf, count)?;
         out.write_all(&buf).await?;
