@@ -258,3 +258,63 @@ async fn a_durable_logout_survives_fail_over() {
         }
     }
 }
+
+/// While a user's bucket is migrating between masters (`CLUSTER SETSLOT … MIGRATING`), Redis
+/// refuses a script's access to a key the source does not hold. Validation (a `GET` of a key
+/// still on the source) goes on; a logout fails, but stops before removing anything, so once
+/// the migration is over the session is still there to log out and its access token is
+/// refused: a failed revocation never leaves access tokens valid without their session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_during_a_slot_migration_fails_without_removing_the_session() {
+    // A cluster of its own: a migrating slot would disturb the shared cluster's other tests.
+    let Some(cluster) = RedisCluster::start("slot migration", false) else { return };
+    let m = SessionManager::new(
+        store_with_prefix(&cluster, DenylistMode::Subscribed, "migrating").await,
+        SessionConfig::default(),
+    );
+    m.set_keys(keys());
+    let alice = user("alice");
+    let created = m.create(NewSession::new(alice.clone())).await.unwrap();
+    let token = created.token.expose_secret().to_owned();
+    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+
+    let tag = format!("{{b{}}}", sessionkit::token::Route::of_user(&alice).get() >> 4);
+    let mut conns = Vec::new();
+    for node in cluster.masters() {
+        let client = redis::Client::open(node.url()).unwrap();
+        conns.push(client.get_multiplexed_async_connection().await.unwrap());
+    }
+    let slot: i64 = redis::cmd("CLUSTER").arg("KEYSLOT").arg(&tag).query_async(&mut conns[0]).await.unwrap();
+    let mut ids = Vec::new();
+    let mut owner = None;
+    for (i, conn) in conns.iter_mut().enumerate() {
+        ids.push(redis::cmd("CLUSTER").arg("MYID").query_async::<String>(conn).await.unwrap());
+        let keys: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(conn).await.unwrap();
+        if keys > 0 {
+            owner = Some(i);
+        }
+    }
+    let owner = owner.expect("the master holding alice's keys");
+    let target = (owner + 1) % conns.len();
+    let setslot = async |conn: &mut redis::aio::MultiplexedConnection, state: &str, node: Option<&str>| {
+        let mut cmd = redis::cmd("CLUSTER");
+        cmd.arg("SETSLOT").arg(slot).arg(state);
+        if let Some(node) = node {
+            cmd.arg(node);
+        }
+        let () = cmd.query_async(conn).await.unwrap();
+    };
+    let (owner_id, target_id) = (ids[owner].clone(), ids[target].clone());
+    setslot(&mut conns[target], "IMPORTING", Some(&owner_id)).await;
+    setslot(&mut conns[owner], "MIGRATING", Some(&target_id)).await;
+
+    m.validate(&token).await.expect("a read of a key still on the source");
+    assert!(matches!(m.revoke(&token).await, Err(Error::Store(_))), "the script is refused");
+
+    setslot(&mut conns[owner], "STABLE", None).await;
+    setslot(&mut conns[target], "STABLE", None).await;
+    m.validate(&token).await.expect("the failed logout removed nothing");
+    assert!(m.revoke(&token).await.unwrap(), "logged out now");
+    assert!(matches!(m.verify_access(&access).await, Err(Error::Revoked { .. })));
+    assert!(matches!(m.validate(&token).await, Err(Error::Revoked { .. })));
+}

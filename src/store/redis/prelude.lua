@@ -177,12 +177,13 @@ end
 
 -- Removes a session with every index entry and refresh token; with a reason, remembers the
 -- revocation until the absolute deadline and denylists its access tokens until `till`.
+-- The denylist entry and the remembered revocations are written first: while a Cluster
+-- migrates this bucket's slot, Redis refuses a script's access to a key not (or no longer)
+-- on this node, and stopped there, a revocation must have denied more, never removed the
+-- session without denying its access tokens.
 local function drop(dg, h, reason, till, now)
-  redis.call('DEL', B .. 's:' .. dg, B .. 'i:' .. h.id)
-  redis.call('ZREM', B .. 'u:' .. h.u, dg)
-  redis.call('ZREM', B .. 'x', dg)
-  drop_refresh(h)
   if reason then
+    deny(h.id, reason, till, now)
     if h.a > now then
       -- Remembered for the session token, its current refresh token and the one spent last.
       local tomb, life = reason .. '|' .. h.a, ttl(h.a, now)
@@ -191,8 +192,11 @@ local function drop(dg, h, reason, till, now)
       local last = split(h.rs)[1]
       if last then redis.call('SET', B .. 'v:' .. last, tomb, 'PX', life) end
     end
-    deny(h.id, reason, till, now)
   end
+  redis.call('DEL', B .. 's:' .. dg, B .. 'i:' .. h.id)
+  redis.call('ZREM', B .. 'u:' .. h.u, dg)
+  redis.call('ZREM', B .. 'x', dg)
+  drop_refresh(h)
 end
 
 -- The session with public id `id`, and its digest.
