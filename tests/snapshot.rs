@@ -137,11 +137,25 @@ async fn periodic_snapshots_write_a_final_one_on_shutdown() {
     let store = MemoryStore::new();
     assert_eq!(store.load_snapshot(&path).unwrap(), 1, "written after one interval");
     let late = login(&m, "bob").await;
-    handle.shutdown().await;
+    assert_eq!(handle.shutdown().await.unwrap(), 2, "shutdown answers the final snapshot's items");
     let store = MemoryStore::new();
     assert_eq!(store.load_snapshot(&path).unwrap(), 2, "and once more at shutdown");
     SessionManager::with_clock(store, config().build().unwrap(), clock).validate(&late).await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_final_snapshot_that_cannot_be_written_is_an_error_of_shutdown() {
+    let dir = scratch("unwritable");
+    let path = dir.join("sessions.jsonl");
+    let clock = MockClock::new();
+    let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
+    let handle = m.store().spawn_snapshots(&path, std::time::Duration::from_secs(300), clock.clone());
+    login(&m, "alice").await;
+    // The snapshot's directory is gone by the time the application stops.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let error = handle.shutdown().await.unwrap_err();
+    assert!(matches!(error, sessionkit::store::memory::SnapshotError::Io { .. }), "{error}");
 }
 
 #[tokio::test]

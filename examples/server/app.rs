@@ -40,7 +40,7 @@ use sessionkit::axum::{
     WebConfig,
 };
 use sessionkit::export::ExportError;
-use sessionkit::store::memory::SnapshotError;
+use sessionkit::store::memory::{SnapshotError, SnapshotHandle};
 use sessionkit::sweeper::SweeperHandle;
 use sessionkit::time::OffsetDateTime;
 use sessionkit::time::format_description::well_known::Rfc3339;
@@ -626,63 +626,14 @@ pub(crate) struct Running<S: Store, C> {
     sweeper: SweeperHandle,
 }
 
-/// The `--snapshot` file of a running server and the task that saves the store to it every
-/// `--snapshot-interval`.
+/// The `--snapshot` file of a running server and the library's task that saves the store to it
+/// every `--snapshot-interval` (`MemoryStore::spawn_snapshots`), and once more at shutdown.
 struct Snapshots {
     path: PathBuf,
-    store: MemoryStore,
-    /// Stops the periodic task (after the save in progress, if any).
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<()>,
+    handle: SnapshotHandle,
 }
 
-impl Snapshots {
-    /// Starts saving `manager`'s store to `path` every `interval`, the first save one interval
-    /// from now. A failed save is logged, and the next one runs on schedule.
-    fn spawn<C: Clock>(manager: SessionManager<MemoryStore, C>, path: PathBuf, interval: Duration) -> Self {
-        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let store = manager.store().clone();
-        let task_path = path.clone();
-        let task = tokio::spawn(async move {
-            let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-            // A save that overruns the interval delays the next one instead of bunching them.
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    biased;
-                    _ = &mut stopped => break,
-                    _ = ticker.tick() => {
-                        // Not cancelled by a stop request: a save always completes.
-                        let now = manager.clock().now();
-                        match save_snapshot(manager.store().clone(), task_path.clone(), now).await {
-                            Ok(items) => tracing::debug!(target: "server", items, "snapshot saved"),
-                            Err(e) => tracing::error!(target: "server", error = %e, "snapshot failed"),
-                        }
-                    }
-                }
-            }
-        });
-        Self { path, store, stop, task }
-    }
-
-    /// Stops the periodic saves, waiting for the one in progress.
-    async fn stop(self) -> (PathBuf, MemoryStore) {
-        let _ = self.stop.send(());
-        let _ = self.task.await;
-        (self.path, self.store)
-    }
-}
-
-/// Saves `store` to `path` on tokio's blocking pool (`spawn_blocking`): writing and syncing the
-/// file never holds up an async worker, so requests are answered during a save.
-async fn save_snapshot(store: MemoryStore, path: PathBuf, now: sessionkit::Timestamp) -> Result<u64, SnapshotError> {
-    let shown = path.clone();
-    tokio::task::spawn_blocking(move || store.save_snapshot(&path, now))
-        .await
-        .unwrap_or_else(|e| Err(SnapshotError::Io { path: shown, source: std::io::Error::other(e) }))
-}
-
-impl<C: Clock> Running<MemoryStore, C> {
+impl<C: Clock + Clone> Running<MemoryStore, C> {
     /// Builds the state from the options over a new [`MemoryStore`], loads the `--snapshot`
     /// file into it, and starts the sweeper (every `--sweep-interval`).
     ///
@@ -718,7 +669,10 @@ impl<C: Clock> Running<MemoryStore, C> {
             }
             None => 0,
         };
-        let snapshot = options.snapshot.clone().map(|path| Snapshots::spawn(state.manager.clone(), path, interval));
+        let snapshot = options.snapshot.clone().map(|path| {
+            let handle = state.manager.store().spawn_snapshots(path.clone(), interval, state.manager.clock().clone());
+            Snapshots { path, handle }
+        });
         let sweeper = state.manager.spawn_sweeper(state.manager.config().sweep_interval());
         Ok(Self { state, loaded, snapshot, sweeper })
     }
@@ -813,9 +767,7 @@ impl<S: Store, C: Clock> Running<S, C> {
         let Some(snapshots) = self.snapshot else {
             return Ok(None);
         };
-        let (path, store) = snapshots.stop().await;
-        let now = self.state.manager.clock().now();
-        save_snapshot(store, path, now).await.map(Some)
+        snapshots.handle.shutdown().await.map(Some)
     }
 }
 

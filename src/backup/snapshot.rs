@@ -161,12 +161,14 @@ pub(crate) fn read(path: &Path) -> Result<Option<Vec<StoredItem>>, SnapshotError
 
 #[cfg(feature = "tokio")]
 impl crate::store::memory::MemoryStore {
-    /// Writes a snapshot to `path` every `interval`, and once more on
-    /// [`SweeperHandle::shutdown`](crate::sweeper::SweeperHandle::shutdown), so that a
+    /// Writes a snapshot to `path` every `interval`, and once more when the handle's
+    /// [`shutdown`](SnapshotHandle::shutdown) is called (or the handle is dropped), so that a
     /// restarted process can [`load_snapshot`](Self::load_snapshot). Each write runs on
     /// tokio's blocking pool ([`tokio::task::spawn_blocking`]), never on an async worker, so
-    /// a slow disk holds up no request. Write failures are logged (feature `tracing`). An
-    /// interval under [`MIN_INTERVAL`](crate::sweeper::MIN_INTERVAL) counts as `MIN_INTERVAL`.
+    /// a slow disk holds up no request. The first write is one interval from now. A failed
+    /// periodic write is logged (feature `tracing`) and the next one runs on schedule; the
+    /// result of the final one is what `shutdown` answers. An interval under
+    /// [`MIN_INTERVAL`](crate::sweeper::MIN_INTERVAL) counts as `MIN_INTERVAL`.
     ///
     /// # Panics
     /// Outside a tokio runtime, like `tokio::spawn`.
@@ -175,38 +177,90 @@ impl crate::store::memory::MemoryStore {
         path: impl Into<PathBuf>,
         interval: std::time::Duration,
         clock: C,
-    ) -> crate::sweeper::SweeperHandle {
+    ) -> SnapshotHandle {
         let path = path.into();
         let (store, final_path, final_clock) = (self.clone(), path.clone(), clock.clone());
         let periodic_store = self.clone();
-        crate::sweeper::spawn_periodic(
+        let (last_tx, last) = tokio::sync::oneshot::channel();
+        let task = crate::sweeper::spawn_periodic(
             interval,
-            move || save_off_the_workers(periodic_store.clone(), path.clone(), clock.now()),
-            move || save_off_the_workers(store, final_path, final_clock.now()),
-        )
+            move || {
+                let saved = save_off_the_workers(periodic_store.clone(), path.clone(), clock.now());
+                async move {
+                    logged(&saved.await);
+                    true
+                }
+            },
+            move || async move {
+                let saved = save_off_the_workers(store, final_path, final_clock.now()).await;
+                logged(&saved);
+                // Nobody to tell if the handle was dropped rather than shut down.
+                let _ = last_tx.send(saved);
+            },
+        );
+        SnapshotHandle { task, last }
     }
 }
 
-/// Saves `store` to `path` on the blocking pool and logs the outcome; answers `true` (the
-/// periodic task goes on whatever happened).
+/// The task [`MemoryStore::spawn_snapshots`](crate::MemoryStore::spawn_snapshots) started:
+/// stop it with [`shutdown`](Self::shutdown), which answers whether the final snapshot was
+/// written. Dropping the handle stops the task too, after a final snapshot whose result is
+/// only logged.
 #[cfg(feature = "tokio")]
-async fn save_off_the_workers(store: crate::store::memory::MemoryStore, path: PathBuf, now: Timestamp) -> bool {
-    let result = tokio::task::spawn_blocking(move || store.save_snapshot(&path, now)).await;
-    match result {
-        Ok(Ok(_items)) => {
-            #[cfg(feature = "tracing")]
-            tracing::debug!(target: "sessionkit", items = _items, "snapshot written");
-        }
-        Ok(Err(_error)) => {
-            #[cfg(feature = "tracing")]
-            tracing::error!(target: "sessionkit", error = %_error, "snapshot failed");
-        }
-        Err(_join) => {
-            #[cfg(feature = "tracing")]
-            tracing::error!(target: "sessionkit", error = %_join, "snapshot task failed");
-        }
+#[derive(Debug)]
+#[must_use = "dropping the handle stops the snapshots; keep it, and call shutdown() when the application stops"]
+pub struct SnapshotHandle {
+    task: crate::sweeper::SweeperHandle,
+    last: tokio::sync::oneshot::Receiver<Result<u64, SnapshotError>>,
+}
+
+#[cfg(feature = "tokio")]
+impl SnapshotHandle {
+    /// Stops the periodic snapshots (after the one in progress, if any), writes the final
+    /// one, and answers its number of items.
+    ///
+    /// # Errors
+    /// [`SnapshotError::Io`] if the final snapshot could not be written (or its task ended
+    /// without writing it).
+    pub async fn shutdown(self) -> Result<u64, SnapshotError> {
+        self.task.shutdown().await;
+        self.last.await.unwrap_or_else(|_| {
+            Err(SnapshotError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other("the snapshot task ended without its final snapshot"),
+            })
+        })
     }
-    true
+
+    /// Whether the task has ended.
+    #[must_use]
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+/// Saves `store` to `path` on the blocking pool.
+#[cfg(feature = "tokio")]
+async fn save_off_the_workers(
+    store: crate::store::memory::MemoryStore,
+    path: PathBuf,
+    now: Timestamp,
+) -> Result<u64, SnapshotError> {
+    let shown = path.clone();
+    match tokio::task::spawn_blocking(move || store.save_snapshot(&path, now)).await {
+        Ok(saved) => saved,
+        Err(join) => Err(SnapshotError::Io { path: shown, source: std::io::Error::other(join) }),
+    }
+}
+
+/// Logs the outcome of a snapshot write (feature `tracing`).
+#[cfg(feature = "tokio")]
+fn logged(_saved: &Result<u64, SnapshotError>) {
+    #[cfg(feature = "tracing")]
+    match _saved {
+        Ok(items) => tracing::debug!(target: "sessionkit", items, "snapshot written"),
+        Err(error) => tracing::error!(target: "sessionkit", error = %error, "snapshot failed"),
+    }
 }
 
 #[cfg(test)]

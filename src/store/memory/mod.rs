@@ -39,8 +39,8 @@
 //! * `entry.rs`: one session (`Entry`), its extras and its refresh-token family.
 //! * `table.rs`: the table of lock-sharded pointer hash tables (`Table`) behind the indexes.
 //! * `expiry.rs`: the sweeper's lazy index of sessions by deadline (`ExpiryIndex`).
-//! * `snapshot.rs`: [`MemoryStore::save_snapshot`], [`MemoryStore::load_snapshot`] and
-//!   [`SnapshotError`].
+//! * `snapshot.rs`: [`MemoryStore::save_snapshot`], [`MemoryStore::load_snapshot`],
+//!   [`SnapshotError`] and (feature `tokio`) `SnapshotHandle`.
 
 mod entry;
 mod expiry;
@@ -66,6 +66,8 @@ use entry::{Entry, RefreshFamily, RefreshStep, Spent};
 use expiry::SWEEP_CHUNK;
 use inner::{Inner, Tombstone};
 pub use snapshot::SnapshotError;
+#[cfg(feature = "tokio")]
+pub use snapshot::SnapshotHandle;
 use table::{SHARDS, by_digest, by_id};
 
 /// The in-process session store. Cheap to clone: clones share the same sessions.

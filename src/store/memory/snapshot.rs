@@ -7,6 +7,8 @@ use crate::backup::snapshot;
 use crate::clock::Timestamp;
 
 pub use crate::backup::snapshot::SnapshotError;
+#[cfg(feature = "tokio")]
+pub use crate::backup::snapshot::SnapshotHandle;
 
 use super::MemoryStore;
 
