@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::{config, login, user};
 use sessionkit::clock::MockClock;
-use sessionkit::store::memory::SnapshotError;
+use sessionkit::store::memory::{SnapshotError, SnapshotHandle};
 use sessionkit::token::keys::{KeySet, SigningKey};
 use sessionkit::{Clock, Error, MemoryStore, NewSession, SessionManager};
 
@@ -125,14 +125,23 @@ async fn a_failed_write_leaves_the_previous_snapshot_intact() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[tokio::test(start_paused = true)]
-async fn periodic_snapshots_write_a_final_one_on_shutdown() {
-    let dir = scratch("periodic");
+/// A manager whose store snapshots itself to `<scratch dir>/sessions.jsonl` every five minutes,
+/// with alice logged in: the directory, the path, the clock, the manager and the handle.
+async fn snapshotting(
+    name: &str,
+) -> (PathBuf, PathBuf, MockClock, SessionManager<MemoryStore, MockClock>, SnapshotHandle) {
+    let dir = scratch(name);
     let path = dir.join("sessions.jsonl");
     let clock = MockClock::new();
     let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
     let handle = m.store().spawn_snapshots(&path, std::time::Duration::from_secs(300), clock.clone());
     login(&m, "alice").await;
+    (dir, path, clock, m, handle)
+}
+
+#[tokio::test(start_paused = true)]
+async fn periodic_snapshots_write_a_final_one_on_shutdown() {
+    let (dir, path, clock, m, handle) = snapshotting("periodic").await;
     tokio::time::sleep(std::time::Duration::from_secs(301)).await;
     let store = MemoryStore::new();
     assert_eq!(store.load_snapshot(&path).unwrap(), 1, "written after one interval");
@@ -146,16 +155,11 @@ async fn periodic_snapshots_write_a_final_one_on_shutdown() {
 
 #[tokio::test(start_paused = true)]
 async fn a_final_snapshot_that_cannot_be_written_is_an_error_of_shutdown() {
-    let dir = scratch("unwritable");
-    let path = dir.join("sessions.jsonl");
-    let clock = MockClock::new();
-    let m = SessionManager::with_clock(MemoryStore::new(), config().build().unwrap(), clock.clone());
-    let handle = m.store().spawn_snapshots(&path, std::time::Duration::from_secs(300), clock.clone());
-    login(&m, "alice").await;
+    let (dir, _, _, _m, handle) = snapshotting("unwritable").await;
     // The snapshot's directory is gone by the time the application stops.
     std::fs::remove_dir_all(&dir).unwrap();
     let error = handle.shutdown().await.unwrap_err();
-    assert!(matches!(error, sessionkit::store::memory::SnapshotError::Io { .. }), "{error}");
+    assert!(matches!(error, SnapshotError::Io { .. }), "{error}");
 }
 
 #[tokio::test]
