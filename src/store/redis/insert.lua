@@ -17,8 +17,8 @@ local uk = B .. 'u:' .. u
 -- idle deadline passed more than a day (plus the retention) ago: a sweeper running at all
 -- (at most daily) has removed those already, and Redis expires their keys by TTL.
 -- (With a limit the walk below removes the expired sessions themselves, index entries included.)
-if ARGV[16] == '' then redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. ms(now)) end
-redis.call('ZREMRANGEBYSCORE', B .. 'x', '-inf', '(' .. (ms(now) - 86400000 - tonumber(ARGV[20])))
+if ARGV[16] == '' then redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. int(ms(now))) end
+redis.call('ZREMRANGEBYSCORE', B .. 'x', '-inf', '(' .. int(ms(now) - 86400000 - tonumber(ARGV[20])))
 local evicted = {}
 -- Without a limit there is nothing to count: the user's index is not walked at all.
 if ARGV[16] ~= '' then
@@ -60,17 +60,18 @@ if ARGV[16] ~= '' then
   end
 end
 local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
+local px = int(life)
 local seq = redis.call('INCR', B .. 'q')
 local h = {id = id, g = dg, u = u, c = ARGV[7], s = ARGV[8], i = ARGV[9], a = ARGV[10], r = ARGV[11],
   n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = seq, e = ARGV[21]}
 if rf ~= '' then h.rc = rf end
-redis.call('SET', sk, encode(h), 'PX', life)
+redis.call('SET', sk, encode(h), 'PX', px)
 if rf ~= '' then
   redis.call('HSET', B .. 'r:' .. rf, 's', id, 'k', 'c')
-  redis.call('PEXPIRE', B .. 'r:' .. rf, life)
+  redis.call('PEXPIRE', B .. 'r:' .. rf, px)
 end
-redis.call('SET', B .. 'i:' .. id, dg, 'PX', life)
-redis.call('ZADD', uk, ms(ARGV[10]), dg)
-if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, life) end
-redis.call('ZADD', B .. 'x', ms(ARGV[9]), dg)
+redis.call('SET', B .. 'i:' .. id, dg, 'PX', px)
+redis.call('ZADD', uk, int(ms(ARGV[10])), dg)
+if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, px) end
+redis.call('ZADD', B .. 'x', int(ms(ARGV[9])), dg)
 return {'ok', evicted}

@@ -5,13 +5,24 @@
 local B = ARGV[1]
 local CH = ARGV[2]
 
+-- Timestamp `t` in whole milliseconds, between 1.23 and 0.22 ms below the exact value (the
+-- same offset for every timestamp): its first 14 digits, less 2^63 ns in ms rounded up. A
+-- number of 14 digits is read exactly and cheaply; one of 20 takes strtod's slow path, which
+-- cost a login about 6% of its instructions.
 local function ms(t)
-  return (tonumber(t) - 9223372036854775808) / 1000000
+  return tonumber(string.sub(t, 1, 14)) - 9223372036855
 end
 
--- Milliseconds from `now` until `t`, at least 1 (for PX / PEXPIRE).
+-- Whole number `n` as a command argument: Lua would write it with "%.17g", a costlier
+-- conversion than an integer's.
+local function int(n)
+  return string.format('%d', n)
+end
+
+-- Milliseconds from `now` until `t`, at least 1 (for PX / PEXPIRE): one more than the
+-- difference of `ms`, so never less than the exact time left.
 local function ttl(t, now)
-  local v = math.ceil(ms(t) - ms(now))
+  local v = ms(t) - ms(now) + 1
   if v < 1 then v = 1 end
   return v
 end
@@ -110,7 +121,7 @@ local function renew(dg, h, now, due_before, idle_ord, idle_rm, count)
     if d < h.i then d = h.i end
     h.s = now
     h.i = d
-    redis.call('ZADD', B .. 'x', ms(d), dg)
+    redis.call('ZADD', B .. 'x', int(ms(d)), dg)
   end
 end
 
@@ -158,7 +169,7 @@ local function deny(id, scope, till, now)
   local s, t = merge(old, scope, till)
   local v = s .. '|' .. t
   if v == old then return end
-  redis.call('SET', k, v, 'PX', ttl(t, now))
+  redis.call('SET', k, v, 'PX', int(ttl(t, now)))
   redis.call('PUBLISH', CH, id .. '|' .. v)
 end
 
@@ -172,7 +183,7 @@ end
 local function new_refresh(rd, h, sk)
   redis.call('HSET', B .. 'r:' .. rd, 's', h.id, 'k', 'c')
   local life = redis.call('PTTL', sk)
-  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. rd, life) end
+  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. rd, int(life)) end
 end
 
 -- Removes a session with every index entry and refresh token; with a reason, remembers the
@@ -186,7 +197,7 @@ local function drop(dg, h, reason, till, now)
     deny(h.id, reason, till, now)
     if h.a > now then
       -- Remembered for the session token, its current refresh token and the one spent last.
-      local tomb, life = reason .. '|' .. h.a, ttl(h.a, now)
+      local tomb, life = reason .. '|' .. h.a, int(ttl(h.a, now))
       redis.call('SET', B .. 'v:' .. dg, tomb, 'PX', life)
       if h.rc then redis.call('SET', B .. 'v:' .. h.rc, tomb, 'PX', life) end
       local last = split(h.rs)[1]

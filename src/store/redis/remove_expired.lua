@@ -2,7 +2,7 @@
 -- the index entries dropped because Redis had already expired their session by its TTL.
 local now = ARGV[3]
 local xk = B .. 'x'
-local cands = redis.call('ZRANGEBYSCORE', xk, '-inf', ms(now), 'LIMIT', 0, tonumber(ARGV[4]))
+local cands = redis.call('ZRANGEBYSCORE', xk, '-inf', int(ms(now)), 'LIMIT', 0, ARGV[4])
 local out = {}
 local stale = 0
 for _, dg in ipairs(cands) do

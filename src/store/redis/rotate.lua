@@ -15,7 +15,7 @@ local seq = redis.call('ZSCORE', uk, old)
 redis.call('ZREM', uk, old)
 if seq then redis.call('ZADD', uk, seq, new) end
 redis.call('ZREM', B .. 'x', old)
-redis.call('ZADD', B .. 'x', ms(h.i), new)
+redis.call('ZADD', B .. 'x', int(ms(h.i)), new)
 h.g = new
 h.e = dec_inc(h.e or '0')
 deny(h.id, 'below:' .. h.e, ARGV[7], now)
