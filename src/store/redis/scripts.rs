@@ -32,7 +32,49 @@ pub(super) struct Scripts {
 const PRELUDE: &str = include_str!("prelude.lua");
 
 fn script(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    Script::new(&with_prelude(body))
+}
+
+/// `body` after the parts of the prelude it uses. Redis runs a script's whole text on every
+/// call, so a script carries only the definitions it needs: the prelude's paragraphs (separated
+/// by blank lines) each define one name, but the first (`B` and `CH`), which every script gets;
+/// a paragraph is included when the body, or a paragraph included, mentions its name.
+fn with_prelude(body: &str) -> String {
+    let paragraphs: Vec<&str> = PRELUDE.split("\n\n").collect();
+    let names: Vec<Option<&str>> = paragraphs.iter().map(|p| defined(p)).collect();
+    let mut needed = vec![false; paragraphs.len()];
+    needed[0] = true;
+    let mut unread = vec![body];
+    while let Some(text) = unread.pop() {
+        for (i, name) in names.iter().enumerate() {
+            if let Some(name) = name
+                && !needed[i]
+                && mentions(text, name)
+            {
+                needed[i] = true;
+                unread.push(paragraphs[i]);
+            }
+        }
+    }
+    let mut out: Vec<&str> = paragraphs.iter().zip(&needed).filter(|(_, n)| **n).map(|(p, _)| *p).collect();
+    out.push(body);
+    out.join("\n\n")
+}
+
+/// The name a prelude paragraph defines (`local function NAME(` or `local NAME =`).
+fn defined(paragraph: &str) -> Option<&str> {
+    paragraph.lines().find_map(|line| {
+        let rest = line.strip_prefix("local function ").or_else(|| line.strip_prefix("local "))?;
+        let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+        Some(&rest[..end]).filter(|name| !name.is_empty())
+    })
+}
+
+/// Whether `text` mentions `name` as a whole word.
+fn mentions(text: &str, name: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    text.match_indices(name)
+        .any(|(at, _)| !word(text[..at].chars().next_back()) && !word(text[at + name.len()..].chars().next()))
 }
 
 impl Scripts {
@@ -51,7 +93,7 @@ impl Scripts {
             remove_expired: script(include_str!("remove_expired.lua")),
             scan: script(include_str!("scan.lua")),
             restore: script(include_str!("restore.lua")),
-            scan_code: format!("{PRELUDE}\n{}", include_str!("scan.lua")),
+            scan_code: with_prelude(include_str!("scan.lua")),
         }
     }
 
@@ -165,5 +207,44 @@ impl RedisStore {
             Ok(Err(e)) => Err(redis_error(e)),
             Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_script_carries_the_prelude_it_uses_and_no_more() {
+        let text = with_prelude("local h = get(B .. 's:' .. ARGV[3])\nreturn rec(h)");
+        for needed in ["local B =", "local CH =", "local function get(", "local F =", "local function rec("] {
+            assert!(text.contains(needed), "{needed}");
+        }
+        for unneeded in ["local function drop(", "local function deny(", "local function merge(", "local function put("]
+        {
+            assert!(!text.contains(unneeded), "{unneeded}");
+        }
+        assert!(text.ends_with("return rec(h)"));
+        // What the definitions included use comes along: drop needs deny, which needs merge.
+        let text = with_prelude("drop(dg, h, 'logout', '', ARGV[3])");
+        for needed in
+            ["local function deny(", "local function merge(", "local function drop_refresh(", "local function ttl("]
+        {
+            assert!(text.contains(needed), "{needed}");
+        }
+        // In the prelude's order, so that every local is defined before the code that uses it.
+        assert!(text.find("local function merge(") < text.find("local function deny("));
+    }
+
+    #[test]
+    fn names_are_matched_as_whole_words() {
+        assert!(mentions("drop(dg, h)", "drop"));
+        assert!(mentions("x = 1 + ms(t)", "ms"));
+        assert!(!mentions("drop_refresh(h)", "drop"));
+        assert!(!mentions("new_refresh(h)", "refresh"));
+        assert!(!mentions("items", "ms"));
+        assert_eq!(defined("-- a comment\nlocal function by_id(id)\nend"), Some("by_id"));
+        assert_eq!(defined("local F = {'id'}"), Some("F"));
+        assert_eq!(defined("-- only a comment"), None);
     }
 }
