@@ -179,6 +179,7 @@ impl crate::store::memory::MemoryStore {
         clock: C,
     ) -> SnapshotHandle {
         let path = path.into();
+        let shown_path = path.clone();
         let (store, final_path, final_clock) = (self.clone(), path.clone(), clock.clone());
         let periodic_store = self.clone();
         let (last_tx, last) = tokio::sync::oneshot::channel();
@@ -198,7 +199,7 @@ impl crate::store::memory::MemoryStore {
                 let _ = last_tx.send(saved);
             },
         );
-        SnapshotHandle { task, last }
+        SnapshotHandle { task, last, path: shown_path }
     }
 }
 
@@ -212,6 +213,8 @@ impl crate::store::memory::MemoryStore {
 pub struct SnapshotHandle {
     task: crate::sweeper::SweeperHandle,
     last: tokio::sync::oneshot::Receiver<Result<u64, SnapshotError>>,
+    /// The snapshot file, for the error of a task that ended without its final snapshot.
+    path: PathBuf,
 }
 
 #[cfg(feature = "tokio")]
@@ -226,7 +229,7 @@ impl SnapshotHandle {
         self.task.shutdown().await;
         self.last.await.unwrap_or_else(|_| {
             Err(SnapshotError::Io {
-                path: PathBuf::new(),
+                path: self.path,
                 source: std::io::Error::other("the snapshot task ended without its final snapshot"),
             })
         })
