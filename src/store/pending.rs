@@ -4,8 +4,12 @@
 
 use dashmap::DashMap;
 
+use std::future::Future;
+
 use crate::clock::Timestamp;
+use crate::error::StoreError;
 use crate::session::SessionRecord;
+use crate::store::{Lookup, TouchPolicy};
 use crate::token::TokenDigest;
 
 /// Digest → the requests counted, and what the instance last read of the session. An entry
@@ -27,7 +31,7 @@ struct Pending {
 impl PendingCounts {
     /// A validation of live session `r` with no renewal due: counts it (if `count_request`)
     /// and shows every unwritten count in `r`.
-    pub(crate) fn count(&self, r: &mut SessionRecord, count_request: bool) {
+    fn count(&self, r: &mut SessionRecord, count_request: bool) {
         let mut entry = self.0.entry(r.digest).or_insert(Pending {
             count: 0,
             idle_deadline: r.idle_deadline,
@@ -46,6 +50,42 @@ impl PendingCounts {
         self.0.get(digest).is_some_and(|p| crate::expiry::touch_due(now, p.last_seen, interval))
     }
 
+    /// What a read of session `r` answers at `now` without a write: [`Lookup::Expired`] (the
+    /// unwritten counts shown), or [`Lookup::Live`] with this request counted; `None` when the
+    /// throttled renewal is due, which only a write may answer.
+    pub(crate) fn answer_read(&self, mut r: SessionRecord, now: Timestamp, policy: &TouchPolicy) -> Option<Lookup> {
+        if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
+            return Some(Lookup::Expired { reason, record: Box::new(self.shown(r)) });
+        }
+        if crate::expiry::touch_due(now, r.last_seen_at, policy.interval) {
+            return None;
+        }
+        self.count(&mut r, policy.count_request);
+        Some(Lookup::Live(r))
+    }
+
+    /// Runs `write`, a renewal of session `digest` that adds the requests it is given: this
+    /// instance's unwritten counts, and this request if `count_request`. If the write fails,
+    /// the counts are kept for the next renewal.
+    pub(crate) async fn renew_with<T, W, F>(
+        &self,
+        digest: &TokenDigest,
+        now: Timestamp,
+        count_request: bool,
+        write: W,
+    ) -> Result<T, StoreError>
+    where
+        W: FnOnce(u64) -> F,
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let counted = self.take(digest);
+        let answer = write(counted + u64::from(count_request)).await;
+        if answer.is_err() {
+            self.give_back(digest, counted, now);
+        }
+        answer
+    }
+
     /// `r` with the requests counted and not yet written added.
     pub(crate) fn shown(&self, mut r: SessionRecord) -> SessionRecord {
         if let Some(p) = self.0.get(&r.digest) {
@@ -55,12 +95,12 @@ impl PendingCounts {
     }
 
     /// Takes the counts of `digest`, to be written with a renewal.
-    pub(crate) fn take(&self, digest: &TokenDigest) -> u64 {
+    fn take(&self, digest: &TokenDigest) -> u64 {
         self.0.remove(digest).map_or(0, |(_, p)| p.count)
     }
 
-    /// Gives back counts [`take`](Self::take) answered that could not be written.
-    pub(crate) fn give_back(&self, digest: &TokenDigest, counted: u64, now: Timestamp) {
+    /// Gives back counts `take` answered that could not be written.
+    fn give_back(&self, digest: &TokenDigest, counted: u64, now: Timestamp) {
         if counted > 0 {
             // Nothing read: no renewal is predicted from this entry (`last_seen` is `now`).
             self.0.entry(*digest).or_insert(Pending { count: 0, idle_deadline: now, last_seen: now }).count += counted;

@@ -485,29 +485,18 @@ impl SessionStore for RedisStore {
                     }
                 });
             };
-            let mut r = record_of_string(&stored)?;
-            if let Err(reason) = crate::expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
-            }
-            if !crate::expiry::touch_due(now, r.last_seen_at, policy.interval) {
-                self.inner.pending.count(&mut r, policy.count_request);
-                return Ok(Lookup::Live(r));
+            if let Some(answer) = self.inner.pending.answer_read(record_of_string(&stored)?, now, &policy) {
+                return Ok(answer);
             }
         }
-        // A renewal is due: write this instance's counts with it.
-        let counted = self.inner.pending.take(digest);
+        // A renewal is due: write this instance's counts with it (kept if the script fails).
         let [due, idle, idle_rm, _] = touch_args(now, &policy);
-        let count = (counted + u64::from(policy.count_request)).to_string().into_bytes();
-        let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count];
-        let answer = match self.run(&self.inner.scripts.touch, self.base(route), &key, args).await {
-            Ok(reply) => lookup(array(&reply)?),
-            Err(e) => Err(e),
+        let renewal = |count: u64| {
+            let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count.to_string().into_bytes()];
+            self.run(&self.inner.scripts.touch, self.base(route), &key, args)
         };
-        if answer.is_err() {
-            // Not written: keep the counts for the next renewal.
-            self.inner.pending.give_back(digest, counted, now);
-        }
-        answer
+        let reply = self.inner.pending.renew_with(digest, now, policy.count_request, renewal).await?;
+        lookup(array(&reply)?)
     }
 
     async fn get_by_id(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {

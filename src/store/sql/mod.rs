@@ -381,25 +381,15 @@ impl SqlStore {
         // database no commit. When this instance's last read of the session says the renewal
         // is due, the write goes first (it checks again).
         if !self.inner.pending.renewal_due(digest, now, policy.interval)
-            && let Some(mut r) = self.by_digest(digest).await?
+            && let Some(r) = self.by_digest(digest).await?
+            && let Some(answer) = self.inner.pending.answer_read(r, now, &policy)
         {
-            if let Err(reason) = expiry::check(now, r.idle_deadline, r.absolute_deadline) {
-                return Ok(Lookup::Expired { reason, record: Box::new(self.inner.pending.shown(r)) });
-            }
-            if !expiry::touch_due(now, r.last_seen_at, policy.interval) {
-                self.inner.pending.count(&mut r, policy.count_request);
-                return Ok(Lookup::Live(r));
-            }
+            return Ok(answer);
         }
-        // A renewal is due (or the session is missing): write this instance's counts with it.
-        let counted = self.inner.pending.take(digest);
-        let count = counted + u64::from(policy.count_request);
-        let answer = self.touch_write(digest, now, policy, count).await;
-        if answer.is_err() {
-            // Not written: keep the counts for the next renewal.
-            self.inner.pending.give_back(digest, counted, now);
-        }
-        answer
+        // A renewal is due (or the session is missing): write this instance's counts with it
+        // (kept if the write fails).
+        let renewal = |count| self.touch_write(digest, now, policy, count);
+        self.inner.pending.renew_with(digest, now, policy.count_request, renewal).await
     }
 
     /// [`TOUCH`]: adds `count` requests, renews, and tells expired, revoked and unknown apart.
