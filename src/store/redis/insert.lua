@@ -59,19 +59,8 @@ if ARGV[16] ~= '' then
     end
   end
 end
-local life = ttl(ARGV[10], now) + tonumber(ARGV[20])
-local px = int(life)
-local seq = redis.call('INCR', B .. 'q')
 local h = {id = id, g = dg, u = u, c = ARGV[7], s = ARGV[8], i = ARGV[9], a = ARGV[10], r = ARGV[11],
-  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = seq, e = ARGV[21]}
+  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = redis.call('INCR', B .. 'q'), e = ARGV[21]}
 if rf ~= '' then h.rc = rf end
-redis.call('SET', sk, encode(h), 'PX', px)
-if rf ~= '' then
-  redis.call('HSET', B .. 'r:' .. rf, 's', id, 'k', 'c')
-  redis.call('PEXPIRE', B .. 'r:' .. rf, px)
-end
-redis.call('SET', B .. 'i:' .. id, dg, 'PX', px)
-redis.call('ZADD', uk, int(ms(ARGV[10])), dg)
-if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, px) end
-redis.call('ZADD', B .. 'x', int(ms(ARGV[9])), dg)
+create(h, ttl(ARGV[10], now) + tonumber(ARGV[20]))
 return {'ok', evicted}

@@ -186,6 +186,27 @@ local function new_refresh(rd, h, sk)
   if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. rd, int(life)) end
 end
 
+-- Writes new session `h` (a table of its fields, `q` from the bucket's sequence) with its
+-- refresh tokens (current `rc`, spent `rs`) and index entries, all expiring `life` ms from now
+-- (the user's index no sooner than it was to).
+local function create(h, life)
+  local px = int(life)
+  redis.call('SET', B .. 's:' .. h.g, encode(h), 'PX', px)
+  if h.rc then
+    redis.call('HSET', B .. 'r:' .. h.rc, 's', h.id, 'k', 'c')
+    redis.call('PEXPIRE', B .. 'r:' .. h.rc, px)
+  end
+  for _, r in ipairs(split(h.rs)) do
+    redis.call('HSET', B .. 'r:' .. r, 's', h.id, 'k', 'x')
+    redis.call('PEXPIRE', B .. 'r:' .. r, px)
+  end
+  redis.call('SET', B .. 'i:' .. h.id, h.g, 'PX', px)
+  local uk = B .. 'u:' .. h.u
+  redis.call('ZADD', uk, int(ms(h.a)), h.g)
+  if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, px) end
+  redis.call('ZADD', B .. 'x', int(ms(h.i)), h.g)
+end
+
 -- Removes a session with every index entry and refresh token; with a reason, remembers the
 -- revocation until the absolute deadline and denylists its access tokens until `till`.
 -- The denylist entry and the remembered revocations are written first: while a Cluster

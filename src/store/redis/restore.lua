@@ -41,31 +41,12 @@ if mode == 'check' then return {'ok'} end
 for _, it in ipairs(items) do
   local j = it[1]
   if it[2] == 's' then
-    local id, dg, u, a = ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ARGV[j + 7]
-    local sk = B .. 's:' .. dg
-    local life = ttl(a, ref) + keep
-    local px = int(life)
-    local h = {id = id, g = dg, u = u, c = ARGV[j + 4], s = ARGV[j + 5], i = ARGV[j + 6], a = a,
-      r = ARGV[j + 8], n = ARGV[j + 9], m = ARGV[j + 10], d = ARGV[j + 11], v = '0',
-      q = redis.call('INCR', B .. 'q'), e = ARGV[j + 14]}
+    local h = {id = ARGV[j + 1], g = ARGV[j + 2], u = ARGV[j + 3], c = ARGV[j + 4], s = ARGV[j + 5],
+      i = ARGV[j + 6], a = ARGV[j + 7], r = ARGV[j + 8], n = ARGV[j + 9], m = ARGV[j + 10], d = ARGV[j + 11],
+      v = '0', q = redis.call('INCR', B .. 'q'), e = ARGV[j + 14]}
     if ARGV[j + 12] ~= '' then h.rc = ARGV[j + 12] end
     if ARGV[j + 13] ~= '' then h.rs = ARGV[j + 13] end
-    redis.call('SET', sk, encode(h), 'PX', px)
-    if ARGV[j + 12] ~= '' then
-      redis.call('HSET', B .. 'r:' .. ARGV[j + 12], 's', id, 'k', 'c')
-      redis.call('PEXPIRE', B .. 'r:' .. ARGV[j + 12], px)
-    end
-    if ARGV[j + 13] ~= '' then
-      for _, r in ipairs(split(ARGV[j + 13])) do
-        redis.call('HSET', B .. 'r:' .. r, 's', id, 'k', 'x')
-        redis.call('PEXPIRE', B .. 'r:' .. r, px)
-      end
-    end
-    redis.call('SET', B .. 'i:' .. id, dg, 'PX', px)
-    local uk = B .. 'u:' .. u
-    redis.call('ZADD', uk, int(ms(a)), dg)
-    if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, px) end
-    redis.call('ZADD', B .. 'x', int(ms(ARGV[j + 6])), dg)
+    create(h, ttl(h.a, ref) + keep)
   elseif it[2] == 'v' then
     redis.call('SET', B .. 'v:' .. ARGV[j + 1], ARGV[j + 2] .. '|' .. ARGV[j + 3], 'PX', int(ttl(ARGV[j + 3], ref)))
   else
