@@ -24,6 +24,11 @@ fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
 
+/// The hash tag of `name`'s bucket: `{b<n>}`, `n` the top 8 bits of the user's route.
+fn tag(name: &str) -> String {
+    format!("{{b{}}}", sessionkit::token::Route::of_user(&user(name)).get() >> 4)
+}
+
 fn keys() -> KeySet {
     KeySet::new(SigningKey::hs256("k1", &[7; 32]).unwrap()).unwrap()
 }
@@ -176,11 +181,10 @@ async fn a_failed_master_fails_its_users_closed_until_fail_over() {
         .unwrap();
     let on_victim: HashSet<String> = {
         let node = cluster.nodes.iter().find(|n| n.port == victim_port).unwrap();
-        let keys = node.keys("failover:*:u:*");
-        assert!(keys > 0);
+        assert!(node.keys("failover:*:s") > 0);
         sessions
             .iter()
-            .filter(|(name, _)| node.keys(&format!("failover:*:u:{name}")) == 1)
+            .filter(|(name, _)| node.keys(&format!("failover:{}:s", tag(name))) == 1)
             .map(|(n, _)| n.clone())
             .collect()
     };
@@ -240,7 +244,8 @@ async fn a_durable_logout_survives_fail_over() {
         .with_durable_revocations(1, Duration::from_secs(1));
     let m = SessionManager::new(RedisStore::connect(config).await.unwrap(), SessionConfig::default());
     let created = m.create(NewSession::new(user("alice"))).await.unwrap();
-    let port = cluster.masters().iter().find(|n| n.keys("durable:*:u:alice") == 1).map(|n| n.port).unwrap();
+    let port =
+        cluster.masters().iter().find(|n| n.keys(&format!("durable:{}:s", tag("alice"))) == 1).map(|n| n.port).unwrap();
     let master = cluster.nodes.iter().position(|n| n.port == port).unwrap();
     cluster.nodes[master].wait_replica();
     m.revoke(created.token.expose_secret()).await.unwrap();
@@ -259,13 +264,14 @@ async fn a_durable_logout_survives_fail_over() {
     }
 }
 
-/// While a user's bucket is migrating between masters (`CLUSTER SETSLOT … MIGRATING`), Redis
-/// refuses a script's access to a key the source does not hold. Validation (a `GET` of a key
-/// still on the source) goes on; a logout fails, but stops before removing anything, so once
-/// the migration is over the session is still there to log out and its access token is
-/// refused: a failed revocation never leaves access tokens valid without their session.
+/// A user's bucket moved to another master while in use (`CLUSTER SETSLOT … MIGRATING`, then
+/// `MIGRATE`, then `SETSLOT … NODE`). Every script declares all nine keys of its bucket, so
+/// Redis runs it only where all of them are: while they are split between the two masters a
+/// logout is refused whole (`TRYAGAIN`), never run in part, and validations, plain reads,
+/// follow the key they read (`ASK`). Once the bucket has moved, everything works on the new
+/// master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_during_a_slot_migration_fails_without_removing_the_session() {
+async fn a_bucket_moves_between_masters_while_in_use() {
     // A cluster of its own: a migrating slot would disturb the shared cluster's other tests.
     let Some(cluster) = RedisCluster::start("slot migration", false) else { return };
     let m = SessionManager::new(
@@ -273,14 +279,17 @@ async fn a_logout_during_a_slot_migration_fails_without_removing_the_session() {
         SessionConfig::default(),
     );
     m.set_keys(keys());
-    let alice = user("alice");
-    let created = m.create(NewSession::new(alice.clone())).await.unwrap();
+    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
     let token = created.token.expose_secret().to_owned();
     let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
+    // A revocation in the bucket, so that all nine of its keys exist.
+    let other = m.create(NewSession::new(user("alice"))).await.unwrap();
+    assert!(m.revoke(other.token.expose_secret()).await.unwrap());
 
-    let tag = format!("{{b{}}}", sessionkit::token::Route::of_user(&alice).get() >> 4);
+    let tag = tag("alice");
+    let masters = cluster.masters();
     let mut conns = Vec::new();
-    for node in cluster.masters() {
+    for node in &masters {
         let client = redis::Client::open(node.url()).unwrap();
         conns.push(client.get_multiplexed_async_connection().await.unwrap());
     }
@@ -291,6 +300,7 @@ async fn a_logout_during_a_slot_migration_fails_without_removing_the_session() {
         ids.push(redis::cmd("CLUSTER").arg("MYID").query_async::<String>(conn).await.unwrap());
         let keys: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(conn).await.unwrap();
         if keys > 0 {
+            assert_eq!(keys, 9, "a bucket is nine keys");
             owner = Some(i);
         }
     }
@@ -304,17 +314,37 @@ async fn a_logout_during_a_slot_migration_fails_without_removing_the_session() {
         }
         let () = cmd.query_async(conn).await.unwrap();
     };
+    let migrate = async |conn: &mut redis::aio::MultiplexedConnection, names: &[&str]| {
+        let mut cmd = redis::cmd("MIGRATE");
+        cmd.arg("127.0.0.1").arg(masters[target].port).arg("").arg(0).arg(5000).arg("KEYS");
+        for name in names {
+            cmd.arg(format!("migrating:{tag}:{name}"));
+        }
+        let () = cmd.query_async(conn).await.unwrap();
+    };
     let (owner_id, target_id) = (ids[owner].clone(), ids[target].clone());
     setslot(&mut conns[target], "IMPORTING", Some(&owner_id)).await;
     setslot(&mut conns[owner], "MIGRATING", Some(&target_id)).await;
+    m.validate(&token).await.expect("a read before any key moved");
 
-    m.validate(&token).await.expect("a read of a key still on the source");
-    assert!(matches!(m.revoke(&token).await, Err(Error::Store(_))), "the script is refused");
+    // The sessions move first: a validation follows them, a logout waits for the rest.
+    migrate(&mut conns[owner], &["s"]).await;
+    m.validate(&token).await.expect("a read of a key already on the target");
+    assert!(matches!(m.revoke(&token).await, Err(Error::Store(_))), "refused while the bucket is split");
+    m.validate(&token).await.expect("the refused logout changed nothing");
+    assert!(m.verify_access(&access).await.is_ok(), "nor denied the access token");
 
-    setslot(&mut conns[owner], "STABLE", None).await;
-    setslot(&mut conns[target], "STABLE", None).await;
-    m.validate(&token).await.expect("the failed logout removed nothing");
-    assert!(m.revoke(&token).await.unwrap(), "logged out now");
+    migrate(&mut conns[owner], &["i", "u", "r", "v", "d", "x", "y", "q"]).await;
+    for conn in [target, owner].into_iter().chain((0..conns.len()).filter(|i| *i != target && *i != owner)) {
+        setslot(&mut conns[conn], "NODE", Some(&target_id)).await;
+    }
+    assert!(m.revoke(&token).await.unwrap(), "logged out on the new master");
     assert!(matches!(m.verify_access(&access).await, Err(Error::Revoked { .. })));
     assert!(matches!(m.validate(&token).await, Err(Error::Revoked { .. })));
+    assert!(matches!(m.validate(other.token.expose_secret()).await, Err(Error::Revoked { .. })), "moved too");
+    // What is left (alice has no session now: her revocations, and the sequence) is all there.
+    for (i, conn) in conns.iter_mut().enumerate() {
+        let keys: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(conn).await.unwrap();
+        assert_eq!(keys, if i == target { 4 } else { 0 });
+    }
 }

@@ -197,18 +197,6 @@ pub(super) fn touch_args(now: Timestamp, policy: &TouchPolicy) -> [Vec<u8>; 4] {
     ]
 }
 
-/// Escapes the glob characters of a key base for `SCAN MATCH`.
-pub(super) fn glob_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 1);
-    for c in s.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 pub(super) fn lookup(reply: &[Value]) -> Result<Lookup, StoreError> {
     match tag(reply)? {
         "live" => Ok(Lookup::Live(record(field(reply, 1)?)?)),
@@ -319,10 +307,5 @@ mod tests {
         }
         let bad = stored.replacen("\n1\n7\n", "\n1\nseven\n", 1);
         assert!(matches!(record_of_string(bad.as_bytes()), Err(StoreError::Corrupt(_))));
-    }
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\:{0}:"), "a\\*b\\?\\[c\\]\\\\:{0}:");
     }
 }

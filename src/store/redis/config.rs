@@ -35,9 +35,10 @@ pub struct RedisConfig {
     pub operation_timeout: Duration,
     /// Longest a connection attempt may take. Default 500 ms.
     pub connect_timeout: Duration,
-    /// How long a session stays in Redis after its absolute deadline, so that a late request
-    /// is answered "expired" rather than "unknown". Default 15 minutes (the sweeper's default
-    /// interval, so the answer matches [`MemoryStore`](crate::MemoryStore)'s).
+    /// How long an expired session stays in Redis at least when no sweeper removes it (a
+    /// login removes sessions of its bucket this long past their expiry), so that a late
+    /// request is answered "expired" rather than "unknown". Default 15 minutes (the sweeper's
+    /// default interval, so the answer matches [`MemoryStore`](crate::MemoryStore)'s).
     pub expired_retention: Duration,
     /// How access-token denylist checks are answered. Default [`DenylistMode::Subscribed`].
     pub denylist: DenylistMode,

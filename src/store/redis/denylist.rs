@@ -12,7 +12,7 @@ use crate::error::StoreError;
 use crate::session::SessionId;
 
 use super::codec::deny_entry;
-use super::conn::{Conn, Master};
+use super::conn::Conn;
 use super::{query, redis_error};
 
 /// How [`RedisStore`](super::RedisStore) answers
@@ -31,8 +31,8 @@ pub enum DenylistMode {
 pub(super) use crate::store::local_denylist::LocalDenylist;
 
 pub(super) struct SubscriberSettings {
-    /// `SCAN MATCH` pattern of every key of the store.
-    pub(super) pattern: String,
+    /// The key base of every bucket.
+    pub(super) bases: Vec<String>,
     pub(super) channel: String,
     /// The longest the subscription may go unconfirmed by a `PING`.
     pub(super) check: Duration,
@@ -128,47 +128,17 @@ fn apply_message(local: &LocalDenylist, payload: &str) {
     }
 }
 
-/// Reads every denylist entry from Redis into `local`: `SCAN` on every master, then the
-/// values (one `MGET` per page on a standalone server, whose keys may span buckets; one `GET`
-/// per key on a Cluster, where each key is routed to its slot).
+/// Reads every denylist entry from Redis into `local`: each bucket's `d` hash, all at once
+/// (the requests share the connection, and on a Cluster each goes to its bucket's master).
 async fn resync(conn: &Conn, local: &LocalDenylist, s: &SubscriberSettings) -> Result<(), StoreError> {
-    let pattern = format!("{}d:*", s.pattern.trim_end_matches('*'));
-    let masters = tokio::time::timeout(s.timeout, conn.masters())
-        .await
-        .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-        .map_err(redis_error)?;
-    for master in &masters {
-        let mut cursor = 0u64;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000);
-            let (next, keys): (u64, Vec<String>) = tokio::time::timeout(s.timeout, conn.query_on(master, scan))
-                .await
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-                .map_err(redis_error)?;
-            let values: Vec<Option<String>> = if keys.is_empty() {
-                Vec::new()
-            } else if *master == Master::Standalone {
-                let mut mget = redis::cmd("MGET");
-                mget.arg(&keys);
-                query(conn, mget, s.timeout).await?
-            } else {
-                let gets = keys.iter().map(|k| {
-                    let mut get = redis::cmd("GET");
-                    get.arg(k);
-                    query::<Option<String>>(conn, get, s.timeout)
-                });
-                futures_util::future::try_join_all(gets).await?
-            };
-            for (key, value) in keys.iter().zip(values) {
-                let id = key.split_once("}:d:").map(|(_, id)| id);
-                let (Some(id), Some(value)) = (id, value) else { continue };
-                apply_message(local, &format!("{id}|{value}"));
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
+    let reads = s.bases.iter().map(|base| {
+        let mut all = redis::cmd("HGETALL");
+        all.arg(format!("{base}d"));
+        query::<Vec<(String, String)>>(conn, all, s.timeout)
+    });
+    for entries in futures_util::future::try_join_all(reads).await? {
+        for (id, value) in entries {
+            apply_message(local, &format!("{id}|{value}"));
         }
     }
     Ok(())

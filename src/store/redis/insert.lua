@@ -1,32 +1,24 @@
 -- insert: ARGV 3 now, 4 digest, 5 id, 6 user, 7 created, 8 last seen, 9 idle deadline,
 -- 10 absolute deadline, 11 remember-me, 12 request count, 13 metadata, 14 data,
 -- 15 refresh digest or '', 16 limit or '', 17 policy (o|l|r), 18 eviction reason,
--- 19 deny-until or '', 20 retention (ms kept after the absolute deadline), 21 generation.
+-- 19 deny-until or '', 20 retention (ms kept after the idle deadline), 21 generation.
 local now, dg, id, u, rf = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[15]
-local sk = B .. 's:' .. dg
-local taken
-if rf ~= '' then
-  taken = redis.call('EXISTS', sk, B .. 'i:' .. id, B .. 'r:' .. rf)
-else
-  taken = redis.call('EXISTS', sk, B .. 'i:' .. id)
+if redis.call('HEXISTS', S, dg) == 1 or redis.call('HEXISTS', I, id) == 1
+  or (rf ~= '' and redis.call('HEXISTS', R, rf) == 1) then
+  return {'conflict'}
 end
-if taken > 0 then return {'conflict'} end
-local uk = B .. 'u:' .. u
--- Keep both indexes bounded without a sweeper: the user's index forgets sessions past their
--- absolute deadline (scores are absolute deadlines), the sweeper's index forgets sessions whose
--- idle deadline passed more than a day (plus the retention) ago: a sweeper running at all
--- (at most daily) has removed those already, and Redis expires their keys by TTL.
--- (With a limit the walk below removes the expired sessions themselves, index entries included.)
-if ARGV[16] == '' then redis.call('ZREMRANGEBYSCORE', uk, '-inf', '(' .. int(ms(now))) end
-redis.call('ZREMRANGEBYSCORE', B .. 'x', '-inf', '(' .. int(ms(now) - 86400000 - tonumber(ARGV[20])))
+-- Nothing in the bucket expires by itself: each login removes two sessions of the bucket
+-- whose idle deadline passed more than the retention ago, so that, sweeper or not, a bucket
+-- never holds more than two sessions beyond its peak of unexpired ones.
+collect(now, tonumber(ARGV[20]), 2)
 local evicted = {}
--- Without a limit there is nothing to count: the user's index is not walked at all.
+-- Without a limit there is nothing to count: the user's sessions are not walked at all.
 if ARGV[16] ~= '' then
   local live = {}
-  for _, m in ipairs(redis.call('ZRANGE', uk, 0, -1)) do
-    local h = get(B .. 's:' .. m)
+  for _, m in ipairs(of_user(u)) do
+    local h = get(m)
     if not h then
-      redis.call('ZREM', uk, m)
+      redis.call('ZREM', U, um(u, m))
     elseif expiry(h, now) then
       -- Expired: removed as the sweeper would (not remembered as revoked).
       drop(m, h, false, '', now)
@@ -60,7 +52,7 @@ if ARGV[16] ~= '' then
   end
 end
 local h = {id = id, g = dg, u = u, c = ARGV[7], s = ARGV[8], i = ARGV[9], a = ARGV[10], r = ARGV[11],
-  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = redis.call('INCR', B .. 'q'), e = ARGV[21]}
+  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = redis.call('INCR', Q), e = ARGV[21]}
 if rf ~= '' then h.rc = rf end
-create(h, ttl(ARGV[10], now) + tonumber(ARGV[20]))
+create(h)
 return {'ok', evicted}

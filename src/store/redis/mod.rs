@@ -8,7 +8,7 @@
 //! its size cap are computed in Rust): no patch is ever lost, and after 64 attempts, each
 //! failed because another patch won, it answers [`StoreError::Contended`].
 //!
-//! Validation ([`SessionStore::touch`]) is a read — one `GET` of the session, stored as one
+//! Validation ([`SessionStore::touch`]) is a read — one `HGET` of the session, stored as one
 //! string — and writes nothing unless the throttled renewal is due; then the touch script
 //! renews and writes the requests counted since (see [request counts](#request-counts)). When
 //! this store's last read of the session shows the renewal due, the script is sent instead of
@@ -28,41 +28,51 @@
 //!
 //! # Key layout
 //!
-//! Keys are sharded by user over [`BUCKETS`] (256) buckets. A bucket's keys start with
-//! `<prefix>:{b<n>}:` (default prefix `sessionkit`); the hash tag `{b<n>}` puts them in one
-//! Redis Cluster slot, so a script can update a session, its user's index and the denylist
+//! Keys are sharded by user over [`BUCKETS`] (256) buckets. A bucket is nine keys, each
+//! `<prefix>:{b<n>}:<name>` (default prefix `sessionkit`); the hash tag `{b<n>}` puts them in
+//! one Redis Cluster slot, so a script can update a session, its user's index and the denylist
 //! together, while different users spread over every shard. A user's bucket is the top 8 bits
 //! of their [`Route`] (12 bits of the SHA-256 of the user id). Session and refresh tokens
 //! start with the route, and session ids carry it in their first 12 bits (see
 //! [`Route`]), so a lookup by token or id finds its bucket without a scan or an extra round
 //! trip. Separate applications use separate prefixes.
 //!
+//! Every script is passed all nine keys of its bucket in `KEYS` and touches no other key, so
+//! it is correct on a Cluster in every state: while a bucket's slot migrates between masters,
+//! Redis runs a script only where all of the bucket's keys are, and answers `TRYAGAIN` (a
+//! [`StoreError`] after the client's retries) while they are split, before the script does
+//! anything; proxies that check scripts' keys accept them. A validation's read follows its key
+//! (`ASK`).
+//!
 //! Tokens issued for this store by versions before routing (43 characters, no route) are not
 //! found: their users sign in again once. Their keys lived under `<prefix>:{0}:`, which no
 //! bucket uses; per-session keys expire by themselves, and the two unbounded keys of that
 //! layout, `<prefix>:{0}:x` and `<prefix>:{0}:q`, can be deleted after the upgrade.
 //!
-//! | key | type | holds | expires |
-//! |---|---|---|---|
-//! | `s:<digest>` | string | a session, by the SHA-256 digest of its token (base64url): its fields, each ended by a newline, then the user id (metadata and data as compact JSON, which holds no raw newline) | absolute deadline + retention |
-//! | `i:<session id>` | string | the digest of session `id` | with the session |
-//! | `u:<user id>` | sorted set | the user's session digests, scored by absolute deadline | with the user's last session |
-//! | `r:<digest>` | hash | a refresh token (current or spent) and its session id | with the session |
-//! | `v:<digest>` | string | a remembered revocation of a session token, or of its current or last spent refresh token: `reason\|until` | at the session's absolute deadline |
-//! | `d:<session id>` | string | the session's denylist entry: `reason\|until` (a revocation: every access token) or `below:<generation>\|until` (a rotation: those issued for an earlier generation) | when the last access token expires |
-//! | `x` | sorted set | the bucket's session digests, scored by idle deadline (the sweeper's index) | never: pruned by the sweeper, and by every login of entries a day past their idle deadline |
-//! | `q` | string | the bucket's creation sequence (orders logins made in the same instant) | never: one integer |
+//! | key | type | holds |
+//! |---|---|---|
+//! | `s` | hash | the sessions, by the SHA-256 digest of their token (base64url): each one string, its fields each ended by a newline, then the user id (metadata and data as compact JSON, which holds no raw newline) |
+//! | `i` | hash | session id → digest |
+//! | `u` | sorted set | the user index: one member per session, the user id's length (8 digits), the user id and the digest, all scored 0 so that a user's sessions are one lexical range |
+//! | `r` | hash | the refresh tokens (current, and spent ones still recognised), by digest: kind, session id, and for the one spent last when and its sealed successor |
+//! | `v` | hash | remembered revocations of session tokens and of their current or last spent refresh tokens, by digest: `reason\|until` (until: the session's absolute deadline) |
+//! | `d` | hash | denylist entries, by session id: `reason\|until` (a revocation: every access token) or `below:<generation>\|until` (a rotation: those issued for an earlier generation), until the last access token expires |
+//! | `x` | sorted set | the sessions' digests, scored by idle deadline (the sweeper's index) |
+//! | `y` | sorted set | the entries of `v` and `d` (`v<digest>`, `d<id>`), scored by until |
+//! | `q` | string | the creation sequence (orders logins made in the same instant) |
 //!
-//! Keys hold digests, never tokens: a dump of Redis cannot be replayed. Every per-session key
-//! has a TTL, so Redis forgets expired sessions even if no sweeper runs. The two indexes are
-//! pruned as they go: every login drops the user's sessions past their absolute deadline from
-//! `u:<user>`, and entries of `x` more than a day past their idle deadline (a sweeper that runs
-//! at all has removed those already), so memory stays bounded without a sweeper too.
-//! Sessions are kept for [`RedisConfig::expired_retention`] past their absolute deadline so
-//! that a late request is told "expired" rather than "unknown".
+//! Keys hold digests, never tokens: a dump of Redis cannot be replayed. Nothing expires by
+//! itself (Redis before 7.4 cannot expire a hash's fields), so removal is explicit and the
+//! indexes are exact. The sweeper removes expired sessions, revocations and denylist entries;
+//! without it, each login removes two sessions of its bucket whose idle deadline passed more
+//! than [`RedisConfig::expired_retention`] ago, and each revocation up to five revocations and
+//! denylist entries whose time has passed, so a bucket never holds more than two sessions
+//! beyond its peak of unexpired ones, and expired entries never pile up. Until it is removed,
+//! an expired session is answered "expired", an expired revocation or denylist entry is
+//! ignored.
 //!
 //! Timestamps are stored as 20-digit strings (Unix nanoseconds + 2⁶³), so that scripts compare
-//! them exactly; TTLs are counted from the caller's `now`, never from Redis's clock.
+//! them exactly, and always come from the caller's `now`, never from Redis's clock.
 //!
 //! # Request counts
 //!
@@ -84,8 +94,8 @@
 //!
 //! # The access-token denylist
 //!
-//! Revocations, and rotations asked to end the older access tokens, write `d:<session id>`
-//! and publish `<session id>|<value>` (the key's new value) on the channel
+//! Revocations, and rotations asked to end the older access tokens, write the session's entry
+//! in `d` and publish `<session id>|<value>` (the entry's new value) on the channel
 //! `<prefix>:denylist`. A session has one entry: each write merges with it in the same script
 //! ([`DenyEntry::merge`]: a revocation outweighs a rotation, the later rotation wins, the
 //! later until is kept). Instances of versions before rotations were denylisted ignore the
@@ -135,8 +145,8 @@ use crate::store::{
 use crate::token::{Route, TokenDigest};
 
 use codec::{
-    array, bytes, corrupt, deny_arg, deny_entry, deny_scope, deny_scope_arg, digest, expiry_reason, field, glob_escape,
-    int, json, lookup, optional_record, parse_ts, reason, record, record_of_string, records, tag, text, touch_args, ts,
+    array, bytes, corrupt, deny_arg, deny_entry, deny_scope, deny_scope_arg, digest, expiry_reason, field, int, json,
+    lookup, optional_record, parse_ts, reason, record, record_of_string, records, tag, text, touch_args, ts,
 };
 pub use config::{MAX_EXPIRED_RETENTION, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, RedisConfig, RedisConfigError};
 use conn::Conn;
@@ -156,8 +166,6 @@ struct Inner {
     conn: Conn,
     /// `<prefix>:{b<n>}:` for every bucket `n`.
     bases: Vec<String>,
-    /// `SCAN MATCH` pattern of every key of the store, all buckets.
-    pattern: String,
     /// The bucket the next sweep starts at, so that sweeps bounded by `max` visit every one.
     sweep_from: std::sync::atomic::AtomicUsize,
     channel: String,
@@ -237,7 +245,6 @@ impl RedisStore {
         let conn = Conn::new(&config, &client)?;
         let revocations = if config.revocation_replicas > 0 { Some(Conn::new(&config, &client)?) } else { None };
         let bases: Vec<String> = (0..BUCKETS).map(|b| format!("{}:{{b{b}}}:", config.key_prefix)).collect();
-        let pattern = format!("{}:{{b*}}:*", glob_escape(&config.key_prefix));
         let channel = format!("{}:denylist", config.key_prefix);
         let (denylist, subscriber) = match config.denylist {
             DenylistMode::Strict => (None, None),
@@ -249,7 +256,7 @@ impl RedisStore {
                     conn.clone(),
                     Arc::clone(&local),
                     SubscriberSettings {
-                        pattern: pattern.clone(),
+                        bases: bases.clone(),
                         channel: channel.clone(),
                         check: config.subscription_check,
                         timeout: config.operation_timeout,
@@ -271,7 +278,6 @@ impl RedisStore {
             client,
             conn,
             bases,
-            pattern,
             sweep_from,
             channel,
             config,
@@ -302,8 +308,9 @@ impl RedisStore {
         &self.inner.bases[bucket(route)]
     }
 
-    fn key(&self, route: Route, kind: &str, name: &str) -> String {
-        format!("{}{kind}:{name}", self.base(route))
+    /// The key `name` (one of [`KEY_NAMES`](scripts::KEY_NAMES)) of the bucket `route` falls in.
+    fn key(&self, route: Route, name: &str) -> String {
+        format!("{}{name}", self.base(route))
     }
 
     fn note_denied(&self, records: &[SessionRecord], revocation: &Revocation) {
@@ -320,7 +327,6 @@ impl RedisStore {
     async fn remove_one(
         &self,
         route: Route,
-        key: String,
         id: Vec<u8>,
         digest: Vec<u8>,
         revocation: Revocation,
@@ -328,7 +334,7 @@ impl RedisStore {
         let args =
             vec![ts(revocation.at), id, revocation.reason.as_str().as_bytes().to_vec(), deny_arg(&revocation), digest];
         let conn = self.revocation_conn();
-        let reply = self.run_on(conn, &self.inner.scripts.remove, self.base(route), &key, args).await?;
+        let reply = self.run_on(conn, &self.inner.scripts.remove, bucket(route), args).await?;
         let removed = optional_record(array(&reply)?)?;
         if let Some(r) = &removed {
             self.note_denied(std::slice::from_ref(r), &revocation);
@@ -395,9 +401,11 @@ const SWEEP_BATCH: usize = 512;
 /// Cluster slot, and holds the users whose [`Route`] falls in it (a route's top 8 bits).
 pub const BUCKETS: usize = 256;
 
-/// A scan cursor's low bits are a master's own `SCAN` cursor, its high bits the master's index.
-const NODE_CURSOR_BITS: u32 = 56;
-const NODE_CURSOR_MASK: u64 = (1 << NODE_CURSOR_BITS) - 1;
+/// A scan cursor's top 8 bits are the bucket, the next 2 which of its hashes is being read,
+/// the low 54 that hash's own `HSCAN` cursor.
+const BUCKET_CURSOR_SHIFT: u32 = 56;
+const HASH_CURSOR_SHIFT: u32 = 54;
+const HSCAN_CURSOR_MASK: u64 = (1 << HASH_CURSOR_SHIFT) - 1;
 
 /// The bucket of `route`.
 fn bucket(route: Route) -> usize {
@@ -447,8 +455,7 @@ impl SessionStore for RedisStore {
         ];
         // The user's bucket; a routed token's digest names the same one.
         let route = Route::of_user(&record.user);
-        let reply =
-            self.run(&self.inner.scripts.insert, self.base(route), &self.key(route, "s", &digest), args).await?;
+        let reply = self.run(&self.inner.scripts.insert, bucket(route), args).await?;
         let reply = array(&reply)?;
         match tag(reply)? {
             "ok" => {
@@ -465,18 +472,17 @@ impl SessionStore for RedisStore {
     async fn touch(&self, digest: &TokenDigest, now: Timestamp, policy: TouchPolicy) -> Result<Lookup, StoreError> {
         let route = digest.route();
         let d = digest.to_base64();
-        let key = self.key(route, "s", &d);
         // The common case is one read of the session, a single string. Only a miss reads its
         // remembered revocation as well. A renewal due runs the script instead: straight away
         // when this instance's last read of the session says it is due (one round trip; the
         // script checks again), else after the read has shown it.
         if !self.inner.pending.renewal_due(digest, now, policy.interval) {
             let timeout = self.inner.config.operation_timeout;
-            let mut get = redis::cmd("GET");
-            get.arg(&key);
+            let mut get = redis::cmd("HGET");
+            get.arg(self.key(route, "s")).arg(&d);
             let Some(stored) = query::<Option<Vec<u8>>>(&self.inner.conn, get, timeout).await? else {
-                let mut get = redis::cmd("GET");
-                get.arg(self.key(route, "v", &d));
+                let mut get = redis::cmd("HGET");
+                get.arg(self.key(route, "v")).arg(&d);
                 return Ok(match query::<Option<String>>(&self.inner.conn, get, timeout).await? {
                     None => Lookup::NotFound,
                     Some(v) => {
@@ -493,7 +499,7 @@ impl SessionStore for RedisStore {
         let [due, idle, idle_rm, _] = touch_args(now, &policy);
         let renewal = |count: u64| {
             let args = vec![ts(now), d.clone().into_bytes(), due, idle, idle_rm, count.to_string().into_bytes()];
-            self.run(&self.inner.scripts.touch, self.base(route), &key, args)
+            self.run(&self.inner.scripts.touch, bucket(route), args)
         };
         let reply = self.inner.pending.renew_with(digest, now, policy.count_request, renewal).await?;
         lookup(array(&reply)?)
@@ -503,7 +509,7 @@ impl SessionStore for RedisStore {
         let route = id.route();
         let id = id.to_string();
         let args = vec![Vec::new(), id.clone().into_bytes()];
-        let reply = self.run(&self.inner.scripts.get, self.base(route), &self.key(route, "i", &id), args).await?;
+        let reply = self.run(&self.inner.scripts.get, bucket(route), args).await?;
         Ok(optional_record(array(&reply)?)?.map(|r| self.inner.pending.shown(r)))
     }
 
@@ -521,7 +527,7 @@ impl SessionStore for RedisStore {
         let refresh = refresh.map(|r| r.to_base64().into_bytes()).unwrap_or_default();
         let deny = deny_access_until.map(ts).unwrap_or_default();
         let args = vec![ts(now), old.clone().into_bytes(), new.to_base64().into_bytes(), refresh, deny];
-        let reply = self.run(&self.inner.scripts.rotate, self.base(route), &self.key(route, "s", &old), args).await?;
+        let reply = self.run(&self.inner.scripts.rotate, bucket(route), args).await?;
         let reply = array(&reply)?;
         if tag(reply)? == "conflict" {
             return Err(StoreError::Conflict);
@@ -549,17 +555,14 @@ impl SessionStore for RedisStore {
         max_bytes: usize,
         now: Timestamp,
     ) -> Result<DataOutcome, StoreError> {
-        let route = id.route();
-        let base = self.base(route);
+        let b = bucket(id.route());
         let id = id.to_string();
-        let key = self.key(route, "i", &id);
         // Optimistic: read the data and its version, patch here (the size cap is measured on
         // serde's JSON, which Lua's cjson would not reproduce), write if the version is
         // unchanged. Each failed attempt means another patch was applied meanwhile, so up to
         // DATA_ATTEMPTS concurrent patches of one session all succeed.
         for _ in 0..DATA_ATTEMPTS {
-            let reply =
-                self.run(&self.inner.scripts.data_get, base, &key, vec![ts(now), id.clone().into_bytes()]).await?;
+            let reply = self.run(&self.inner.scripts.data_get, b, vec![ts(now), id.clone().into_bytes()]).await?;
             let reply = array(&reply)?;
             if tag(reply)? != "ok" {
                 return Ok(DataOutcome::NotFound);
@@ -574,7 +577,7 @@ impl SessionStore for RedisStore {
                 return Ok(DataOutcome::TooLarge { size });
             }
             let args = vec![ts(now), id.clone().into_bytes(), version, json(&next)?];
-            let reply = self.run(&self.inner.scripts.data_set, base, &key, args).await?;
+            let reply = self.run(&self.inner.scripts.data_set, b, args).await?;
             match tag(array(&reply)?)? {
                 "ok" => return Ok(DataOutcome::Updated(next)),
                 "none" => return Ok(DataOutcome::NotFound),
@@ -586,10 +589,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn remove(&self, id: &SessionId, revocation: Revocation) -> Result<Option<SessionRecord>, StoreError> {
-        let route = id.route();
-        let sid = id.to_string();
-        let key = self.key(route, "i", &sid);
-        self.remove_one(route, key, sid.into_bytes(), Vec::new(), revocation).await
+        self.remove_one(id.route(), id.to_string().into_bytes(), Vec::new(), revocation).await
     }
 
     async fn remove_by_digest(
@@ -597,10 +597,7 @@ impl SessionStore for RedisStore {
         digest: &TokenDigest,
         revocation: Revocation,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        let route = digest.route();
-        let d = digest.to_base64();
-        let key = self.key(route, "s", &d);
-        self.remove_one(route, key, Vec::new(), d.into_bytes(), revocation).await
+        self.remove_one(digest.route(), Vec::new(), digest.to_base64().into_bytes(), revocation).await
     }
 
     async fn remove_user(
@@ -616,10 +613,8 @@ impl SessionStore for RedisStore {
             revocation.reason.as_str().as_bytes().to_vec(),
             deny_arg(&revocation),
         ];
-        let route = Route::of_user(user);
-        let key = self.key(route, "u", user.as_str());
         let conn = self.revocation_conn();
-        let reply = self.run_on(conn, &self.inner.scripts.remove_user, self.base(route), &key, args).await?;
+        let reply = self.run_on(conn, &self.inner.scripts.remove_user, bucket(Route::of_user(user)), args).await?;
         let removed = records(&reply)?;
         self.note_denied(&removed, &revocation);
         if !removed.is_empty() {
@@ -630,9 +625,7 @@ impl SessionStore for RedisStore {
 
     async fn list_user(&self, user: &UserId, now: Timestamp) -> Result<Vec<SessionRecord>, StoreError> {
         let args = vec![ts(now), user.as_str().as_bytes().to_vec()];
-        let route = Route::of_user(user);
-        let key = self.key(route, "u", user.as_str());
-        let reply = self.run(&self.inner.scripts.list_user, self.base(route), &key, args).await?;
+        let reply = self.run(&self.inner.scripts.list_user, bucket(Route::of_user(user)), args).await?;
         let mut live: Vec<SessionRecord> = records(&reply)?.into_iter().map(|r| self.inner.pending.shown(r)).collect();
         live.sort_by_key(|r| (r.created_at, r.id));
         Ok(live)
@@ -648,8 +641,6 @@ impl SessionStore for RedisStore {
         let start = self.inner.sweep_from.load(Ordering::Relaxed);
         for step in 0..BUCKETS {
             let b = (start + step) % BUCKETS;
-            let base = &self.inner.bases[b];
-            let key = format!("{base}x");
             loop {
                 if removed.len() >= max {
                     self.inner.sweep_from.store(b, Ordering::Relaxed);
@@ -657,18 +648,18 @@ impl SessionStore for RedisStore {
                 }
                 let batch = (max - removed.len()).min(SWEEP_BATCH);
                 let args = vec![ts(now), batch.to_string().into_bytes()];
-                let reply = self.run(&self.inner.scripts.remove_expired, base, &key, args).await?;
+                let reply = self.run(&self.inner.scripts.remove_expired, b, args).await?;
                 let reply = array(&reply)?;
-                let examined = usize::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("sweep count"))?;
+                let count = |i| usize::try_from(int(field(reply, i)?)?).map_err(|_| corrupt("sweep count"));
+                let (examined, stale, pruned) = (count(0)?, count(2)?, count(3)?);
                 let found = records(field(reply, 1)?)?;
-                let stale = int(field(reply, 2)?)?;
                 let no_progress = found.is_empty() && stale == 0;
                 removed.extend(found);
                 // A full batch of candidates none of which has expired yet (the index's
                 // millisecond scores round up to `now`) would be examined again and again:
-                // next bucket. (Entries whose session Redis already dropped by TTL are
-                // progress: they leave.)
-                if examined < batch || no_progress {
+                // next bucket. (Index entries without a session are progress: they leave.)
+                // Expired revocations and denylist entries go in batches of the same size.
+                if (examined < batch || no_progress) && pruned < batch {
                     break;
                 }
             }
@@ -706,7 +697,7 @@ impl TokenStore for RedisStore {
             ts(now.saturating_add(grace)),
         ];
         let route = presented.route();
-        let reply = self.run(&self.inner.scripts.refresh, self.base(route), &self.key(route, "r", &p), args).await?;
+        let reply = self.run(&self.inner.scripts.refresh, bucket(route), args).await?;
         let reply = array(&reply)?;
         match tag(reply)? {
             "rotated" => Ok(RefreshOutcome::Rotated(record(field(reply, 1)?)?)),
@@ -744,8 +735,8 @@ impl TokenStore for RedisStore {
             local.observe(now);
             return Ok(local.refuses(id, generation, now));
         }
-        let mut get = redis::cmd("GET");
-        get.arg(self.key(id.route(), "d", &id.to_string()));
+        let mut get = redis::cmd("HGET");
+        get.arg(self.key(id.route(), "d")).arg(id.to_string());
         match query::<Option<String>>(&self.inner.conn, get, self.inner.config.operation_timeout).await? {
             None => Ok(None),
             Some(v) => Ok(deny_entry(&v)?.refuses(generation, now)),
@@ -755,35 +746,26 @@ impl TokenStore for RedisStore {
 
 impl BackupStore for RedisStore {
     async fn scan(&self, cursor: ScanCursor) -> Result<ScanPage, StoreError> {
-        // The cursor is the master's index (in the masters' stable order) and that master's
-        // own `SCAN` cursor. A topology change between pages may skip or repeat keys of the
-        // masters that changed: export from a Cluster that is not failing over.
-        let inner = &*self.inner;
-        let timeout = inner.config.operation_timeout;
-        let masters = tokio::time::timeout(timeout, inner.conn.masters())
-            .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?
-            .map_err(redis_error)?;
-        let index = usize::try_from(cursor.raw() >> NODE_CURSOR_BITS).map_err(|_| corrupt("scan cursor"))?;
-        let Some(master) = masters.get(index) else { return Ok(ScanPage { items: Vec::new(), next: None }) };
-        let mut eval = redis::cmd("EVAL");
-        eval.arg(&inner.scripts.scan_code)
-            .arg(0)
-            .arg(&inner.bases[0])
-            .arg(&inner.channel)
-            .arg(cursor.raw() & NODE_CURSOR_MASK)
-            .arg(SCAN_PAGE)
-            .arg(&inner.pattern);
-        let reply: redis::Value =
-            match tokio::time::timeout(conn::SCAN_TIMEOUT, inner.conn.query_on(master, eval)).await {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => return Err(redis_error(e)),
-                Err(elapsed) => return Err(StoreError::Unavailable(Box::new(elapsed))),
-            };
+        // The cursor is the bucket, the hash of that bucket being read (sessions, remembered
+        // revocations, denylist entries) and that hash's own `HSCAN` cursor. Each page is one
+        // script on one bucket, so it goes to the master holding it, Cluster or not.
+        let raw = cursor.raw();
+        let b = usize::try_from(raw >> BUCKET_CURSOR_SHIFT).map_err(|_| corrupt("scan cursor"))?;
+        if b >= BUCKETS {
+            return Ok(ScanPage { items: Vec::new(), next: None });
+        }
+        let at = (raw >> HASH_CURSOR_SHIFT) & 3;
+        let args = vec![
+            at.to_string().into_bytes(),
+            (raw & HSCAN_CURSOR_MASK).to_string().into_bytes(),
+            SCAN_PAGE.to_string().into_bytes(),
+        ];
+        let reply = self.run(&self.inner.scripts.scan, b, args).await?;
         let reply = array(&reply)?;
-        let next: u64 = text(field(reply, 0)?)?.parse().map_err(|_| corrupt("scan cursor"))?;
+        let at = u64::try_from(int(field(reply, 0)?)?).map_err(|_| corrupt("scan cursor"))?;
+        let next: u64 = text(field(reply, 1)?)?.parse().map_err(|_| corrupt("scan cursor"))?;
         let mut items = Vec::new();
-        for item in array(field(reply, 1)?)? {
+        for item in array(field(reply, 2)?)? {
             let f = array(item)?;
             items.push(match tag(f)? {
                 "s" => {
@@ -813,22 +795,22 @@ impl BackupStore for RedisStore {
                 _ => return Err(corrupt("scan item")),
             });
         }
-        let next = if next > NODE_CURSOR_MASK {
-            return Err(corrupt("scan cursor"));
-        } else if next != 0 {
-            Some((u64::try_from(index).map_err(|_| corrupt("scan cursor"))? << NODE_CURSOR_BITS) | next)
-        } else if index + 1 < masters.len() {
-            Some(u64::try_from(index + 1).map_err(|_| corrupt("scan cursor"))? << NODE_CURSOR_BITS)
-        } else {
-            None
+        // Bucket numbers are below 256, so the shifts lose nothing.
+        let next = match at {
+            // The bucket is done: the next one, if any.
+            3 => (b + 1 < BUCKETS).then(|| ((b + 1) as u64) << BUCKET_CURSOR_SHIFT),
+            0..=2 if next <= HSCAN_CURSOR_MASK => {
+                Some(((b as u64) << BUCKET_CURSOR_SHIFT) | (at << HASH_CURSOR_SHIFT) | next)
+            }
+            _ => return Err(corrupt("scan cursor")),
         };
         Ok(ScanPage { items, next: next.map(ScanCursor::from_raw) })
     }
 
     async fn restore(&self, items: Vec<StoredItem>, now: Timestamp) -> Result<(), StoreError> {
-        // TTLs are counted from `now`, or from the latest activity among the items if that is
-        // later (a clock behind the exporter's), so that no entry (a denylist entry in
-        // particular) can expire before its time.
+        // Entries over by `now` are skipped, or by the latest activity among the items if that
+        // is later (a clock behind the exporter's), so that no entry (a denylist entry in
+        // particular) is dropped before its time.
         let reference = items
             .iter()
             .filter_map(|i| match i {
@@ -907,11 +889,9 @@ impl BackupStore for RedisStore {
             self.inner.config.operation_timeout.saturating_add(Duration::from_secs(1).saturating_mul(per_batch));
         for mode in ["check", "write"] {
             for (b, items) in buckets.iter().enumerate().filter(|(_, items)| !items.is_empty()) {
-                let base = &self.inner.bases[b];
-                let mut args = vec![ts(reference), self.retention_ms(), mode.as_bytes().to_vec()];
+                let mut args = vec![ts(reference), mode.as_bytes().to_vec()];
                 args.extend(items.iter().cloned());
-                let reply =
-                    self.run_long(&self.inner.scripts.restore, base, &format!("{base}x"), args, timeout).await?;
+                let reply = self.run_long(&self.inner.scripts.restore, b, args, timeout).await?;
                 match tag(array(&reply)?)? {
                     "ok" => {}
                     "conflict" => return Err(StoreError::Conflict),

@@ -1,7 +1,10 @@
--- Shared by every sessionkit script. ARGV[1] is the key base ("<prefix>:{<tag>}:"), ARGV[2]
--- the denylist channel. Timestamps are 20-digit strings (unix nanoseconds + 2^63), so that
--- string order is time order and no precision is lost to Lua's doubles; `ms` turns one into
--- approximate milliseconds for TTLs and sorted-set scores only, never for a decision.
+-- Shared by every sessionkit script. KEYS are the nine keys of one bucket, every key a script
+-- may touch (see the key layout in mod.rs); ARGV[1] is the bucket's key base
+-- ("<prefix>:{b<n>}:", for messages only), ARGV[2] the denylist channel. Timestamps are
+-- 20-digit strings (unix nanoseconds + 2^63), so that string order is time order and no
+-- precision is lost to Lua's doubles; `ms` turns one into approximate milliseconds for
+-- sorted-set scores only, never for a decision.
+local S, I, U, R, V, D, X, Y, Q = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local B = ARGV[1]
 local CH = ARGV[2]
 
@@ -19,37 +22,18 @@ local function int(n)
   return string.format('%d', n)
 end
 
--- Milliseconds from `now` until `t`, at least 1 (for PX / PEXPIRE): one more than the
--- difference of `ms`, so never less than the exact time left.
-local function ttl(t, now)
-  local v = ms(t) - ms(now) + 1
-  if v < 1 then v = 1 end
-  return v
-end
-
--- A hash (a refresh token's key) as a table.
-local function load(key)
-  local a = redis.call('HGETALL', key)
-  if #a == 0 then return nil end
-  local h = {}
-  for i = 1, #a, 2 do h[a[i]] = a[i + 1] end
-  return h
-end
-
--- A session is one string (so that a validation is one GET): the fields of F, each followed by
+-- A session is one string (so that a validation is one HGET): the fields of F, each followed by
 -- a newline, then the user id, which may hold any byte and so comes last. The other fields
 -- never hold a newline: digits, digests, session ids, and metadata and data as compact JSON.
 -- (codec::record_of_string reads the same layout.)
 local F = {'id', 'g', 'c', 's', 'i', 'a', 'r', 'n', 'e', 'v', 'q', 'rc', 'rs', 'm', 'd'}
 
--- The session stored at `key`, as a table of its fields (rc and rs nil when empty), or nil.
-local function get(key)
-  local s = redis.call('GET', key)
-  if not s then return nil end
+-- Session string `s` as a table of its fields (rc and rs nil when empty).
+local function decode(s)
   local h, p = {}, 1
   for k = 1, #F do
     local q = string.find(s, '\n', p, true)
-    if not q then error('sessionkit: unreadable session record at ' .. key) end
+    if not q then error('sessionkit: unreadable session record in ' .. B .. 's') end
     h[F[k]] = string.sub(s, p, q - 1)
     p = q + 1
   end
@@ -59,15 +43,22 @@ local function get(key)
   return h
 end
 
+-- The session of digest `dg`, as a table of its fields, or nil.
+local function get(dg)
+  local s = redis.call('HGET', S, dg)
+  if not s then return nil end
+  return decode(s)
+end
+
 -- Session `h` in its stored form.
 local function encode(h)
   return table.concat({h.id, h.g, h.c, h.s, h.i, h.a, h.r, h.n, h.e or '0', h.v or '0', h.q or '0',
     h.rc or '', h.rs or '', h.m or '', h.d or '', h.u}, '\n')
 end
 
--- Writes session `h` back to `key`, keeping the key's expiry.
-local function put(key, h)
-  redis.call('SET', key, encode(h), 'KEEPTTL')
+-- Writes session `h` back under its digest.
+local function put(h)
+  redis.call('HSET', S, h.g, encode(h))
 end
 
 -- The record as the Rust side reads it: 12 fields in a fixed order. The generation (`e`) is
@@ -96,9 +87,47 @@ local function parse(v)
   return string.sub(v, 1, p - 1), string.sub(v, p + 1)
 end
 
+-- The member of the user index U for user `u`'s session `dg`: the user id's length (8 digits),
+-- the id, the digest. All members score 0, so the user's sessions are one lexical range.
+local function um(u, dg)
+  return string.format('%08d', #u) .. u .. dg
+end
+
+-- The digests of user `u`'s sessions, from the user index.
+local function of_user(u)
+  local p = string.format('%08d', #u) .. u
+  local out = {}
+  for _, m in ipairs(redis.call('ZRANGE', U, '[' .. p, '(' .. p .. '\255', 'BYLEX')) do
+    out[#out + 1] = string.sub(m, #p + 1)
+  end
+  return out
+end
+
+-- Removes up to `n` entries of V and D whose time has passed (their index Y is scored by
+-- until), and answers how many: every script that adds entries calls this first, so expired
+-- ones cannot pile up (the sweeper removes the rest).
+local function prune(now, n)
+  local due = redis.call('ZRANGE', Y, '-inf', '(' .. int(ms(now)), 'BYSCORE', 'LIMIT', 0, n)
+  for _, m in ipairs(due) do
+    if string.sub(m, 1, 1) == 'v' then
+      redis.call('HDEL', V, string.sub(m, 2))
+    else
+      redis.call('HDEL', D, string.sub(m, 2))
+    end
+    redis.call('ZREM', Y, m)
+  end
+  return #due
+end
+
+-- Remembers the revocation of token digest `dg` ("reason|until" in V), until `till`.
+local function tomb(dg, v, till)
+  redis.call('HSET', V, dg, v)
+  redis.call('ZADD', Y, int(ms(till)), 'v' .. dg)
+end
+
 -- The answer for a digest with no session: a remembered revocation, or nothing.
 local function gone(dg, now)
-  local v = redis.call('GET', B .. 'v:' .. dg)
+  local v = redis.call('HGET', V, dg)
   if v then
     local reason, till = parse(v)
     if now < till then return {'revoked', reason} end
@@ -109,7 +138,7 @@ end
 -- crate::expiry::touch_due and renewed_idle_deadline, on table `h` (the caller writes it back
 -- with `put`); the expiry index follows the idle deadline. `due_before` is now - interval; the
 -- idle candidates are now + idle (ordinary, remember-me); `count` requests are added.
-local function renew(dg, h, now, due_before, idle_ord, idle_rm, count)
+local function renew(h, now, due_before, idle_ord, idle_rm, count)
   local c = tonumber(count)
   if c and c > 0 then
     h.n = string.format('%.0f', tonumber(h.n) + c)
@@ -121,7 +150,7 @@ local function renew(dg, h, now, due_before, idle_ord, idle_rm, count)
     if d < h.i then d = h.i end
     h.s = now
     h.i = d
-    redis.call('ZADD', B .. 'x', int(ms(d)), dg)
+    redis.call('ZADD', X, int(ms(d)), h.g)
   end
 end
 
@@ -161,83 +190,104 @@ local function merge(old, scope, till)
 end
 
 -- Denylists a session's access tokens of `scope` until `till`, merged with the session's entry
--- (never weakening or shortening it), and tells every subscribed instance the merged entry.
+-- (never weakening or shortening it; one whose time has passed counts as none), and tells
+-- every subscribed instance the merged entry.
 local function deny(id, scope, till, now)
   if till == '' or till <= now then return end
-  local k = B .. 'd:' .. id
-  local old = redis.call('GET', k)
+  prune(now, 2)
+  local old = redis.call('HGET', D, id)
+  if old then
+    local _, old_till = parse(old)
+    if old_till <= now then old = nil end
+  end
   local s, t = merge(old, scope, till)
   local v = s .. '|' .. t
   if v == old then return end
-  redis.call('SET', k, v, 'PX', int(ttl(t, now)))
+  redis.call('HSET', D, id, v)
+  redis.call('ZADD', Y, int(ms(t)), 'd' .. id)
   redis.call('PUBLISH', CH, id .. '|' .. v)
 end
 
--- Deletes the keys of session `h`'s refresh tokens, current and spent.
-local function drop_refresh(h)
-  if h.rc then redis.call('DEL', B .. 'r:' .. h.rc) end
-  for _, r in ipairs(split(h.rs)) do redis.call('DEL', B .. 'r:' .. r) end
+-- A refresh token's entry in R: its kind ('c' current, 'x' spent), session id, when it was
+-- spent and its sealed successor (the last two only for the token spent last), each ended by
+-- a newline but the sealed successor, which may hold any byte.
+local function refresh_entry(k, s, t, z)
+  return k .. '\n' .. s .. '\n' .. (t or '') .. '\n' .. (z or '')
 end
 
--- Stores refresh token `rd` as the current one of session `h` (key `sk`), expiring with it.
-local function new_refresh(rd, h, sk)
-  redis.call('HSET', B .. 'r:' .. rd, 's', h.id, 'k', 'c')
-  local life = redis.call('PTTL', sk)
-  if life > 0 then redis.call('PEXPIRE', B .. 'r:' .. rd, int(life)) end
+-- The refresh token of digest `rd`: {k, s, t, z} (t and z nil when absent), or nil.
+local function load_refresh(rd)
+  local v = redis.call('HGET', R, rd)
+  if not v then return nil end
+  local a = string.find(v, '\n', 1, true)
+  local b = a and string.find(v, '\n', a + 1, true)
+  local c = b and string.find(v, '\n', b + 1, true)
+  if not c then error('sessionkit: unreadable refresh token in ' .. B .. 'r') end
+  local r = {k = string.sub(v, 1, a - 1), s = string.sub(v, a + 1, b - 1)}
+  if c > b + 1 then
+    r.t = string.sub(v, b + 1, c - 1)
+    r.z = string.sub(v, c + 1)
+  end
+  return r
+end
+
+-- Deletes session `h`'s refresh tokens, current and spent.
+local function drop_refresh(h)
+  if h.rc then redis.call('HDEL', R, h.rc) end
+  for _, r in ipairs(split(h.rs)) do redis.call('HDEL', R, r) end
 end
 
 -- Writes new session `h` (a table of its fields, `q` from the bucket's sequence) with its
--- refresh tokens (current `rc`, spent `rs`) and index entries, all expiring `life` ms from now
--- (the user's index no sooner than it was to).
-local function create(h, life)
-  local px = int(life)
-  redis.call('SET', B .. 's:' .. h.g, encode(h), 'PX', px)
-  if h.rc then
-    redis.call('HSET', B .. 'r:' .. h.rc, 's', h.id, 'k', 'c')
-    redis.call('PEXPIRE', B .. 'r:' .. h.rc, px)
-  end
+-- refresh tokens (current `rc`, spent `rs`) and index entries.
+local function create(h)
+  redis.call('HSET', S, h.g, encode(h))
+  if h.rc then redis.call('HSET', R, h.rc, refresh_entry('c', h.id)) end
   for _, r in ipairs(split(h.rs)) do
-    redis.call('HSET', B .. 'r:' .. r, 's', h.id, 'k', 'x')
-    redis.call('PEXPIRE', B .. 'r:' .. r, px)
+    redis.call('HSET', R, r, refresh_entry('x', h.id))
   end
-  redis.call('SET', B .. 'i:' .. h.id, h.g, 'PX', px)
-  local uk = B .. 'u:' .. h.u
-  redis.call('ZADD', uk, int(ms(h.a)), h.g)
-  if redis.call('PTTL', uk) < life then redis.call('PEXPIRE', uk, px) end
-  redis.call('ZADD', B .. 'x', int(ms(h.i)), h.g)
+  redis.call('HSET', I, h.id, h.g)
+  redis.call('ZADD', U, 0, um(h.u, h.g))
+  redis.call('ZADD', X, int(ms(h.i)), h.g)
 end
 
 -- Removes a session with every index entry and refresh token; with a reason, remembers the
 -- revocation until the absolute deadline and denylists its access tokens until `till`.
--- The denylist entry and the remembered revocations are written first: while a Cluster
--- migrates this bucket's slot, Redis refuses a script's access to a key not (or no longer)
--- on this node, and stopped there, a revocation must have denied more, never removed the
--- session without denying its access tokens.
 local function drop(dg, h, reason, till, now)
   if reason then
     deny(h.id, reason, till, now)
     if h.a > now then
       -- Remembered for the session token, its current refresh token and the one spent last.
-      local tomb, life = reason .. '|' .. h.a, int(ttl(h.a, now))
-      redis.call('SET', B .. 'v:' .. dg, tomb, 'PX', life)
-      if h.rc then redis.call('SET', B .. 'v:' .. h.rc, tomb, 'PX', life) end
+      prune(now, 3)
+      local v = reason .. '|' .. h.a
+      tomb(dg, v, h.a)
+      if h.rc then tomb(h.rc, v, h.a) end
       local last = split(h.rs)[1]
-      if last then redis.call('SET', B .. 'v:' .. last, tomb, 'PX', life) end
+      if last then tomb(last, v, h.a) end
     end
   end
-  redis.call('DEL', B .. 's:' .. dg, B .. 'i:' .. h.id)
-  redis.call('ZREM', B .. 'u:' .. h.u, dg)
-  redis.call('ZREM', B .. 'x', dg)
+  redis.call('HDEL', S, dg)
+  redis.call('HDEL', I, h.id)
+  redis.call('ZREM', U, um(h.u, dg))
+  redis.call('ZREM', X, dg)
   drop_refresh(h)
+end
+
+-- Removes up to `n` sessions whose idle deadline passed more than `keep` ms ago (expired, not
+-- revoked), so that sessions no sweeper removes cannot pile up: every login calls this.
+local function collect(now, keep, n)
+  for _, dg in ipairs(redis.call('ZRANGE', X, '-inf', '(' .. int(ms(now) - keep), 'BYSCORE', 'LIMIT', 0, n)) do
+    local h = get(dg)
+    if h then drop(dg, h, false, '', now) else redis.call('ZREM', X, dg) end
+  end
 end
 
 -- The session with public id `id`, and its digest.
 local function by_id(id)
-  local dg = redis.call('GET', B .. 'i:' .. id)
+  local dg = redis.call('HGET', I, id)
   if not dg then return nil, nil end
-  local h = get(B .. 's:' .. dg)
+  local h = get(dg)
   if not h then
-    redis.call('DEL', B .. 'i:' .. id)
+    redis.call('HDEL', I, id)
     return nil, nil
   end
   return h, dg

@@ -3,32 +3,30 @@
 -- 12 reuse reason, 13 reuse deny-until or '', 14 history length (spent tokens recognised),
 -- 15 now + grace.
 local now, p, succ = ARGV[3], ARGV[4], ARGV[5]
-local rk = B .. 'r:' .. p
-local r = load(rk)
+local r = load_refresh(p)
 if not r then return gone(p, now) end
 local h, dg = by_id(r.s)
 if not h then
-  redis.call('DEL', rk)
+  redis.call('HDEL', R, p)
   return gone(p, now)
 end
-local sk = B .. 's:' .. dg
 if h.rc == p then
   local e = expiry(h, now)
   if e then return {'expired', e, rec(h)} end
-  if redis.call('EXISTS', B .. 'r:' .. succ) > 0 then return {'conflict'} end
+  if redis.call('HEXISTS', R, succ) == 1 then return {'conflict'} end
   local spent = split(h.rs)
   -- Only the token spent last keeps its sealed successor (for replays in the grace window).
-  if spent[1] then redis.call('HDEL', B .. 'r:' .. spent[1], 't', 'z') end
+  if spent[1] then redis.call('HSET', R, spent[1], refresh_entry('x', h.id)) end
   table.insert(spent, 1, p)
   while #spent > tonumber(ARGV[14]) do
-    redis.call('DEL', B .. 'r:' .. table.remove(spent))
+    redis.call('HDEL', R, table.remove(spent))
   end
-  redis.call('HSET', rk, 'k', 'x', 't', now, 'z', ARGV[6])
-  new_refresh(succ, h, sk)
+  redis.call('HSET', R, p, refresh_entry('x', h.id, now, ARGV[6]))
+  redis.call('HSET', R, succ, refresh_entry('c', h.id))
   h.rc = succ
   h.rs = table.concat(spent, ',')
-  renew(dg, h, now, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
-  put(sk, h)
+  renew(h, now, ARGV[8], ARGV[9], ARGV[10], ARGV[11])
+  put(h)
   return {'rotated', rec(h)}
 end
 local spent = split(h.rs)

@@ -4,7 +4,7 @@ if ARGV[4] ~= '' then
   h, dg = by_id(ARGV[4])
 else
   dg = ARGV[7]
-  h = get(B .. 's:' .. dg)
+  h = get(dg)
 end
 if not h then return {'none'} end
 drop(dg, h, ARGV[5], ARGV[6], ARGV[3])

@@ -1,22 +1,30 @@
--- scan: ARGV 3 cursor, 4 count, 5 MATCH pattern (every bucket's keys). ARGV 1 is unused: a
--- key's kind and name follow its bucket's tag ("<prefix>:{b<n>}:<kind>:<name>").
-local res = redis.call('SCAN', ARGV[3], 'MATCH', ARGV[5], 'COUNT', tonumber(ARGV[4]))
+-- scan: ARGV 3 where to start: which hash (0 sessions, 1 remembered revocations, 2 denylist
+-- entries) and 4 its HSCAN cursor; 5 how many entries to aim for. Reads on, hash after hash,
+-- until that many or the bucket's end, and answers where to go on (hash 3: the end) and the
+-- entries read.
+local at, cursor, want = tonumber(ARGV[3]), ARGV[4], tonumber(ARGV[5])
 local out = {}
-for _, k in ipairs(res[2]) do
-  local p = string.find(k, '}:', 1, true)
-  if p then
-    local kind = string.sub(k, p + 2, p + 3)
-    if kind == 's:' then
-      local h = get(k)
-      if h then out[#out + 1] = {'s', rec(h), h.rc or '', h.rs or ''} end
-    elseif kind == 'v:' or kind == 'd:' then
-      local v = redis.call('GET', k)
-      if v then
-        -- A revocation's reason, or a denylist entry's scope (a reason or 'below:<generation>').
-        local scope, till = parse(v)
-        out[#out + 1] = {string.sub(kind, 1, 1), string.sub(k, p + 4), scope, till}
-      end
+while at < 3 and #out < want do
+  local kind, res
+  if at == 0 then
+    kind, res = 's', redis.call('HSCAN', S, cursor, 'COUNT', want)
+  elseif at == 1 then
+    kind, res = 'v', redis.call('HSCAN', V, cursor, 'COUNT', want)
+  else
+    kind, res = 'd', redis.call('HSCAN', D, cursor, 'COUNT', want)
+  end
+  local a = res[2]
+  for k = 1, #a, 2 do
+    if kind == 's' then
+      local h = decode(a[k + 1])
+      out[#out + 1] = {'s', rec(h), h.rc or '', h.rs or ''}
+    else
+      -- A revocation's reason, or a denylist entry's scope (a reason or 'below:<generation>').
+      local scope, till = parse(a[k + 1])
+      out[#out + 1] = {kind, a[k], scope, till}
     end
   end
+  cursor = res[1]
+  if cursor == '0' then at = at + 1 end
 end
-return {res[1], out}
+return {at, cursor, out}

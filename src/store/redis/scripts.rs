@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, Script, ScriptInvocation, Value};
 
 use crate::error::StoreError;
 
@@ -24,9 +24,6 @@ pub(super) struct Scripts {
     pub(super) remove_expired: Script,
     pub(super) scan: Script,
     pub(super) restore: Script,
-    /// The scan script's text, sent with `EVAL` to each master in turn (a script routed to a
-    /// node rather than by a key).
-    pub(super) scan_code: String,
 }
 
 const PRELUDE: &str = include_str!("prelude.lua");
@@ -93,7 +90,6 @@ impl Scripts {
             remove_expired: script(include_str!("remove_expired.lua")),
             scan: script(include_str!("scan.lua")),
             restore: script(include_str!("restore.lua")),
-            scan_code: with_prelude(include_str!("scan.lua")),
         }
     }
 
@@ -128,17 +124,30 @@ impl Scripts {
     }
 }
 
+/// The names of a bucket's keys (after its key base), in the order every script receives them
+/// as `KEYS`: each script declares every key it may touch.
+pub(super) const KEY_NAMES: [&str; 9] = ["s", "i", "u", "r", "v", "d", "x", "y", "q"];
+
 impl RedisStore {
-    /// Runs `script` on `key` with the key base of its bucket and the channel as its first two
-    /// arguments, then `args`.
-    pub(super) async fn run(
-        &self,
-        script: &Script,
-        base: &str,
-        key: &str,
-        args: Vec<Vec<u8>>,
-    ) -> Result<Value, StoreError> {
-        self.run_on(&self.inner.conn, script, base, key, args).await
+    /// The invocation of `script` on bucket `bucket`: its keys, then the bucket's key base and
+    /// the channel as the first two arguments, then `args`.
+    fn invocation<'a>(&self, script: &'a Script, bucket: usize, args: Vec<Vec<u8>>) -> ScriptInvocation<'a> {
+        let inner = &*self.inner;
+        let base = &inner.bases[bucket];
+        let mut invocation = script.prepare_invoke();
+        for name in KEY_NAMES {
+            invocation.key(format!("{base}{name}"));
+        }
+        invocation.arg(base).arg(inner.channel.as_str());
+        for a in args {
+            invocation.arg(a);
+        }
+        invocation
+    }
+
+    /// Runs `script` on bucket `bucket` with `args` (see [`invocation`](Self::invocation)).
+    pub(super) async fn run(&self, script: &Script, bucket: usize, args: Vec<Vec<u8>>) -> Result<Value, StoreError> {
+        self.run_on(&self.inner.conn, script, bucket, args).await
     }
 
     /// [`run`](Self::run) on connection `conn`.
@@ -146,22 +155,11 @@ impl RedisStore {
         &self,
         conn: &Conn,
         script: &Script,
-        base: &str,
-        key: &str,
+        bucket: usize,
         args: Vec<Vec<u8>>,
     ) -> Result<Value, StoreError> {
-        let inner = &*self.inner;
-        let timeout = inner.config.operation_timeout;
-        let mut invocation = script.key(key);
-        invocation.arg(base).arg(inner.channel.as_str());
-        for a in args {
-            invocation.arg(a);
-        }
-        match tokio::time::timeout(timeout, conn.invoke(&invocation)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(redis_error(e)),
-            Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
-        }
+        let invocation = self.invocation(script, bucket, args);
+        within(self.inner.config.operation_timeout, conn.invoke(&invocation)).await
     }
 
     /// Runs `script` on a connection of its own whose requests may take `timeout`: for
@@ -170,24 +168,15 @@ impl RedisStore {
     pub(super) async fn run_long(
         &self,
         script: &Script,
-        base: &str,
-        key: &str,
+        bucket: usize,
         args: Vec<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Value, StoreError> {
         let inner = &*self.inner;
+        let invocation = self.invocation(script, bucket, args);
         if let Conn::Cluster(_) = inner.conn {
             // The Cluster connection's own response timeout is long; bound this request alone.
-            let mut invocation = script.key(key);
-            invocation.arg(base).arg(inner.channel.as_str());
-            for a in args {
-                invocation.arg(a);
-            }
-            return match tokio::time::timeout(timeout, inner.conn.invoke(&invocation)).await {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(e)) => Err(redis_error(e)),
-                Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
-            };
+            return within(timeout, inner.conn.invoke(&invocation)).await;
         }
         let config = redis::AsyncConnectionConfig::new()
             .set_connection_timeout(Some(inner.config.connect_timeout))
@@ -197,16 +186,19 @@ impl RedisStore {
             .await
             .map_err(|e| StoreError::Unavailable(Box::new(e)))?
             .map_err(redis_error)?;
-        let mut invocation = script.key(key);
-        invocation.arg(base).arg(inner.channel.as_str());
-        for a in args {
-            invocation.arg(a);
-        }
-        match tokio::time::timeout(timeout, invocation.invoke_async::<Value>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(redis_error(e)),
-            Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
-        }
+        within(timeout, invocation.invoke_async::<Value>(&mut conn)).await
+    }
+}
+
+/// `request`'s reply, or [`StoreError::Unavailable`] after `timeout`.
+async fn within(
+    timeout: Duration,
+    request: impl std::future::Future<Output = Result<Value, RedisError>>,
+) -> Result<Value, StoreError> {
+    match tokio::time::timeout(timeout, request).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(redis_error(e)),
+        Err(elapsed) => Err(StoreError::Unavailable(Box::new(elapsed))),
     }
 }
 
@@ -216,8 +208,8 @@ mod tests {
 
     #[test]
     fn a_script_carries_the_prelude_it_uses_and_no_more() {
-        let text = with_prelude("local h = get(B .. 's:' .. ARGV[3])\nreturn rec(h)");
-        for needed in ["local B =", "local CH =", "local function get(", "local F =", "local function rec("] {
+        let text = with_prelude("local h = get(ARGV[3])\nreturn rec(h)");
+        for needed in ["local S, I", "local CH =", "local function get(", "local F =", "local function rec("] {
             assert!(text.contains(needed), "{needed}");
         }
         for unneeded in ["local function drop(", "local function deny(", "local function merge(", "local function put("]
@@ -228,12 +220,77 @@ mod tests {
         // What the definitions included use comes along: drop needs deny, which needs merge.
         let text = with_prelude("drop(dg, h, 'logout', '', ARGV[3])");
         for needed in
-            ["local function deny(", "local function merge(", "local function drop_refresh(", "local function ttl("]
+            ["local function deny(", "local function merge(", "local function drop_refresh(", "local function prune("]
         {
             assert!(text.contains(needed), "{needed}");
         }
         // In the prelude's order, so that every local is defined before the code that uses it.
         assert!(text.find("local function merge(") < text.find("local function deny("));
+    }
+
+    /// Every script's text, prelude included.
+    fn every_script() -> Vec<String> {
+        [
+            include_str!("insert.lua"),
+            include_str!("touch.lua"),
+            include_str!("get.lua"),
+            include_str!("rotate.lua"),
+            include_str!("data_get.lua"),
+            include_str!("data_set.lua"),
+            include_str!("remove.lua"),
+            include_str!("remove_user.lua"),
+            include_str!("list_user.lua"),
+            include_str!("refresh.lua"),
+            include_str!("remove_expired.lua"),
+            include_str!("scan.lua"),
+            include_str!("restore.lua"),
+        ]
+        .into_iter()
+        .map(with_prelude)
+        .collect()
+    }
+
+    /// The calls in `text` whose key is not one of the declared keys (`redis.call('COMMAND',
+    /// KEY, …)`, KEY one of the names the prelude binds to `KEYS`; the one command without a
+    /// key, PUBLISH, names the channel), and whether it calls Redis any other way.
+    fn undeclared(text: &str) -> Vec<String> {
+        let names: Vec<String> = KEY_NAMES.iter().map(|n| n.to_uppercase()).collect();
+        let mut bad: Vec<String> = text
+            .split("redis.call(")
+            .skip(1)
+            .filter_map(|call| {
+                let mut args = call.splitn(3, [',', ')']);
+                let command = args.next().unwrap_or_default().trim().trim_matches('\'');
+                let key = args.next().unwrap_or_default().trim();
+                let declared = if command == "PUBLISH" { key == "CH" } else { names.iter().any(|n| n == key) };
+                (!declared).then(|| format!("redis.call('{command}', {key}"))
+            })
+            .collect();
+        if text.contains("redis.pcall") {
+            bad.push("redis.pcall".to_owned());
+        }
+        bad
+    }
+
+    #[test]
+    fn every_key_a_script_touches_is_declared() {
+        // The prelude binds the declared keys, in KEY_NAMES order, to one upper-case name each.
+        let binding = format!(
+            "local {} = {}",
+            KEY_NAMES.iter().map(|n| n.to_uppercase()).collect::<Vec<_>>().join(", "),
+            (1..=KEY_NAMES.len()).map(|i| format!("KEYS[{i}]")).collect::<Vec<_>>().join(", ")
+        );
+        assert!(PRELUDE.lines().any(|l| l == binding), "{binding}");
+        assert_eq!(PRELUDE.matches("KEYS[").count(), KEY_NAMES.len(), "KEYS is read only there");
+        for text in every_script() {
+            assert!(text.contains("redis.call("));
+            assert_eq!(undeclared(&text), Vec::<String>::new());
+        }
+        // A key built at run time, or any other, is caught.
+        assert_eq!(undeclared("redis.call('GET', B .. 'x:' .. id)"), ["redis.call('GET', B .. 'x:' .. id"]);
+        assert_eq!(undeclared("redis.call('HGET', KEYS[1], f)"), ["redis.call('HGET', KEYS[1]"]);
+        assert_eq!(undeclared("redis.call('PUBLISH', S, m)"), ["redis.call('PUBLISH', S"]);
+        assert_eq!(undeclared("redis.pcall('GET', S)"), ["redis.pcall"]);
     }
 
     #[test]
