@@ -165,12 +165,12 @@ fn server_time(rt: &Runtime, conns: &mut [redis::aio::MultiplexedConnection], na
     if let Some(subject) = subject {
         // The commands the operations sent themselves, per operation (`INFO commandstats`
         // also counts the commands a script runs inside its own call: those are left out). A
-        // validation reads with one GET and runs its script only when the renewal is due (in
+        // validation reads with one HGET and runs its script only when the renewal is due (in
         // this bench, rarely: its sessions are validated within a touch interval of their
         // creation); a login is one script call.
         // The peer (tower-sessions-redis-store) loads with GET and saves with SET.
         let sent: &[&str] = match subject {
-            "validate" | "validate_64" => &["get", "evalsha"],
+            "validate" | "validate_64" => &["hget", "evalsha"],
             "peer_load_save" | "peer_load_save_64" => &["get", "set"],
             "peer_create" => &["set"],
             _ => &["evalsha"],

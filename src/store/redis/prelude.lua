@@ -119,10 +119,17 @@ local function prune(now, n)
   return #due
 end
 
--- Remembers the revocation of token digest `dg` ("reason|until" in V), until `till`.
-local function tomb(dg, v, till)
-  redis.call('HSET', V, dg, v)
-  redis.call('ZADD', Y, int(ms(till)), 'v' .. dg)
+-- Remembers the revocation `v` ("reason|until") of the token digests `dgs` until `till`.
+local function tomb(dgs, v, till)
+  local fields, members, score = {}, {}, int(ms(till))
+  for _, dg in ipairs(dgs) do
+    fields[#fields + 1] = dg
+    fields[#fields + 1] = v
+    members[#members + 1] = score
+    members[#members + 1] = 'v' .. dg
+  end
+  redis.call('HSET', V, unpack(fields))
+  redis.call('ZADD', Y, unpack(members))
 end
 
 -- The answer for a digest with no session: a remembered revocation, or nothing.
@@ -191,10 +198,9 @@ end
 
 -- Denylists a session's access tokens of `scope` until `till`, merged with the session's entry
 -- (never weakening or shortening it; one whose time has passed counts as none), and tells
--- every subscribed instance the merged entry.
+-- every subscribed instance the merged entry. (The caller prunes: it may add an entry.)
 local function deny(id, scope, till, now)
   if till == '' or till <= now then return end
-  prune(now, 2)
   local old = redis.call('HGET', D, id)
   if old then
     local _, old_till = parse(old)
@@ -233,8 +239,9 @@ end
 
 -- Deletes session `h`'s refresh tokens, current and spent.
 local function drop_refresh(h)
-  if h.rc then redis.call('HDEL', R, h.rc) end
-  for _, r in ipairs(split(h.rs)) do redis.call('HDEL', R, r) end
+  local all = split(h.rs)
+  if h.rc then all[#all + 1] = h.rc end
+  if #all > 0 then redis.call('HDEL', R, unpack(all)) end
 end
 
 -- Writes new session `h` (a table of its fields, `q` from the bucket's sequence) with its
@@ -254,15 +261,15 @@ end
 -- revocation until the absolute deadline and denylists its access tokens until `till`.
 local function drop(dg, h, reason, till, now)
   if reason then
+    -- At most four entries added (a denylist entry and three revocations), five pruned.
+    prune(now, 5)
     deny(h.id, reason, till, now)
     if h.a > now then
       -- Remembered for the session token, its current refresh token and the one spent last.
-      prune(now, 3)
-      local v = reason .. '|' .. h.a
-      tomb(dg, v, h.a)
-      if h.rc then tomb(h.rc, v, h.a) end
-      local last = split(h.rs)[1]
-      if last then tomb(last, v, h.a) end
+      local dgs, last = {dg}, split(h.rs)[1]
+      if h.rc then dgs[#dgs + 1] = h.rc end
+      if last then dgs[#dgs + 1] = last end
+      tomb(dgs, reason .. '|' .. h.a, h.a)
     end
   end
   redis.call('HDEL', S, dg)

@@ -53,7 +53,7 @@ for _, it in ipairs(items) do
     if ARGV[j + 13] ~= '' then h.rs = ARGV[j + 13] end
     create(h)
   elseif it[2] == 'v' then
-    if ARGV[j + 3] > ref then tomb(ARGV[j + 1], ARGV[j + 2] .. '|' .. ARGV[j + 3], ARGV[j + 3]) end
+    if ARGV[j + 3] > ref then tomb({ARGV[j + 1]}, ARGV[j + 2] .. '|' .. ARGV[j + 3], ARGV[j + 3]) end
   else
     deny(ARGV[j + 1], ARGV[j + 2], ARGV[j + 3], ref)
   end

@@ -15,6 +15,7 @@ redis.call('ZREM', X, old)
 redis.call('ZADD', X, int(ms(h.i)), new)
 h.g = new
 h.e = dec_inc(h.e or '0')
+prune(now, 2)
 deny(h.id, 'below:' .. h.e, ARGV[7], now)
 if refresh ~= '' then
   -- The refresh tokens issued before are forgotten (not remembered as revoked: not theft).
