@@ -266,10 +266,10 @@ async fn a_durable_logout_survives_fail_over() {
 
 /// A user's bucket moved to another master while in use (`CLUSTER SETSLOT … MIGRATING`, then
 /// `MIGRATE`, then `SETSLOT … NODE`). Every script declares all nine keys of its bucket, so
-/// Redis runs it only where all of them are: while they are split between the two masters a
-/// logout is refused whole (`TRYAGAIN`), never run in part, and validations, plain reads,
-/// follow the key they read (`ASK`). Once the bucket has moved, everything works on the new
-/// master.
+/// Redis runs it only on a master that holds all of them: while they are split between the
+/// two masters a logout is refused whole (`TRYAGAIN`), never run in part, and validations,
+/// plain reads, follow the key they read (`ASK`). Once the bucket has moved, everything works
+/// on the new master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_moves_between_masters_while_in_use() {
     // A cluster of its own: a migrating slot would disturb the shared cluster's other tests.

@@ -38,11 +38,12 @@
 //! trip. Separate applications use separate prefixes.
 //!
 //! Every script is passed all nine keys of its bucket in `KEYS` and touches no other key, so
-//! it is correct on a Cluster in every state: while a bucket's slot migrates between masters,
-//! Redis runs a script only where all of the bucket's keys are, and answers `TRYAGAIN` (a
-//! [`StoreError`] after the client's retries) while they are split, before the script does
-//! anything; proxies that check scripts' keys accept them. A validation's read follows its key
-//! (`ASK`).
+//! it is correct on a Cluster in every state, and proxies that check scripts' keys accept it.
+//! While a bucket's slot migrates between masters, Redis runs a script only on a master that
+//! holds all nine keys and answers `TRYAGAIN` while some are missing there (moved already, or
+//! not yet created), before the script does anything: the operation fails with a
+//! [`StoreError`] after the client's retries, never half-done. A validation's read follows
+//! its key (`ASK`).
 //!
 //! Tokens issued for this store by versions before routing (43 characters, no route) are not
 //! found: their users sign in again once. Their keys lived under `<prefix>:{0}:`, which no

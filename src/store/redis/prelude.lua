@@ -104,8 +104,8 @@ local function of_user(u)
 end
 
 -- Removes up to `n` entries of V and D whose time has passed (their index Y is scored by
--- until), and answers how many: every script that adds entries calls this first, so expired
--- ones cannot pile up (the sweeper removes the rest).
+-- until), and answers how many: a revocation or rotation, which may add entries, calls this
+-- first, so expired ones cannot pile up (the sweeper removes the rest).
 local function prune(now, n)
   local due = redis.call('ZRANGE', Y, '-inf', '(' .. int(ms(now)), 'BYSCORE', 'LIMIT', 0, n)
   for _, m in ipairs(due) do
