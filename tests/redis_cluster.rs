@@ -265,26 +265,23 @@ async fn a_durable_logout_survives_fail_over() {
 }
 
 /// A user's bucket moved to another master while in use (`CLUSTER SETSLOT … MIGRATING`, then
-/// `MIGRATE`, then `SETSLOT … NODE`). Every script declares all nine keys of its bucket, so
-/// Redis runs it only on a master that holds all of them: while they are split between the
-/// two masters a logout is refused whole (`TRYAGAIN`), never run in part, and validations,
-/// plain reads, follow the key they read (`ASK`). Once the bucket has moved, everything works
-/// on the new master.
+/// `MIGRATE`, then `SETSLOT … NODE`). Every script declares all nine keys of its bucket, and
+/// none of them is ever emptied (and so deleted) once the bucket is in use, so Redis runs a
+/// script only on a master that holds all of them, and the script never meets a missing key
+/// midway: before any key has moved, rotations, logins at the limit and logouts work on the
+/// source; while the keys are split between the two masters a logout is refused whole
+/// (`TRYAGAIN`), never run in part, and validations, plain reads, follow the key they read
+/// (`ASK`). Once the bucket has moved, everything works on the new master.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_moves_between_masters_while_in_use() {
     // A cluster of its own: a migrating slot would disturb the shared cluster's other tests.
     let Some(cluster) = RedisCluster::start("slot migration", false) else { return };
-    let m = SessionManager::new(
-        store_with_prefix(&cluster, DenylistMode::Subscribed, "migrating").await,
-        SessionConfig::default(),
-    );
+    let one_session = SessionConfig::builder().max_sessions_per_user(Some(1)).build().unwrap();
+    let m = SessionManager::new(store_with_prefix(&cluster, DenylistMode::Subscribed, "migrating").await, one_session);
     m.set_keys(keys());
-    let created = m.create(NewSession::new(user("alice"))).await.unwrap();
-    let token = created.token.expose_secret().to_owned();
-    let access = created.tokens.unwrap().access_token.expose_secret().to_owned();
-    // A revocation in the bucket, so that all nine of its keys exist.
-    let other = m.create(NewSession::new(user("alice"))).await.unwrap();
-    assert!(m.revoke(other.token.expose_secret()).await.unwrap());
+    // One session, never a revocation: the bucket's remembered revocations and denylist hold
+    // nothing.
+    let first = m.create(NewSession::new(user("alice"))).await.unwrap();
 
     let tag = tag("alice");
     let masters = cluster.masters();
@@ -300,7 +297,7 @@ async fn a_bucket_moves_between_masters_while_in_use() {
         ids.push(redis::cmd("CLUSTER").arg("MYID").query_async::<String>(conn).await.unwrap());
         let keys: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(conn).await.unwrap();
         if keys > 0 {
-            assert_eq!(keys, 9, "a bucket is nine keys");
+            assert_eq!(keys, 9, "a bucket in use is nine keys");
             owner = Some(i);
         }
     }
@@ -325,7 +322,16 @@ async fn a_bucket_moves_between_masters_while_in_use() {
     let (owner_id, target_id) = (ids[owner].clone(), ids[target].clone());
     setslot(&mut conns[target], "IMPORTING", Some(&owner_id)).await;
     setslot(&mut conns[owner], "MIGRATING", Some(&target_id)).await;
-    m.validate(&token).await.expect("a read before any key moved");
+
+    // Nothing has moved yet: every operation works on the source. The rotation empties the
+    // sessions of their only entry before it writes the new one; the login at the limit evicts
+    // the only session, revoking it.
+    let rotated = m.rotate(first.token.expose_secret()).await.expect("a rotation before any key moved");
+    let second = m.create(NewSession::new(user("alice"))).await.expect("a login at the limit before any key moved");
+    assert!(matches!(m.validate(rotated.token.expose_secret()).await, Err(Error::Revoked { .. })), "evicted");
+    let token = second.token.expose_secret().to_owned();
+    let access = second.tokens.unwrap().access_token.expose_secret().to_owned();
+    m.validate(&token).await.unwrap();
 
     // The sessions move first: a validation follows them, a logout waits for the rest.
     migrate(&mut conns[owner], &["s"]).await;
@@ -341,10 +347,10 @@ async fn a_bucket_moves_between_masters_while_in_use() {
     assert!(m.revoke(&token).await.unwrap(), "logged out on the new master");
     assert!(matches!(m.verify_access(&access).await, Err(Error::Revoked { .. })));
     assert!(matches!(m.validate(&token).await, Err(Error::Revoked { .. })));
-    assert!(matches!(m.validate(other.token.expose_secret()).await, Err(Error::Revoked { .. })), "moved too");
-    // What is left (alice has no session now: her revocations, and the sequence) is all there.
+    assert!(matches!(m.validate(rotated.token.expose_secret()).await, Err(Error::Revoked { .. })), "moved too");
+    // Alice has no session now, and the bucket is still its nine keys, all on the new master.
     for (i, conn) in conns.iter_mut().enumerate() {
         let keys: i64 = redis::cmd("CLUSTER").arg("COUNTKEYSINSLOT").arg(slot).query_async(conn).await.unwrap();
-        assert_eq!(keys, if i == target { 4 } else { 0 });
+        assert_eq!(keys, if i == target { 9 } else { 0 });
     }
 }

@@ -331,13 +331,33 @@ async fn keys_hold_digests_and_a_bucket_has_nine_keys() {
     let mut expected: Vec<String> = BUCKET_KEYS.iter().map(|name| format!("{}:{name}", tag("alice"))).collect();
     expected.sort();
     assert_eq!(names, expected, "one bucket's nine keys, all in use");
-    let secrets = [created.token.expose_secret(), other.token.expose_secret(), pair.refresh_token.expose_secret()];
+    // Everything the keys hold, as Redis answers it (a DUMP would be compressed).
+    let mut held: Vec<Vec<u8>> = Vec::new();
     for key in &keys {
-        let dump: Vec<u8> = redis::cmd("DUMP").arg(key).query_async(&mut conn).await.unwrap();
-        for secret in secrets {
-            assert!(!dump.windows(secret.len()).any(|w| w == secret.as_bytes()), "{key} holds a token");
+        let kind: String = redis::cmd("TYPE").arg(key).query_async(&mut conn).await.unwrap();
+        let mut read = match kind.as_str() {
+            "hash" => redis::cmd("HGETALL"),
+            "zset" => redis::cmd("ZRANGE"),
+            _ => redis::cmd("GET"),
+        };
+        read.arg(key);
+        if kind == "zset" {
+            read.arg(0).arg(-1);
         }
+        let values: Vec<Vec<u8>> = if kind == "string" {
+            vec![read.query_async(&mut conn).await.unwrap()]
+        } else {
+            read.query_async(&mut conn).await.unwrap()
+        };
+        held.extend(values);
     }
+    let contains = |needle: &str| held.iter().any(|v| v.windows(needle.len()).any(|w| w == needle.as_bytes()));
+    for secret in [created.token.expose_secret(), other.token.expose_secret(), pair.refresh_token.expose_secret()] {
+        assert!(!contains(secret), "Redis holds a token");
+    }
+    // What it holds instead: their digests (the live session's, the revoked one's remembered).
+    assert!(contains(&created.token.digest().to_base64()));
+    assert!(contains(&other.token.digest().to_base64()));
 }
 
 /// The hash tag of `name`'s bucket: `{b<n>}`, `n` the top 8 bits of the user's route.
@@ -467,9 +487,20 @@ async fn round_trips_per_operation() {
 
 /// The number of entries of a bucket's key `name` (a hash or a sorted set).
 async fn entries(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> usize {
+    members(conn, key).await.len()
+}
+
+/// The fields of hash `key`, or the members of sorted set `key`, but the placeholder `""`
+/// that keeps every key of a bucket in use from being emptied (and so deleted).
+async fn members(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Vec<String> {
     let kind: String = redis::cmd("TYPE").arg(key).query_async(conn).await.unwrap();
-    let count = if kind == "zset" { "ZCARD" } else { "HLEN" };
-    redis::cmd(count).arg(key).query_async(conn).await.unwrap()
+    let mut read = if kind == "zset" { redis::cmd("ZRANGE") } else { redis::cmd("HKEYS") };
+    read.arg(key);
+    if kind == "zset" {
+        read.arg(0).arg(-1);
+    }
+    let all: Vec<String> = read.query_async(conn).await.unwrap();
+    all.into_iter().filter(|m| !m.is_empty()).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -500,25 +531,30 @@ async fn a_bucket_stays_bounded_without_a_sweeper() {
     assert_eq!(entries(&mut conn, &key("v")).await, 20);
     assert_eq!(entries(&mut conn, &key("d")).await, 10);
 
+    // A minute past their idle deadline (30 minutes), within the retention (15 minutes): a
+    // login removes none of them, so that a late request is still answered "expired".
+    clock.advance(Duration::from_secs(31 * 60));
+    let mut live = vec![m.create(NewSession::new(user("alice"))).await.unwrap()];
+    assert_eq!(entries(&mut conn, &key("s")).await, 41);
+
     // Two days later, with no sweeper ever run: nothing expires by itself, but each login
     // removes two sessions long expired, and each revocation up to five remembered
     // revocations and denylist entries whose time has passed, so the bucket comes to hold
     // what is live and no more.
     clock.advance(Duration::from_secs(2 * 86_400));
-    let mut live = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..21 {
         live.push(m.create(NewSession::new(user("alice"))).await.unwrap());
     }
     for name in ["s", "i", "u", "r", "x"] {
-        assert_eq!(entries(&mut conn, &key(name)).await, 20, "{name}: the 40 expired sessions are gone");
+        assert_eq!(entries(&mut conn, &key(name)).await, 21, "{name}: the 41 expired sessions are gone");
     }
-    for created in live.iter().take(10) {
+    for created in live.iter().skip(1).take(10) {
         assert!(m.revoke(created.token.expose_secret()).await.unwrap());
     }
     assert_eq!(entries(&mut conn, &key("v")).await, 20, "only the new revocations are remembered");
     assert_eq!(entries(&mut conn, &key("d")).await, 10);
     assert_eq!(entries(&mut conn, &key("y")).await, 30);
-    assert_eq!(m.list(&user("alice")).await.unwrap().len(), 10);
+    assert_eq!(m.list(&user("alice")).await.unwrap().len(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -531,13 +567,7 @@ async fn a_sweep_over_due_index_entries_of_live_sessions_ends() {
     let m = SessionManager::with_clock(store.clone(), SessionConfig::default(), clock.clone());
     let created = m.create(NewSession::new(user("alice"))).await.unwrap();
     let mut conn = raw(&server).await;
-    let digests: Vec<String> = redis::cmd("ZRANGE")
-        .arg(format!("sweepends:{}:x", tag("alice")))
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let digests = members(&mut conn, &format!("sweepends:{}:x", tag("alice"))).await;
     assert_eq!(digests.len(), 1);
     let _: () = redis::cmd("ZADD")
         .arg(format!("sweepends:{}:x", tag("alice")))
@@ -573,9 +603,7 @@ async fn a_sweep_goes_on_past_index_entries_without_a_session() {
     clock.advance(Duration::from_secs(2 * 86_400));
     let removed = SessionStore::remove_expired(&store, clock.now(), usize::MAX).await.unwrap();
     assert_eq!(removed.len(), 1, "the expired session behind the stale entries is swept");
-    let left: usize =
-        redis::cmd("ZCARD").arg(format!("sweepstale:{}:x", tag("alice"))).query_async(&mut conn).await.unwrap();
-    assert_eq!(left, 0);
+    assert_eq!(entries(&mut conn, &format!("sweepstale:{}:x", tag("alice"))).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,10 +623,14 @@ async fn a_sweep_removes_revocations_and_denylist_entries_whose_time_has_passed(
     assert_eq!(entries(&mut conn, &key("y")).await, 9);
     // A day on, their sessions' absolute deadlines and the access tokens have long passed.
     clock.advance(Duration::from_secs(86_400));
+    // A revocation made now, remembered for hours yet (its session's absolute deadline).
+    let fresh = m.create(NewSession::new(user("alice"))).await.unwrap();
+    assert!(m.revoke(fresh.token.expose_secret()).await.unwrap());
     SessionStore::remove_expired(&store, clock.now(), usize::MAX).await.unwrap();
-    for name in ["v", "d", "y"] {
-        assert_eq!(entries(&mut conn, &key(name)).await, 0, "{name}");
-    }
+    assert_eq!(entries(&mut conn, &key("v")).await, 2, "the session token's and the refresh token's");
+    assert_eq!(entries(&mut conn, &key("d")).await, 1);
+    assert_eq!(entries(&mut conn, &key("y")).await, 3);
+    assert!(matches!(m.validate(fresh.token.expose_secret()).await, Err(Error::Revoked { .. })));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -137,7 +137,8 @@ async fn resync(conn: &Conn, local: &LocalDenylist, s: &SubscriberSettings) -> R
         query::<Vec<(String, String)>>(conn, all, s.timeout)
     });
     for entries in futures_util::future::try_join_all(reads).await? {
-        for (id, value) in entries {
+        // The bucket's placeholder, '' (see `next_seq` in prelude.lua), is no entry.
+        for (id, value) in entries.into_iter().filter(|(id, _)| !id.is_empty()) {
             apply_message(local, &format!("{id}|{value}"));
         }
     }

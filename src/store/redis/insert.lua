@@ -52,7 +52,7 @@ if ARGV[16] ~= '' then
   end
 end
 local h = {id = id, g = dg, u = u, c = ARGV[7], s = ARGV[8], i = ARGV[9], a = ARGV[10], r = ARGV[11],
-  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = redis.call('INCR', Q), e = ARGV[21]}
+  n = ARGV[12], m = ARGV[13], d = ARGV[14], v = '0', q = next_seq(), e = ARGV[21]}
 if rf ~= '' then h.rc = rf end
 create(h)
 return {'ok', evicted}

@@ -39,11 +39,13 @@
 //!
 //! Every script is passed all nine keys of its bucket in `KEYS` and touches no other key, so
 //! it is correct on a Cluster in every state, and proxies that check scripts' keys accept it.
-//! While a bucket's slot migrates between masters, Redis runs a script only on a master that
-//! holds all nine keys and answers `TRYAGAIN` while some are missing there (moved already, or
-//! not yet created), before the script does anything: the operation fails with a
-//! [`StoreError`] after the client's retries, never half-done. A validation's read follows
-//! its key (`ASK`).
+//! A bucket's first login gives each of its keys a placeholder entry, `""` (no digest, id or
+//! index member is empty), so that from then on all nine exist and no script empties, and so
+//! deletes, one: a script never meets a missing key midway. While a bucket's slot migrates
+//! between masters, Redis runs scripts on the source until the first of its keys has moved,
+//! then answers `TRYAGAIN`, before the script does anything, until the last has: the
+//! operation fails with a [`StoreError`] after the client's retries, never half-done. A
+//! validation's read follows its key (`ASK`).
 //!
 //! Tokens issued for this store by versions before routing (43 characters, no route) are not
 //! found: their users sign in again once. Their keys lived under `<prefix>:{0}:`, which no
@@ -68,7 +70,8 @@
 //! without it, each login removes two sessions of its bucket whose idle deadline passed more
 //! than [`RedisConfig::expired_retention`] ago, and each revocation up to five revocations and
 //! denylist entries whose time has passed, so a bucket never holds more than two sessions
-//! beyond its peak of unexpired ones, and expired entries never pile up. Until it is removed,
+//! beyond its peak of sessions unexpired or expired less than the retention ago, and expired
+//! entries never pile up. Until it is removed,
 //! an expired session is answered "expired", an expired revocation or denylist entry is
 //! ignored.
 //!

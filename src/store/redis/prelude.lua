@@ -244,6 +244,27 @@ local function drop_refresh(h)
   if #all > 0 then redis.call('HDEL', R, unpack(all)) end
 end
 
+-- The bucket's next creation sequence number. The first also gives each other key of the
+-- bucket a placeholder entry, '' (never a digest, a session id or a user index member; scored
+-- +inf where scores are deadlines, 0 in the user index), so that from then on every key
+-- exists and none is emptied, and so deleted, while a script runs: while a Cluster migrates
+-- the bucket's slot, Redis refuses a script whose keys the master does not all hold, and
+-- midway, any command on a key it does not hold.
+local function next_seq()
+  local q = redis.call('INCR', Q)
+  if q == 1 then
+    redis.call('HSET', S, '', '')
+    redis.call('HSET', I, '', '')
+    redis.call('HSET', R, '', '')
+    redis.call('HSET', V, '', '')
+    redis.call('HSET', D, '', '')
+    redis.call('ZADD', U, 0, '')
+    redis.call('ZADD', X, '+inf', '')
+    redis.call('ZADD', Y, '+inf', '')
+  end
+  return q
+end
+
 -- Writes new session `h` (a table of its fields, `q` from the bucket's sequence) with its
 -- refresh tokens (current `rc`, spent `rs`) and index entries.
 local function create(h)

@@ -48,7 +48,7 @@ for _, it in ipairs(items) do
   if it[2] == 's' then
     local h = {id = ARGV[j + 1], g = ARGV[j + 2], u = ARGV[j + 3], c = ARGV[j + 4], s = ARGV[j + 5],
       i = ARGV[j + 6], a = ARGV[j + 7], r = ARGV[j + 8], n = ARGV[j + 9], m = ARGV[j + 10], d = ARGV[j + 11],
-      v = '0', q = redis.call('INCR', Q), e = ARGV[j + 14]}
+      v = '0', q = next_seq(), e = ARGV[j + 14]}
     if ARGV[j + 12] ~= '' then h.rc = ARGV[j + 12] end
     if ARGV[j + 13] ~= '' then h.rs = ARGV[j + 13] end
     create(h)

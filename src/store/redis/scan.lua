@@ -15,7 +15,9 @@ while at < 3 and #out < want do
   end
   local a = res[2]
   for k = 1, #a, 2 do
-    if kind == 's' then
+    if a[k] == '' then
+      -- The bucket's placeholder (see next_seq).
+    elseif kind == 's' then
       local h = decode(a[k + 1])
       out[#out + 1] = {'s', rec(h), h.rc or '', h.rs or ''}
     else
