@@ -31,8 +31,8 @@ pub enum DenylistMode {
 pub(super) use crate::store::local_denylist::LocalDenylist;
 
 pub(super) struct SubscriberSettings {
-    /// The key base of every bucket.
-    pub(super) bases: Vec<String>,
+    /// Every bucket's denylist key.
+    pub(super) deny_keys: Vec<String>,
     pub(super) channel: String,
     /// The longest the subscription may go unconfirmed by a `PING`.
     pub(super) check: Duration,
@@ -131,9 +131,9 @@ fn apply_message(local: &LocalDenylist, payload: &str) {
 /// Reads every denylist entry from Redis into `local`: each bucket's `d` hash, all at once
 /// (the requests share the connection, and on a Cluster each goes to its bucket's master).
 async fn resync(conn: &Conn, local: &LocalDenylist, s: &SubscriberSettings) -> Result<(), StoreError> {
-    let reads = s.bases.iter().map(|base| {
+    let reads = s.deny_keys.iter().map(|key| {
         let mut all = redis::cmd("HGETALL");
-        all.arg(format!("{base}d"));
+        all.arg(key);
         query::<Vec<(String, String)>>(conn, all, s.timeout)
     });
     for entries in futures_util::future::try_join_all(reads).await? {

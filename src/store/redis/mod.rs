@@ -156,7 +156,7 @@ pub use config::{MAX_EXPIRED_RETENTION, MAX_SUBSCRIPTION_CHECK, MAX_TIMEOUT, Red
 use conn::Conn;
 pub use denylist::DenylistMode;
 use denylist::{LocalDenylist, SubscriberSettings, subscribe_loop};
-use scripts::Scripts;
+use scripts::{Bucket, Scripts};
 
 /// A [`SessionStore`] in Redis (or Valkey), shared by every instance that uses the same server
 /// and key prefix. Cheap to clone. See the [module documentation](self).
@@ -168,8 +168,8 @@ pub struct RedisStore {
 struct Inner {
     client: Client,
     conn: Conn,
-    /// `<prefix>:{b<n>}:` for every bucket `n`.
-    bases: Vec<String>,
+    /// Every bucket's key base and keys, by bucket number.
+    buckets: Vec<Bucket>,
     /// The bucket the next sweep starts at, so that sweeps bounded by `max` visit every one.
     sweep_from: std::sync::atomic::AtomicUsize,
     channel: String,
@@ -248,7 +248,7 @@ impl RedisStore {
         }
         let conn = Conn::new(&config, &client)?;
         let revocations = if config.revocation_replicas > 0 { Some(Conn::new(&config, &client)?) } else { None };
-        let bases: Vec<String> = (0..BUCKETS).map(|b| format!("{}:{{b{b}}}:", config.key_prefix)).collect();
+        let buckets: Vec<Bucket> = (0..BUCKETS).map(|b| Bucket::new(&config.key_prefix, b)).collect();
         let channel = format!("{}:denylist", config.key_prefix);
         let (denylist, subscriber) = match config.denylist {
             DenylistMode::Strict => (None, None),
@@ -260,7 +260,7 @@ impl RedisStore {
                     conn.clone(),
                     Arc::clone(&local),
                     SubscriberSettings {
-                        bases: bases.clone(),
+                        deny_keys: buckets.iter().map(|b| b.denylist().to_owned()).collect(),
                         channel: channel.clone(),
                         check: config.subscription_check,
                         timeout: config.operation_timeout,
@@ -281,7 +281,7 @@ impl RedisStore {
         let inner = Inner {
             client,
             conn,
-            bases,
+            buckets,
             sweep_from,
             channel,
             config,
@@ -307,14 +307,9 @@ impl RedisStore {
         self.inner.denylist.as_ref().is_none_or(|d| d.synced.load(Ordering::Acquire))
     }
 
-    /// The key base of the bucket `route` falls in.
-    fn base(&self, route: Route) -> &str {
-        &self.inner.bases[bucket(route)]
-    }
-
-    /// The key `name` (one of [`KEY_NAMES`](scripts::KEY_NAMES)) of the bucket `route` falls in.
-    fn key(&self, route: Route, name: &str) -> String {
-        format!("{}{name}", self.base(route))
+    /// The bucket `route` falls in.
+    fn bucket_of(&self, route: Route) -> &Bucket {
+        &self.inner.buckets[bucket(route)]
     }
 
     fn note_denied(&self, records: &[SessionRecord], revocation: &Revocation) {
@@ -483,10 +478,10 @@ impl SessionStore for RedisStore {
         if !self.inner.pending.renewal_due(digest, now, policy.interval) {
             let timeout = self.inner.config.operation_timeout;
             let mut get = redis::cmd("HGET");
-            get.arg(self.key(route, "s")).arg(&d);
+            get.arg(self.bucket_of(route).sessions()).arg(&d);
             let Some(stored) = query::<Option<Vec<u8>>>(&self.inner.conn, get, timeout).await? else {
                 let mut get = redis::cmd("HGET");
-                get.arg(self.key(route, "v")).arg(&d);
+                get.arg(self.bucket_of(route).revocations()).arg(&d);
                 return Ok(match query::<Option<String>>(&self.inner.conn, get, timeout).await? {
                     None => Lookup::NotFound,
                     Some(v) => {
@@ -740,7 +735,7 @@ impl TokenStore for RedisStore {
             return Ok(local.refuses(id, generation, now));
         }
         let mut get = redis::cmd("HGET");
-        get.arg(self.key(id.route(), "d")).arg(id.to_string());
+        get.arg(self.bucket_of(id.route()).denylist()).arg(id.to_string());
         match query::<Option<String>>(&self.inner.conn, get, self.inner.config.operation_timeout).await? {
             None => Ok(None),
             Some(v) => Ok(deny_entry(&v)?.refuses(generation, now)),

@@ -128,17 +128,47 @@ impl Scripts {
 /// as `KEYS`: each script declares every key it may touch.
 pub(super) const KEY_NAMES: [&str; 9] = ["s", "i", "u", "r", "v", "d", "x", "y", "q"];
 
+/// A bucket's key base (`<prefix>:{b<n>}:`) and its keys, named once when the store is made
+/// rather than on every request.
+pub(super) struct Bucket {
+    pub(super) base: String,
+    keys: [String; 9],
+}
+
+impl Bucket {
+    pub(super) fn new(prefix: &str, n: usize) -> Self {
+        let base = format!("{prefix}:{{b{n}}}:");
+        let keys = KEY_NAMES.map(|name| format!("{base}{name}"));
+        Self { base, keys }
+    }
+
+    /// `s`: the sessions.
+    pub(super) fn sessions(&self) -> &str {
+        &self.keys[0]
+    }
+
+    /// `v`: the remembered revocations.
+    pub(super) fn revocations(&self) -> &str {
+        &self.keys[4]
+    }
+
+    /// `d`: the denylist entries.
+    pub(super) fn denylist(&self) -> &str {
+        &self.keys[5]
+    }
+}
+
 impl RedisStore {
     /// The invocation of `script` on bucket `bucket`: its keys, then the bucket's key base and
     /// the channel as the first two arguments, then `args`.
     fn invocation<'a>(&self, script: &'a Script, bucket: usize, args: Vec<Vec<u8>>) -> ScriptInvocation<'a> {
         let inner = &*self.inner;
-        let base = &inner.bases[bucket];
+        let bucket = &inner.buckets[bucket];
         let mut invocation = script.prepare_invoke();
-        for name in KEY_NAMES {
-            invocation.key(format!("{base}{name}"));
+        for key in &bucket.keys {
+            invocation.key(key.as_str());
         }
-        invocation.arg(base).arg(inner.channel.as_str());
+        invocation.arg(bucket.base.as_str()).arg(inner.channel.as_str());
         for a in args {
             invocation.arg(a);
         }
@@ -291,6 +321,14 @@ mod tests {
         assert_eq!(undeclared("redis.call('HGET', KEYS[1], f)"), ["redis.call('HGET', KEYS[1]"]);
         assert_eq!(undeclared("redis.call('PUBLISH', S, m)"), ["redis.call('PUBLISH', S"]);
         assert_eq!(undeclared("redis.pcall('GET', S)"), ["redis.pcall"]);
+    }
+
+    #[test]
+    fn a_bucket_names_its_keys() {
+        let b = Bucket::new("app", 7);
+        assert_eq!(b.base, "app:{b7}:");
+        assert_eq!((b.sessions(), b.revocations(), b.denylist()), ("app:{b7}:s", "app:{b7}:v", "app:{b7}:d"));
+        assert_eq!(b.keys.iter().map(|k| &k[b.base.len()..]).collect::<Vec<_>>(), KEY_NAMES);
     }
 
     #[test]
