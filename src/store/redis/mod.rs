@@ -71,9 +71,8 @@
 //! than [`RedisConfig::expired_retention`] ago, and each revocation up to five revocations and
 //! denylist entries whose time has passed, so a bucket never holds more than two sessions
 //! beyond its peak of sessions unexpired or expired less than the retention ago, and expired
-//! entries never pile up. Until it is removed,
-//! an expired session is answered "expired", an expired revocation or denylist entry is
-//! ignored.
+//! entries never pile up. Until it is removed, an expired session is answered "expired", an
+//! expired revocation or denylist entry is ignored.
 //!
 //! Timestamps are stored as 20-digit strings (Unix nanoseconds + 2⁶³), so that scripts compare
 //! them exactly, and always come from the caller's `now`, never from Redis's clock.

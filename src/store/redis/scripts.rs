@@ -34,8 +34,9 @@ fn script(body: &str) -> Script {
 
 /// `body` after the parts of the prelude it uses. Redis runs a script's whole text on every
 /// call, so a script carries only the definitions it needs: the prelude's paragraphs (separated
-/// by blank lines) each define one name, but the first (`B` and `CH`), which every script gets;
-/// a paragraph is included when the body, or a paragraph included, mentions its name.
+/// by blank lines) each define one name, but the first (the keys, `B` and `CH`), which every
+/// script gets; a paragraph is included when the body, or a paragraph included, mentions its
+/// name.
 fn with_prelude(body: &str) -> String {
     let paragraphs: Vec<&str> = PRELUDE.split("\n\n").collect();
     let names: Vec<Option<&str>> = paragraphs.iter().map(|p| defined(p)).collect();
@@ -74,22 +75,55 @@ fn mentions(text: &str, name: &str) -> bool {
         .any(|(at, _)| !word(text[..at].chars().next_back()) && !word(text[at + name.len()..].chars().next()))
 }
 
+/// Every script's body, in the order of [`Scripts`]' fields: one list for the scripts and for
+/// the tests that read them.
+const BODIES: [&str; 13] = [
+    include_str!("insert.lua"),
+    include_str!("touch.lua"),
+    include_str!("get.lua"),
+    include_str!("rotate.lua"),
+    include_str!("data_get.lua"),
+    include_str!("data_set.lua"),
+    include_str!("remove.lua"),
+    include_str!("remove_user.lua"),
+    include_str!("list_user.lua"),
+    include_str!("refresh.lua"),
+    include_str!("remove_expired.lua"),
+    include_str!("scan.lua"),
+    include_str!("restore.lua"),
+];
+
 impl Scripts {
     pub(super) fn new() -> Self {
+        let [
+            insert,
+            touch,
+            get,
+            rotate,
+            data_get,
+            data_set,
+            remove,
+            remove_user,
+            list_user,
+            refresh,
+            remove_expired,
+            scan,
+            restore,
+        ] = BODIES.map(script);
         Self {
-            insert: script(include_str!("insert.lua")),
-            touch: script(include_str!("touch.lua")),
-            get: script(include_str!("get.lua")),
-            rotate: script(include_str!("rotate.lua")),
-            data_get: script(include_str!("data_get.lua")),
-            data_set: script(include_str!("data_set.lua")),
-            remove: script(include_str!("remove.lua")),
-            remove_user: script(include_str!("remove_user.lua")),
-            list_user: script(include_str!("list_user.lua")),
-            refresh: script(include_str!("refresh.lua")),
-            remove_expired: script(include_str!("remove_expired.lua")),
-            scan: script(include_str!("scan.lua")),
-            restore: script(include_str!("restore.lua")),
+            insert,
+            touch,
+            get,
+            rotate,
+            data_get,
+            data_set,
+            remove,
+            remove_user,
+            list_user,
+            refresh,
+            remove_expired,
+            scan,
+            restore,
         }
     }
 
@@ -260,24 +294,7 @@ mod tests {
 
     /// Every script's text, prelude included.
     fn every_script() -> Vec<String> {
-        [
-            include_str!("insert.lua"),
-            include_str!("touch.lua"),
-            include_str!("get.lua"),
-            include_str!("rotate.lua"),
-            include_str!("data_get.lua"),
-            include_str!("data_set.lua"),
-            include_str!("remove.lua"),
-            include_str!("remove_user.lua"),
-            include_str!("list_user.lua"),
-            include_str!("refresh.lua"),
-            include_str!("remove_expired.lua"),
-            include_str!("scan.lua"),
-            include_str!("restore.lua"),
-        ]
-        .into_iter()
-        .map(with_prelude)
-        .collect()
+        BODIES.into_iter().map(with_prelude).collect()
     }
 
     /// The calls in `text` whose key is not one of the declared keys (`redis.call('COMMAND',
